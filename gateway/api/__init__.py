@@ -1,0 +1,1 @@
+"""HTTP API blueprints. Each module is a builtin plugin that registers its blueprint."""

@@ -1,0 +1,131 @@
+"""``POST /api/webhooks/receive``: the guide's incoming webhook.
+
+Order of checks: body size (Flask, 413) -> media type (415) -> signature over the raw
+bytes (401) -> JSON (400) -> event name (400) -> schema (422) -> one atomic write (201), or
+200 with the original ticket when the Idempotency-Key / webhook-id was seen within 24 h.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from marshmallow import ValidationError
+
+from gateway import signing
+from gateway.errors import ApiError
+from gateway.events import Event, iso_z, utc_now
+from gateway.hookspecs import hookimpl
+from gateway.schemas import ReceiveBody, TicketCreateData
+
+bp = Blueprint("receive", __name__)
+RECEIVE_BODY = ReceiveBody()
+TICKET_DATA = TicketCreateData()
+INCOMING_EVENTS = ("ticket.create",)
+MAX_IDEMPOTENCY_KEY = 255
+
+
+def _is_json(content_type: str | None) -> bool:
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+def verify_request_signature(body: bytes, headers: Any, secret: str, tolerance: int) -> None:
+    """Accept the guide's X-Webhook-Signature, or Standard Webhooks headers; else 401."""
+    hex_header = headers.get("X-Webhook-Signature")
+    if hex_header is not None:
+        if not signing.verify_hex_signature(body, hex_header, [secret]):
+            raise ApiError(401, "signature_invalid",
+                           "X-Webhook-Signature does not match the body: sign the exact bytes you send with "
+                           "HMAC-SHA256 and the shared secret, hex-encoded.")
+        return
+    if headers.get("webhook-signature") is not None:
+        try:
+            signing.verify_standard(body, headers, [secret], tolerance)
+        except signing.StandardVerifyError as exc:
+            raise ApiError(401, exc.code, str(exc)) from None
+        return
+    raise ApiError(401, "signature_missing", "A webhook secret is configured: send X-Webhook-Signature "
+                   "(hex HMAC-SHA256 of the body) or Standard Webhooks headers.")
+
+
+def parse_json(body: bytes) -> Any:
+    """Decode a JSON body; 400 with a stable code when it is not valid JSON."""
+    try:
+        return json.loads(body)
+    except UnicodeDecodeError:
+        raise ApiError(400, "malformed_json", "The body is not valid UTF-8.") from None
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(400, "malformed_json", f"The body is not valid JSON: {exc}"[:300]) from None
+
+
+def load_or_422(schema: Any, data: Any, prefix: str = "") -> dict[str, Any]:
+    """Validate with ``schema``; 422 with one message list per field on failure."""
+    try:
+        return schema.load(data)
+    except ValidationError as exc:
+        messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
+        fields = {f"{prefix}{k}": v for k, v in messages.items()}
+        raise ApiError(422, "validation_failed", "The request body has invalid fields.", fields) from None
+
+
+def idempotency_key() -> str | None:
+    """The Idempotency-Key header, else Standard Webhooks' webhook-id."""
+    key = request.headers.get("Idempotency-Key") or request.headers.get("webhook-id")
+    if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY):
+        raise ApiError(400, "idempotency_key_invalid",
+                       f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters.")
+    return key
+
+
+@bp.post("/api/webhooks/receive")
+def receive() -> tuple[Response, int] | Response:
+    runtime = current_app.extensions["gateway"]
+    settings = runtime.settings
+    if not _is_json(request.content_type):
+        raise ApiError(415, "unsupported_media_type", "Send the body as JSON with Content-Type: application/json.")
+    body = request.get_data(cache=False)
+    if settings.secret is not None:
+        verify_request_signature(body, request.headers, settings.secret, settings.signature_tolerance)
+    doc = parse_json(body)
+    if not isinstance(doc, dict):
+        raise ApiError(400, "malformed_json", 'The body must be a JSON object: {"event": ..., "data": {...}}.')
+    envelope = load_or_422(RECEIVE_BODY, doc)
+    if envelope["event"] not in INCOMING_EVENTS:
+        raise ApiError(400, "unknown_event", f"Unknown event {envelope['event'][:100]!r}; "
+                       f"accepted: {', '.join(INCOMING_EVENTS)}.", {"event": ["Unknown event."]})
+    data = load_or_422(TICKET_DATA, envelope["data"], prefix="data.")
+    key = idempotency_key()
+
+    from gateway.bus import TICKET_NUMBER_PLACEHOLDER
+
+    now = utc_now()
+    ticket = {
+        "id": str(uuid.uuid4()),
+        "ticket_number": TICKET_NUMBER_PLACEHOLDER,
+        "subject": data["subject"],
+        "message": data["message"],
+        "status": "new",
+        "priority": data["priority"],
+        "category": data["category"],
+        "customer_email": data["customer_email"],
+        "customer_name": data["customer_name"],
+        "source": "webhook",
+        "created_at": iso_z(now),
+    }
+    event = Event.new("ticket.created", {"ticket": ticket}, at=now)
+    published = runtime.publisher.publish(event, ticket=ticket, idempotency_key=key, now=now)
+    response = jsonify({"ticket": published.ticket})
+    if published.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+        return response, 200
+    response.headers["Location"] = f"/api/tickets/{ticket['id']}"
+    return response, 201
+
+
+@hookimpl
+def register_blueprints(register: Callable[[Blueprint], None]) -> None:
+    register(bp)

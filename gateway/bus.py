@@ -1,0 +1,130 @@
+"""publish(): resolve an event's subscribers and write the event, its ticket (for a new
+ticket) and one pending delivery per sink target in ONE Redis round trip.
+
+After the write commits, sinks with no live drainer get an rq ``drain`` job (a second
+round trip, skipped while drainers are already working a backlog, which is what keeps
+rq's per-job bookkeeping off the hot path under load). If the process dies between the
+two, the drainer lease it reserved expires and the worker's sweeper enqueues the drain:
+the deliveries are already durable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import uuid
+from datetime import datetime
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from gateway.events import Event
+
+if TYPE_CHECKING:  # pragma: no cover
+    from gateway.runtime import Runtime
+
+TICKET_NUMBER_PLACEHOLDER = "\x01TKT\x01"
+# json.dumps escapes the placeholder's control characters; the Lua script looks for them
+# raw, which only the real value can produce (user text always stays escaped).
+_ENCODED_PLACEHOLDER = json.dumps(TICKET_NUMBER_PLACEHOLDER)
+_RAW_PLACEHOLDER = '"' + TICKET_NUMBER_PLACEHOLDER + '"'
+DRAIN_JOB = "gateway.jobs.drain"
+DRAINER_LEASE_MS = 30_000
+BACKLOG_PER_DRAINER = 64
+
+
+def load_lua(name: str) -> str:
+    """The text of ``gateway/lua/<name>.lua``."""
+    return resources.files("gateway").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
+
+
+@dataclasses.dataclass(frozen=True)
+class Published:
+    """What a publish wrote."""
+
+    event: Event
+    delivery_ids: tuple[str, ...]
+    sinks: tuple[str, ...]
+    ticket: dict[str, Any] | None = None
+    replayed: bool = False
+
+
+class Publisher:
+    """Writes events. One per process, built at start-up (script and queue warmed)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.script = runtime.redis.register_script(load_lua("publish"))
+
+    def _deliveries(self, event: Event) -> list[tuple[str, str, str]]:
+        rows: list[tuple[str, str, str]] = []
+        for sink_config in self.runtime.subscribers(event.name):
+            sink = self.runtime.sinks[sink_config.name]
+            for target in sink.targets(event):
+                rows.append((f"dlv_{uuid.uuid4().hex}", sink_config.name, json.dumps(target.to_json())))
+        return rows
+
+    def _call(self, event: Event, rows: list[tuple[str, str, str]], ticket: dict[str, Any] | None,
+              idempotency_key: str | None, now: datetime) -> list[Any]:
+        settings = self.runtime.settings
+        args: list[Any] = [
+            settings.key_prefix, int(now.timestamp() * 1000),
+            self.runtime.keys.idempotency(idempotency_key) if idempotency_key else "",
+            settings.idempotency_ttl,
+            str(now.year) if ticket is not None else "",
+            ticket["id"] if ticket is not None else "",
+            _raw(json.dumps(ticket, separators=(",", ":"), ensure_ascii=False)) if ticket is not None else "",
+            event.id, _raw(event.to_json()), int(settings.retention_days * 86400),
+            self.runtime.max_drainers, DRAINER_LEASE_MS, BACKLOG_PER_DRAINER, len(rows),
+        ]
+        for row in rows:
+            args.extend(row)
+        return self.script(args=args)
+
+    def publish(self, event: Event, ticket: dict[str, Any] | None = None, idempotency_key: str | None = None,
+                now: datetime | None = None) -> Published:
+        """Store ``event`` (and ``ticket``, whose ``ticket_number`` is assigned here) with its
+        deliveries, atomically. With ``idempotency_key`` already used for a ticket, nothing is
+        written and the original ticket comes back with ``replayed=True``.
+        Raises redis.RedisError when Redis is unavailable; then nothing was written."""
+        from gateway.events import utc_now
+
+        now = now or utc_now()
+        rows = self._deliveries(event)
+        reply = self._call(event, rows, ticket, idempotency_key, now)
+        status = reply[0].decode() if isinstance(reply[0], bytes) else reply[0]
+        if status == "replay":
+            return Published(event, (), (), json.loads(reply[1]), replayed=True)
+        number = reply[1].decode() if isinstance(reply[1], bytes) else reply[1]
+        if ticket is not None:
+            ticket = {**ticket, "ticket_number": number}
+            event = _fill_ticket_number(event, number)
+        wake = [(reply[i].decode(), reply[i + 1].decode()) for i in range(2, len(reply), 2)]
+        if wake:
+            self.wake(wake)
+        sinks = tuple(dict.fromkeys(row[1] for row in rows))
+        self.runtime.plugins.hook.event_published(event=event, sinks=sinks)
+        return Published(event, tuple(row[0] for row in rows), sinks, ticket)
+
+    def wake(self, drains: list[tuple[str, str]]) -> None:
+        """Enqueue one rq drain job per (sink, drainer token), in one round trip. A failure
+        here loses nothing: the sweeper re-wakes sinks whose ready list has no live drainer."""
+        import redis
+
+        queue = self.runtime.queue
+        try:
+            with self.runtime.redis.pipeline(transaction=False) as pipe:
+                for sink, token in drains:
+                    queue.enqueue_call(DRAIN_JOB, args=(sink, token), job_id=token, pipeline=pipe,
+                                       result_ttl=0, failure_ttl=86400, timeout=-1)
+                pipe.execute()
+        except redis.RedisError:
+            pass
+
+
+def _raw(encoded: str) -> str:
+    return encoded.replace(_ENCODED_PLACEHOLDER, _RAW_PLACEHOLDER)
+
+
+def _fill_ticket_number(event: Event, number: str) -> Event:
+    data = json.loads(json.dumps(event.data).replace(_ENCODED_PLACEHOLDER, json.dumps(number)))
+    return dataclasses.replace(event, data=data)
