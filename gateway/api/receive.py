@@ -55,11 +55,22 @@ def verify_request_signature(body: bytes, headers: Any, secret: str, tolerance: 
 def parse_json(body: bytes) -> Any:
     """Decode a JSON body; 400 with a stable code when it is not valid JSON."""
     try:
-        return json.loads(body)
+        # JSON on the wire is UTF-8 (RFC 8259); json.loads(bytes) would also guess UTF-16/32.
+        text = body.decode("utf-8-sig")
+        doc = json.loads(text)
     except UnicodeDecodeError:
         raise ApiError(400, "malformed_json", "The body is not valid UTF-8.") from None
     except (ValueError, RecursionError) as exc:
         raise ApiError(400, "malformed_json", f"The body is not valid JSON: {exc}"[:300]) from None
+    # json.loads turns an unpaired "\ud800" escape into a lone surrogate, which cannot be
+    # encoded for Redis later (a 500); only such escapes can produce one, so check only then.
+    if "\\ud" in text.lower():
+        try:
+            json.dumps(doc, ensure_ascii=False).encode("utf-8")
+        except (UnicodeEncodeError, RecursionError):
+            raise ApiError(400, "malformed_json", "The body has a \\u escape of an unpaired UTF-16 "
+                           "surrogate, which is not a character.") from None
+    return doc
 
 
 def load_or_422(schema: Any, data: Any, prefix: str = "") -> dict[str, Any]:
