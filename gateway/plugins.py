@@ -24,6 +24,7 @@ from gateway.sinks import SinkType
 BUILTIN_PLUGINS = (
     "gateway.builtin_events",
     "gateway.api.receive",
+    "gateway.api.metrics_api",
 )
 ENTRY_POINT_GROUP = "gateway"
 

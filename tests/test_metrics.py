@@ -1,0 +1,245 @@
+"""GET /metrics: what an operator's Prometheus sees."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from marshmallow import Schema, fields
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway import Event, Outcome, OutgoingRequest, Sink, SinkType, hookimpl, metrics
+
+TICKET = {"event": "ticket.create", "data": {"subject": "Printer on fire", "message": "Again.",
+                                             "customer_email": "ops@example.com"}}
+
+
+class UrlOptions(Schema):
+    url = fields.String(required=True)
+
+
+class PlainSink(Sink):
+    def render(self, event, target, delivery):
+        return OutgoingRequest(url=target.url, body=event.envelope_bytes())
+
+    def classify(self, response, target):
+        return Outcome.delivered() if response.ok else Outcome.retry(f"HTTP {response.status_code}")
+
+
+class PlainSinkPlugin:
+    __name__ = "plain_sink_plugin"
+
+    @hookimpl
+    def register_sink_types(self, register):
+        register(SinkType(name="plain", options_schema=UrlOptions, factory=PlainSink))
+
+
+def config(**gateway):
+    return {"gateway": gateway, "sinks": [
+        {"name": "crm", "type": "plain", "url": "http://127.0.0.1:9/hook", "events": ["ticket.created"]},
+        {"name": "audit", "type": "plain", "url": "http://127.0.0.1:9/audit", "events": ["*"]},
+    ]}
+
+
+def samples(text: str) -> dict[tuple[str, frozenset], float]:
+    """Every sample of an exposition, keyed by (name, labels)."""
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return found
+
+
+def value(found: dict, name: str, **labels: str) -> float:
+    return found.get((name, frozenset(labels.items())), 0.0)
+
+
+def delta(before: dict, after: dict, name: str, **labels: str) -> float:
+    return value(after, name, **labels) - value(before, name, **labels)
+
+
+def scrape(client) -> dict:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.content_type.startswith("text/plain")
+    return samples(response.get_data(as_text=True))
+
+
+def test_ticket_counts_requests_events_and_queue_depth(make_client):
+    client = make_client(config(), plugins=[PlainSinkPlugin()])
+    before = scrape(client)
+
+    assert client.post("/api/webhooks/receive", json=TICKET).status_code == 201
+    assert client.post("/api/webhooks/receive", data="x", content_type="text/plain").status_code == 415
+    assert client.get("/no/such/page").status_code == 404
+
+    after = scrape(client)
+    assert delta(before, after, "gateway_tickets_received_total") == 1
+    assert delta(before, after, "gateway_events_published_total", event="ticket.created") == 1
+    receive = "/api/webhooks/receive"
+    for status in ("201", "415"):
+        assert delta(before, after, "gateway_http_requests_total", endpoint=receive, method="POST",
+                     status=status) == 1, status
+    # Unrouted paths share one label value, so a scanner cannot blow up the series count.
+    assert value(after, "gateway_http_requests_total", endpoint="unmatched", method="GET", status="404") >= 1
+    assert not any("no/such" in str(labels) for _, labels in after)
+    # Nothing drains in this test: both subscribed sinks hold the one delivery each.
+    assert value(after, "gateway_queue_depth", sink="crm") == 1
+    assert value(after, "gateway_queue_depth", sink="audit") == 1
+    assert value(after, "gateway_redis_up") == 1
+    assert value(after, "gateway_open_circuits") == 0
+
+
+def test_delivery_attempts_feed_outcomes_duration_and_latency(make_runtime):
+    runtime = make_runtime(config(), plugins=[PlainSinkPlugin()])
+    from gateway.app import create_app
+
+    client = create_app(runtime).test_client()
+    before = scrape(client)
+    received = time.time() - 2.0
+    event = Event.new("ticket.created", {"ticket": {}})
+    attempt = {"delivery_id": "dlv_1", "event_id": event.id, "event": event.name, "sink": "crm", "attempt": 1,
+               "status_code": 200, "duration_ms": 42.0, "outcome": "delivered",
+               "event_timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(received))}
+    runtime.plugins.hook.delivery_attempted(attempt=attempt)
+    runtime.plugins.hook.delivery_attempted(attempt={**attempt, "status_code": 500, "outcome": "retry"})
+
+    after = scrape(client)
+
+    assert delta(before, after, "gateway_delivery_attempts_total", sink="crm", outcome="delivered") == 1
+    assert delta(before, after, "gateway_delivery_attempts_total", sink="crm", outcome="retry") == 1
+    assert delta(before, after, "gateway_delivery_attempt_duration_seconds_count", sink="crm") == 2
+    fast = delta(before, after, "gateway_delivery_attempt_duration_seconds_bucket", sink="crm", le="0.05")
+    assert fast == 2
+    # Only the delivered attempt has a receive->delivered latency, about 2 s here.
+    assert delta(before, after, "gateway_delivery_latency_seconds_count", sink="crm") == 1
+    assert delta(before, after, "gateway_delivery_latency_seconds_bucket", sink="crm", le="1.0") == 0
+    assert delta(before, after, "gateway_delivery_latency_seconds_bucket", sink="crm", le="60.0") == 1
+
+
+def test_circuit_and_pause_state_come_from_redis(make_client, redis_client):
+    client = make_client(config(), plugins=[PlainSinkPlugin()])
+    later_ms = int((time.time() + 600) * 1000)
+    redis_client.hset("gw:sink:crm:state", mapping={"circuit_open_until": later_ms})
+    redis_client.hset("gw:sink:audit:state", mapping={"paused": "1", "reason": "HTTP 410 Gone"})
+
+    found = scrape(client)
+
+    assert value(found, "gateway_circuit_open", sink="crm") == 1
+    assert value(found, "gateway_circuit_open", sink="audit") == 0
+    assert value(found, "gateway_sink_paused", sink="audit") == 1
+    assert value(found, "gateway_open_circuits") == 1
+
+
+def test_scrape_works_while_redis_is_down(make_client):
+    client = make_client(config(redis_url="redis://127.0.0.1:1/0"), plugins=[PlainSinkPlugin()])
+
+    found = scrape(client)
+
+    assert value(found, "gateway_redis_up") == 0
+    assert ("gateway_queue_depth", frozenset({("sink", "crm")})) not in found
+
+
+def test_a_failing_recorder_never_breaks_a_request(make_client, monkeypatch, caplog):
+    client = make_client(config(), plugins=[PlainSinkPlugin()])
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("metrics bug")
+
+    monkeypatch.setattr(metrics.Metrics, "observe_request", broken)
+    monkeypatch.setattr(metrics.Metrics, "observe_event", broken)
+
+    response = client.post("/api/webhooks/receive", json=TICKET)
+
+    assert response.status_code == 201
+    assert "metrics: recording request failed" in caplog.text
+
+
+def test_prepare_multiprocess_dir_empties_a_previous_run(tmp_path, monkeypatch):
+    monkeypatch.delenv(metrics.MULTIPROC_ENV, raising=False)
+    stale = tmp_path / "metrics"
+    stale.mkdir()
+    (stale / "counter_4242.db").write_bytes(b"old")
+
+    path = metrics.prepare_multiprocess_dir(stale)
+
+    assert path == stale.resolve() and list(path.iterdir()) == []
+    assert os.environ[metrics.MULTIPROC_ENV] == str(path)
+    monkeypatch.delenv(metrics.MULTIPROC_ENV)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def gunicorn_two_workers(tmp_path: Path, redis_url: str, redis_client):
+    """The app under gunicorn with two worker processes sharing a metrics directory."""
+    conf = tmp_path / "gateway.toml"
+    conf.write_text(f'[gateway]\nredis_url = "{redis_url}"\ndata_dir = "{tmp_path / "data"}"\n')
+    port = _free_port()
+    env = {**os.environ, "GATEWAY_CONFIG": str(conf)}
+    env.pop(metrics.MULTIPROC_ENV, None)
+    metrics_dir = tmp_path / "metrics"
+    saved = os.environ.get(metrics.MULTIPROC_ENV)
+    metrics.prepare_multiprocess_dir(metrics_dir)
+    env[metrics.MULTIPROC_ENV] = os.environ[metrics.MULTIPROC_ENV]
+    if saved is None:
+        del os.environ[metrics.MULTIPROC_ENV]
+    else:
+        os.environ[metrics.MULTIPROC_ENV] = saved
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    # --max-requests recycles workers, so the requests below are served by several processes
+    # for certain, not merely by chance.
+    proc = subprocess.Popen([str(gunicorn), "--workers", "2", "--max-requests", "10", "--bind",
+                             f"127.0.0.1:{port}", "--log-level", "warning", "gateway.app:create_app()"],
+                            env=env, cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            requests.get(f"{base}/metrics", timeout=2)
+            break
+        except requests.ConnectionError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"gunicorn did not start: {proc.stderr.read().decode()[-2000:]}")
+            time.sleep(0.1)
+    try:
+        yield base, metrics_dir
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+
+
+def test_counts_add_up_across_gunicorn_worker_processes(gunicorn_two_workers):
+    base, metrics_dir = gunicorn_two_workers
+    session = requests.Session()
+    for _ in range(30):
+        # A fresh connection each time, so both workers get a share of the requests.
+        response = requests.post(f"{base}/api/webhooks/receive", json=TICKET, timeout=10,
+                                 headers={"Connection": "close"})
+        assert response.status_code == 201, response.text
+
+    writers = {path.name for path in metrics_dir.glob("counter_*.db")}
+    assert len(writers) >= 3, writers
+    for _ in range(4):
+        found = samples(session.get(f"{base}/metrics", timeout=10).text)
+        assert value(found, "gateway_tickets_received_total") == 30
+        assert value(found, "gateway_http_requests_total", endpoint="/api/webhooks/receive", method="POST",
+                     status="201") == 30
