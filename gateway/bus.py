@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import uuid
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 from gateway.events import Event
 
 if TYPE_CHECKING:  # pragma: no cover
+    from redis.client import Pipeline
+
     from gateway.runtime import Runtime
 
 TICKET_NUMBER_PLACEHOLDER = "\x01TKT\x01"
@@ -30,11 +33,22 @@ _RAW_PLACEHOLDER = '"' + TICKET_NUMBER_PLACEHOLDER + '"'
 DRAIN_JOB = "gateway.jobs.drain"
 DRAINER_LEASE_MS = 30_000
 BACKLOG_PER_DRAINER = 64
+MAX_TRANSACTION_TRIES = 50
 
 
 def load_lua(name: str) -> str:
     """The text of ``gateway/lua/<name>.lua``."""
     return resources.files("gateway").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What a :meth:`Publisher.transaction` plan decided: ``write(pipe)`` queues the state
+    change, ``events`` are published with it, ``result`` is handed back to the caller."""
+
+    result: Any = None
+    events: Sequence[Event] = ()
+    write: Callable[[Pipeline], None] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,7 +77,7 @@ class Publisher:
                 rows.append((f"dlv_{uuid.uuid4().hex}", sink_config.name, json.dumps(target.to_json())))
         return rows
 
-    def _call(self, event: Event, rows: list[tuple[str, str, str]], ticket: dict[str, Any] | None,
+    def _args(self, event: Event, rows: list[tuple[str, str, str]], ticket: dict[str, Any] | None,
               idempotency_key: str | None, now: datetime) -> list[Any]:
         settings = self.runtime.settings
         args: list[Any] = [
@@ -78,7 +92,7 @@ class Publisher:
         ]
         for row in rows:
             args.extend(row)
-        return self.script(args=args)
+        return args
 
     def publish(self, event: Event, ticket: dict[str, Any] | None = None, idempotency_key: str | None = None,
                 now: datetime | None = None) -> Published:
@@ -90,7 +104,12 @@ class Publisher:
 
         now = now or utc_now()
         rows = self._deliveries(event)
-        reply = self._call(event, rows, ticket, idempotency_key, now)
+        reply = self.script(args=self._args(event, rows, ticket, idempotency_key, now))
+        return self._finish(event, rows, ticket, reply)
+
+    def _finish(self, event: Event, rows: list[tuple[str, str, str]], ticket: dict[str, Any] | None,
+                reply: list[Any]) -> Published:
+        """After the write committed: wake drainers, tell observers, say what was written."""
         status = reply[0].decode() if isinstance(reply[0], bytes) else reply[0]
         if status == "replay":
             return Published(event, (), (), json.loads(reply[1]), replayed=True)
@@ -102,8 +121,43 @@ class Publisher:
         if wake:
             self.wake(wake)
         sinks = tuple(dict.fromkeys(row[1] for row in rows))
-        self.runtime.plugins.hook.event_published(event=event, sinks=sinks)
+        self.runtime.plugins.hook.event_published(event=event, sinks=sinks, context=self.runtime.context)
         return Published(event, tuple(row[0] for row in rows), sinks, ticket)
+
+    def transaction(self, watch: Sequence[str], plan: Callable[[Pipeline], Plan],
+                    now: datetime | None = None) -> tuple[Any, list[Published]]:
+        """Read-modify-write plus publish, atomically (optimistic locking).
+
+        ``watch`` keys are WATCHed; ``plan(pipe)`` reads through ``pipe`` (immediate mode)
+        and returns a :class:`Plan`: a write and the events to publish with it. The write
+        and every event (with its deliveries) then commit in one MULTI/EXEC, or not at all;
+        when a watched key changed meanwhile, ``plan`` runs again on fresh data.
+        Returns ``(plan.result, [Published per event])``. Raises redis.RedisError when
+        Redis is unavailable; then nothing was written."""
+        import redis
+
+        from gateway.events import utc_now
+
+        now = now or utc_now()
+        for _ in range(MAX_TRANSACTION_TRIES):
+            with self.runtime.redis.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(*watch)
+                    planned = plan(pipe)
+                    pipe.multi()
+                    if planned.write is not None:
+                        planned.write(pipe)
+                    prepared = [(event, self._deliveries(event)) for event in planned.events]
+                    for event, rows in prepared:
+                        self.script(args=self._args(event, rows, None, None, now), client=pipe)
+                    replies = pipe.execute()
+                except redis.WatchError:
+                    continue
+            script_replies = replies[len(replies) - len(prepared):]
+            published = [self._finish(event, rows, None, reply)
+                         for (event, rows), reply in zip(prepared, script_replies)]
+            return planned.result, published
+        raise redis.WatchError(f"gave up after {MAX_TRANSACTION_TRIES} conflicting concurrent updates")
 
     def wake(self, drains: list[tuple[str, str]]) -> None:
         """Enqueue one rq drain job per (sink, drainer token), in one round trip. A failure

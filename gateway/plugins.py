@@ -17,7 +17,7 @@ from typing import Any
 import flask
 import pluggy
 
-from gateway import hookspecs
+from gateway import __version__, hookspecs
 from gateway.events import Catalog, EventType
 from gateway.sinks import SinkType
 
@@ -25,6 +25,10 @@ BUILTIN_PLUGINS = (
     "gateway.builtin_events",
     "gateway.api.receive",
     "gateway.api.metrics_api",
+    "gateway.api.events_api",
+    "gateway.api.tickets",
+    "gateway.api.health",
+    "gateway.api.plugins_api",
 )
 ENTRY_POINT_GROUP = "gateway"
 
@@ -107,7 +111,7 @@ def load_plugins(extra: list[Any] | None = None, entry_points: bool = True) -> P
     plugins = Plugins(pm)
     for module_name in BUILTIN_PLUGINS:
         pm.register(importlib.import_module(module_name), name=module_name)
-        plugins.info[module_name] = PluginInfo(module_name, None, builtin=True)
+        plugins.info[module_name] = PluginInfo(module_name, __version__, builtin=True)
     if entry_points:
         allowed = os.environ.get("GATEWAY_PLUGINS")
         allow = {n.strip() for n in allowed.split(",") if n.strip()} if allowed else None

@@ -16,6 +16,7 @@ import redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
+from gateway.admin_token import ensure_admin_token
 from gateway.config import Settings, SinkConfig, load_config
 from gateway.keys import Keys
 from gateway.plugins import Plugins, load_plugins
@@ -56,7 +57,9 @@ class Runtime:
 
     @classmethod
     def from_settings(cls, settings: Settings, plugins: Plugins, start_embedded: bool = True) -> Runtime:
-        """Build from already-validated settings."""
+        """Build from already-validated settings. Without a configured ``admin_token`` the
+        one generated under the data directory is used (see :mod:`gateway.admin_token`)."""
+        settings = ensure_admin_token(settings)
         url, embedded = redis_url_for(settings.redis_url, settings.data_dir)
         if embedded is not None and start_embedded:
             embedded.start()

@@ -1,0 +1,99 @@
+"""Event endpoints:
+
+* ``POST /api/events`` (bearer admin token): the host application publishes any catalogued
+  event, ``{"event", "data"}``; ``data`` is validated against the event type's schema and
+  the event goes through the same atomic publish path as a received ticket -> 202
+  ``{"event_id"}``. An ``Idempotency-Key`` seen again within the idempotency TTL answers
+  200 with the original ``event_id`` and ``Idempotent-Replayed: true``, publishing nothing.
+* ``GET /api/event-types`` (public): the catalogue, with each type's sample payload.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from marshmallow import ValidationError
+
+from gateway.api.auth import require_admin
+from gateway.api.receive import idempotency_key, load_or_422, parse_json
+from gateway.bus import Plan
+from gateway.errors import ApiError
+from gateway.events import Event, UnknownEvent
+from gateway.hookspecs import hookimpl
+from gateway.schemas import PublishBody
+
+if TYPE_CHECKING:  # pragma: no cover
+    from redis.client import Pipeline
+
+    from gateway.runtime import Runtime
+
+bp = Blueprint("events_api", __name__)
+PUBLISH_BODY = PublishBody()
+
+
+def event_idempotency_key(runtime: Runtime, key: str) -> str:
+    """Where an Idempotency-Key used on /api/events is remembered (apart from ticket keys,
+    so one client's ticket key and event key cannot collide)."""
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{runtime.settings.key_prefix}idem:event:{digest}"
+
+
+@bp.post("/api/events")
+@require_admin
+def publish_event() -> tuple[Response, int]:
+    runtime = current_app.extensions["gateway"]
+    if not request.is_json:
+        raise ApiError(415, "unsupported_media_type", "Send the body as JSON with Content-Type: application/json.")
+    doc: Any = parse_json(request.get_data(cache=False))
+    if not isinstance(doc, dict):
+        raise ApiError(400, "malformed_json", 'The body must be a JSON object: {"event": ..., "data": {...}}.')
+    body = load_or_422(PUBLISH_BODY, doc)
+    name = body["event"]
+    try:
+        data = runtime.plugins.catalog.validate(name, body["data"])
+    except UnknownEvent:
+        raise ApiError(400, "unknown_event", f"Unknown event {name[:100]!r}; GET /api/event-types lists them.",
+                       {"event": ["Unknown event."]}) from None
+    except ValidationError as exc:
+        messages = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
+        raise ApiError(422, "validation_failed", f"The data does not match the {name} schema.",
+                       {f"data.{k}": v for k, v in messages.items()}) from None
+    event = Event.new(name, data)
+    key = idempotency_key()
+    if key is None:
+        runtime.publisher.publish(event)
+        return jsonify({"event_id": event.id}), 202
+    remembered = event_idempotency_key(runtime, key)
+
+    def plan(pipe: Pipeline) -> Plan:
+        original = pipe.get(remembered)
+        if original is not None:
+            return Plan(result=original.decode())
+
+        def write(tx: Pipeline) -> None:
+            tx.set(remembered, event.id, ex=runtime.settings.idempotency_ttl)
+
+        return Plan(result=None, events=[event], write=write)
+
+    original, _ = runtime.publisher.transaction([remembered], plan)
+    if original is not None:
+        response = jsonify({"event_id": original})
+        response.headers["Idempotent-Replayed"] = "true"
+        return response, 200
+    return jsonify({"event_id": event.id}), 202
+
+
+@bp.get("/api/event-types")
+def event_types() -> Response:
+    catalog = current_app.extensions["gateway"].plugins.catalog
+    return jsonify({"event_types": [
+        {"name": t.name, "description": t.description, "plugin": t.plugin, "sample": t.sample} for t in catalog
+    ]})
+
+
+@hookimpl
+def register_blueprints(register: Callable[[Blueprint], None]) -> None:
+    register(bp)

@@ -1,0 +1,37 @@
+"""Health checks for load balancers and orchestrators (no token):
+
+* ``GET /healthz``: the process is up and serving (always 200).
+* ``GET /readyz``: 200 when Redis answers PING, else 503 ``storage_unavailable``, so a
+  load balancer stops sending tickets this process could not store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import redis
+from flask import Blueprint, Response, current_app, jsonify
+
+from gateway.errors import redis_unavailable
+from gateway.hookspecs import hookimpl
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz() -> Response:
+    try:
+        current_app.extensions["gateway"].redis.ping()
+    except redis.RedisError:
+        return redis_unavailable().response()
+    return jsonify({"status": "ready"})
+
+
+@hookimpl
+def register_blueprints(register: Callable[[Blueprint], None]) -> None:
+    register(bp)

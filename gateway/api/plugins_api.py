@@ -1,0 +1,25 @@
+"""``GET /api/plugins`` (bearer admin token): every loaded plugin with its version, the sink
+and event types it registered, and the error of any plugin that failed to load."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import Blueprint, Response, current_app, jsonify
+
+from gateway.api.auth import require_admin
+from gateway.hookspecs import hookimpl
+
+bp = Blueprint("plugins_api", __name__)
+
+
+@bp.get("/api/plugins")
+@require_admin
+def list_plugins() -> Response:
+    plugins = current_app.extensions["gateway"].plugins
+    return jsonify({"plugins": [info.to_json() for info in plugins.plugin_list()]})
+
+
+@hookimpl
+def register_blueprints(register: Callable[[Blueprint], None]) -> None:
+    register(bp)

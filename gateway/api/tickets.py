@@ -1,0 +1,92 @@
+"""Ticket endpoints (bearer admin token):
+
+* ``GET /api/tickets/<id>``: one ticket.
+* ``GET /api/tickets?limit=&cursor=``: newest first, ``{"tickets", "next_cursor"}``.
+* ``PATCH /api/tickets/<id>``: change status / priority / category; publishes
+  ``ticket.updated`` (plus ``ticket.resolved`` / ``ticket.escalated`` on those transitions)
+  in the same transaction as the change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from gateway.api.auth import require_admin
+from gateway.api.receive import load_or_422, parse_json
+from gateway.errors import ApiError
+from gateway.hookspecs import hookimpl
+from gateway.schemas import TicketPatch
+from gateway.tickets import MAX_PAGE, InvalidCursor, TicketNotFound, TicketStore
+
+bp = Blueprint("tickets", __name__)
+TICKET_PATCH = TicketPatch()
+MAX_ID_LENGTH = 100
+
+
+def _store() -> TicketStore:
+    return TicketStore(current_app.extensions["gateway"])
+
+
+def _not_found(ticket_id: str) -> ApiError:
+    return ApiError(404, "ticket_not_found", f"No ticket with id {ticket_id[:MAX_ID_LENGTH]!r}.")
+
+
+def _limit() -> int:
+    raw = request.args.get("limit", "50")
+    try:
+        limit = int(raw)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= MAX_PAGE:
+        raise ApiError(400, "invalid_parameter", f"limit must be a whole number from 1 to {MAX_PAGE}.",
+                       {"limit": [f"Must be a whole number from 1 to {MAX_PAGE}."]})
+    return limit
+
+
+@bp.get("/api/tickets/<ticket_id>")
+@require_admin
+def get_ticket(ticket_id: str) -> Response:
+    try:
+        return jsonify({"ticket": _store().get(ticket_id)})
+    except TicketNotFound:
+        raise _not_found(ticket_id) from None
+
+
+@bp.get("/api/tickets")
+@require_admin
+def list_tickets() -> Response:
+    limit = _limit()
+    try:
+        page = _store().list(limit=limit, cursor=request.args.get("cursor") or None)
+    except InvalidCursor:
+        raise ApiError(400, "invalid_parameter", "cursor is not one this API returned; start again without it.",
+                       {"cursor": ["Not a valid cursor."]}) from None
+    return jsonify({"tickets": page.tickets, "next_cursor": page.next_cursor})
+
+
+@bp.patch("/api/tickets/<ticket_id>")
+@require_admin
+def patch_ticket(ticket_id: str) -> Response:
+    if not request.is_json:
+        raise ApiError(415, "unsupported_media_type", "Send the body as JSON with Content-Type: application/json.")
+    doc: Any = parse_json(request.get_data(cache=False))
+    if not isinstance(doc, dict):
+        raise ApiError(400, "malformed_json", "The body must be a JSON object, e.g. {\"status\": \"resolved\"}.")
+    changes = load_or_422(TICKET_PATCH, doc)
+    if not changes:
+        raise ApiError(422, "validation_failed", "Give at least one of status, priority, category.",
+                       {"_schema": ["Give at least one of status, priority, category."]})
+    try:
+        change = _store().patch(ticket_id, changes)
+    except TicketNotFound:
+        raise _not_found(ticket_id) from None
+    return jsonify({"ticket": change.ticket, "changed": list(change.changed),
+                    "events": [{"event": p.event.name, "event_id": p.event.id} for p in change.published]})
+
+
+@hookimpl
+def register_blueprints(register: Callable[[Blueprint], None]) -> None:
+    register(bp)

@@ -1,0 +1,59 @@
+"""Serving the web application with gunicorn.
+
+Two ways in:
+
+* ``gunicorn 'gateway.wsgi:app'``: ``app`` is built on first access, in each gunicorn
+  worker, from the config that ``GATEWAY_CONFIG`` / ``./gateway.toml`` names.
+* ``gateway web`` / ``gateway run``: :class:`GatewayServer`, gunicorn driven through its
+  Python API. Each worker process builds its own app (nothing is preloaded in the
+  master), so Redis connections and pools are never shared across a fork.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+
+class GatewayServer(BaseApplication):  # type: ignore[misc]
+    """gunicorn serving :func:`gateway.app.create_app` on ``host:port``."""
+
+    def __init__(self, config_path: str | os.PathLike[str] | None, host: str, port: int, workers: int,
+                 **options: Any) -> None:
+        self.config_path = config_path
+        self.options = {
+            "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+            "workers": workers,
+            "worker_class": "sync",
+            "proc_name": "gateway-web",
+            "accesslog": None,
+            "errorlog": "-",
+            "graceful_timeout": 10,
+            # The master must not import the app: every worker builds its own runtime.
+            "preload_app": False,
+            **options,
+        }
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        from gateway.app import create_app
+
+        return create_app(config_path=self.config_path)
+
+
+def __getattr__(name: str) -> Any:
+    # ``gateway.wsgi:app`` is built lazily so that importing this module (as ``gateway web``
+    # does in the gunicorn master) does not connect to Redis or load plugins.
+    if name == "app":
+        from gateway.app import create_app
+
+        application = create_app()
+        globals()["app"] = application
+        return application
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
