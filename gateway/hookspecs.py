@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import flask
 
     from gateway.events import Event, EventType
-    from gateway.sinks import SinkType
+    from gateway.sinks import SinkContext, SinkType
 
 hookspec = pluggy.HookspecMarker("gateway")
 hookimpl = pluggy.HookimplMarker("gateway")
@@ -46,8 +46,9 @@ def register_commands(cli: click.Group) -> None:
 
 
 @hookspec
-def event_published(event: Event, sinks: Sequence[str]) -> None:
-    """Observe an event once it is stored, with the names of the sinks it was queued for."""
+def event_published(event: Event, sinks: Sequence[str], context: SinkContext) -> None:
+    """Observe an event once it is stored, with the names of the sinks it was queued for and
+    the runtime's :class:`SinkContext` (its Redis, for plugins that keep state per event)."""
 
 
 @hookspec
