@@ -1,0 +1,245 @@
+"""Render an event as a Slack incoming-webhook message (legacy attachments).
+
+One attachment per message: a colour for the event, a title ``TKT-2026-001: <subject>``
+linked to the ticket when the gateway's ``public_url`` is set, short fields for the
+ticket's facts, the interesting text (ticket message, AI response, comment, chat message)
+and ``ts`` = the event's time. A top-level ``text`` (with the configured mention) and a
+``fallback`` make phone notifications read well. Every piece of user text is escaped and
+cut to Slack's limits (see :mod:`gateway_slack.text`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from gateway import Event
+
+from gateway_slack.text import escape, fit, one_line
+
+BLUE, RED, AMBER, GREEN, GREY = "#2F80ED", "#E01E5A", "#ECB22E", "#2EB67D", "#9EA1A6"
+COLORS = {
+    "ticket.created": BLUE,
+    "ticket.escalated": RED,
+    "ai.response.rejected": RED,
+    "ai.response.requires_review": AMBER,
+    "ticket.resolved": GREEN,
+    "ai.response.approved": GREEN,
+}
+LABELS = {
+    "ticket.created": "New ticket",
+    "ticket.updated": "Ticket updated",
+    "ticket.resolved": "Ticket resolved",
+    "ticket.escalated": "Ticket escalated",
+    "ai.response.generated": "AI response generated",
+    "ai.response.requires_review": "AI response needs review",
+    "ai.response.approved": "AI response approved",
+    "ai.response.rejected": "AI response rejected",
+    "conversation.added": "New message",
+    "feedback.received": "Feedback received",
+}
+
+# Slack truncates an attachment's text past a few thousand characters and refuses messages
+# of 40,000 or more; fields are meant to be glanceable, so they get much less.
+TEXT_LIMIT = 3000
+TITLE_LIMIT = 250
+SHORT_FIELD_LIMIT = 300
+LONG_FIELD_LIMIT = 1500
+SUMMARY_LIMIT = 500
+FALLBACK_LIMIT = 300
+MESSAGE_LIMIT = 40_000
+
+
+def color_for(event_name: str) -> str:
+    """The attachment colour of an event (grey for events without a meaning of their own)."""
+    return COLORS.get(event_name, GREY)
+
+
+def label_for(event_name: str) -> str:
+    """How the event reads in a notification, e.g. ``Ticket escalated``."""
+    return LABELS.get(event_name, event_name)
+
+
+def ticket_link(public_url: str | None, ticket_id: Any) -> str | None:
+    """``{public_url}/tickets/{id}`` when both are known; the id is URL-quoted, so it can't
+    break out of the link."""
+    if not public_url or not ticket_id:
+        return None
+    return f"{public_url.rstrip('/')}/tickets/{quote(str(ticket_id), safe='')}"
+
+
+def event_epoch(event: Event) -> int | None:
+    """The event's time as epoch seconds (Slack's ``ts``), None if it cannot be read."""
+    try:
+        return int(datetime.fromisoformat(event.timestamp).timestamp())
+    except (TypeError, ValueError):
+        return None
+
+
+def stars(rating: Any) -> str:
+    """A 1-5 rating as ``★★★★☆ 4/5``."""
+    try:
+        value = max(0, min(5, int(rating)))
+    except (TypeError, ValueError):
+        return fit(str(rating), SHORT_FIELD_LIMIT)
+    return "★" * value + "☆" * (5 - value) + f" {value}/5"
+
+
+def _field(title: str, value: Any, short: bool = True) -> dict[str, Any] | None:
+    if value is None or value == "":
+        return None
+    limit = SHORT_FIELD_LIMIT if short else LONG_FIELD_LIMIT
+    text = one_line(str(value)) if short else str(value)
+    return {"title": title, "value": fit(text, limit), "short": short}
+
+
+def _customer(name: Any, email: Any) -> str | None:
+    if name and email:
+        return f"{name} ({email})"
+    return str(name or email) if (name or email) else None
+
+
+def _ticket_fields(ticket: Mapping[str, Any]) -> list[dict[str, Any] | None]:
+    return [
+        _field("Priority", ticket.get("priority")),
+        _field("Status", ticket.get("status")),
+        _field("Category", ticket.get("category")),
+        _field("Customer", _customer(ticket.get("customer_name"), ticket.get("customer_email"))),
+    ]
+
+
+def _title(number: Any, rest: Any) -> str:
+    parts = [one_line(str(p)) for p in (number, rest) if p]
+    return ": ".join(parts)
+
+
+def _render_ticket(data: Mapping[str, Any]) -> dict[str, Any]:
+    ticket = data.get("ticket") or {}
+    return {"ticket_id": ticket.get("id"), "title": _title(ticket.get("ticket_number"), ticket.get("subject")),
+            "text": ticket.get("message"), "fields": _ticket_fields(ticket)}
+
+
+def _render_ai(data: Mapping[str, Any]) -> dict[str, Any]:
+    rendered = _render_ticket(data)
+    ai = data.get("ai_response") or {}
+    confidence = ai.get("confidence")
+    if isinstance(confidence, (int, float)) and not isinstance(confidence, bool):
+        confidence = f"{confidence:.0%}"
+    rendered["text"] = ai.get("content")
+    rendered["fields"] += [_field("Confidence", confidence), _field("Model", ai.get("model"))]
+    if data.get("reason"):
+        rendered["fields"].append(_field("Reason", data.get("reason"), short=False))
+    return rendered
+
+
+def _render_conversation(data: Mapping[str, Any]) -> dict[str, Any]:
+    message = data.get("conversation") or {}
+    author = message.get("author")
+    return {"ticket_id": message.get("ticket_id"),
+            "title": _title(message.get("ticket_number"), f"new message from {author}" if author else "new message"),
+            "text": message.get("message"),
+            "fields": [_field("Author", author), _field("Role", message.get("role")),
+                       _field("Ticket", message.get("ticket_number"))]}
+
+
+def _render_feedback(data: Mapping[str, Any]) -> dict[str, Any]:
+    feedback = data.get("feedback") or {}
+    rating = stars(feedback.get("rating")) if feedback.get("rating") is not None else None
+    return {"ticket_id": feedback.get("ticket_id"),
+            "title": _title(feedback.get("ticket_number"), f"feedback {rating}" if rating else "feedback"),
+            "text": feedback.get("comment"),
+            "fields": [_field("Rating", rating), _field("Customer", feedback.get("customer_email")),
+                       _field("Ticket", feedback.get("ticket_number"))]}
+
+
+def _render_other(data: Mapping[str, Any]) -> dict[str, Any]:
+    # A plugin's event: show its data as JSON rather than guess at its meaning.
+    if isinstance(data.get("ticket"), Mapping):
+        rendered = _render_ticket(data)
+        rendered["text"] = None
+        return rendered
+    return {"ticket_id": None, "title": "", "text": json.dumps(data, indent=1, ensure_ascii=False, default=str),
+            "fields": []}
+
+
+RENDERERS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
+    "conversation.added": _render_conversation,
+    "feedback.received": _render_feedback,
+}
+
+
+def _renderer(event_name: str) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+    if event_name in RENDERERS:
+        return RENDERERS[event_name]
+    if event_name.startswith("ai.response."):
+        return _render_ai
+    if event_name.startswith("ticket."):
+        return _render_ticket
+    return _render_other
+
+
+def mention_for(event_name: str, mentions: Mapping[str, str] | None) -> str | None:
+    """The configured mention for an event (``*`` applies to events without their own)."""
+    if not mentions:
+        return None
+    return mentions.get(event_name) or mentions.get("*")
+
+
+def build_message(event: Event, options: Mapping[str, Any], public_url: str | None) -> dict[str, Any]:
+    """The Slack message for ``event``, as a JSON-ready dict.
+
+    ``options`` is the sink's options (``channel``, ``username``, ``icon_emoji``,
+    ``mention``); ``public_url`` is the gateway's, for the title link.
+    """
+    data = event.data if isinstance(event.data, Mapping) else {}
+    parts = _renderer(event.name)(data)
+    label = label_for(event.name)
+    title = parts["title"] or label
+    summary = f"{label}: {title}" if parts["title"] else label
+    attachment: dict[str, Any] = {
+        "color": color_for(event.name),
+        "fallback": fit(summary, FALLBACK_LIMIT),
+        "title": fit(title, TITLE_LIMIT),
+    }
+    link = ticket_link(public_url, parts["ticket_id"])
+    if link:
+        attachment["title_link"] = link
+    if parts["text"]:
+        attachment["text"] = fit(str(parts["text"]), TEXT_LIMIT)
+    fields = [f for f in parts["fields"] if f]
+    if fields:
+        attachment["fields"] = fields
+    attachment["footer"] = escape(event.name)
+    ts = event_epoch(event)
+    if ts is not None:
+        attachment["ts"] = ts
+    # The mention is the admin's own Slack syntax (<!here>, <@U123>): it must stay unescaped.
+    mention = mention_for(event.name, options.get("mention"))
+    text = fit(summary, SUMMARY_LIMIT)
+    message: dict[str, Any] = {"text": f"{mention} {text}" if mention else text, "attachments": [attachment]}
+    for key in ("channel", "username", "icon_emoji"):
+        if options.get(key):
+            message[key] = options[key]
+    return _within_limit(message)
+
+
+def _within_limit(message: dict[str, Any]) -> dict[str, Any]:
+    """Shorten the attachment's text until the whole message is under Slack's limit. The
+    per-part limits keep builtin events far below it; a plugin's large fields might not."""
+    attachment = message["attachments"][0]
+    while len(json.dumps(message, ensure_ascii=False)) >= MESSAGE_LIMIT:
+        text = attachment.get("text", "")
+        if len(text) > 100:
+            cut = text[: len(text) // 2]
+            amp = cut.rfind("&")
+            if amp != -1 and ";" not in cut[amp:]:  # never leave half an entity
+                cut = cut[:amp]
+            attachment["text"] = cut + "…"
+        elif attachment.get("fields"):
+            attachment["fields"].pop()
+        else:  # nothing left to shorten that we own
+            break
+    return message

@@ -1,0 +1,22 @@
+"""The ``[[sinks]] type = "slack"`` options (the common ones are validated by the core)."""
+
+from __future__ import annotations
+
+from gateway.config import url_field
+from marshmallow import Schema, fields, validate
+
+EVENT_OR_STAR = validate.Regexp(r"^(\*|[a-z0-9_]+(\.[a-z0-9_]+)+)$",
+                                error="Use an event name such as ticket.escalated, or * for every event.")
+
+
+class SlackOptions(Schema):
+    """``url`` is the incoming webhook URL Slack gives you (a secret: keep it out of the
+    file with ``url = "${SLACK_WEBHOOK_URL}"``)."""
+
+    url = url_field(required=True)
+    channel = fields.String(load_default=None, validate=validate.Length(min=1, max=80))
+    username = fields.String(load_default=None, validate=validate.Length(min=1, max=80))
+    icon_emoji = fields.String(load_default=None, validate=validate.Regexp(
+        r"^:[a-z0-9_+'-]+:$", error="Use an emoji code such as :ticket:."))
+    mention = fields.Dict(keys=fields.String(validate=EVENT_OR_STAR),
+                          values=fields.String(validate=validate.Length(min=1, max=200)), load_default=dict)
