@@ -13,8 +13,7 @@ import re
 from datetime import datetime, timezone
 
 from gateway import Outcome, Response
-
-from gateway_slack.retry_after import parse_retry_after
+from gateway.http import parse_retry_after
 
 # Errors of this one message (or of its channel override): give up, keep the sink running.
 GIVE_UP = {
