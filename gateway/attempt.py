@@ -1,0 +1,246 @@
+"""One delivery attempt: render, sign, send, classify, record.
+
+The drainer hands over a :class:`~gateway.scripts.ClaimedDelivery` (the delivery's hash
+and its event, read by the claim itself). The outcome is written in ONE round trip
+(finish.lua, plus the rq job of a retry in the same pipeline): the attempt record, the
+delivery's new status, the in-flight lease released, retention, hourly counters, the
+sink's failure streak and circuit. Then observers get the ``delivery_attempted`` hook.
+A sink that raises in ``render`` or ``classify`` costs a failed attempt with a clear error,
+never the worker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING, Any
+
+from gateway import retry, signing
+from gateway.circuit import CircuitSettings, schedule_wake
+from gateway.config import redact_url
+from gateway.events import Event, iso_z
+from gateway.sinks import DeliveryInfo, Outcome, OutcomeKind, Response, Target
+
+if TYPE_CHECKING:  # pragma: no cover
+    from gateway.http import OutboundClient
+    from gateway.runtime import Runtime
+    from gateway.scripts import ClaimedDelivery, EngineScripts
+
+log = logging.getLogger("gateway.delivery")
+
+REQUEUE_JOB = "gateway.jobs.requeue"
+EXCERPT_BYTES = 2048
+INFLIGHT_MARGIN_MS = 15_000
+"""How long past the sink's timeout an in-flight lease lasts before the sweeper assumes
+the worker died and puts the delivery back."""
+STATS_TTL_S = 26 * 3600
+HIDDEN = "[hidden]"
+_SENSITIVE_HEADER_WORDS = ("authorization", "signature", "secret", "token", "api-key", "apikey", "cookie",
+                           "password")
+
+
+@dataclasses.dataclass
+class Verdict:
+    """What an attempt came to, before it is written."""
+
+    status: str  # delivered | retrying | failed
+    outcome: str  # delivered | retry | give_up | gone | error
+    status_code: int | None = None
+    error: dict[str, str] | None = None
+    next_attempt: datetime | None = None
+    pause_reason: str = ""
+    excerpt: str | None = None
+
+
+def hide_headers(headers: Mapping[str, str], secrets: Sequence[str]) -> dict[str, str]:
+    """Request headers as the delivery log shows them: signature, credential and any header
+    carrying a configured secret replaced by ``[hidden]``."""
+    shown: dict[str, str] = {}
+    for name, value in headers.items():
+        lowered = name.lower()
+        if any(word in lowered for word in _SENSITIVE_HEADER_WORDS) or any(s and s in value for s in secrets):
+            shown[name] = HIDDEN
+        else:
+            shown[name] = value
+    return shown
+
+
+def _excerpt(body: bytes) -> str:
+    return body[:EXCERPT_BYTES].decode("utf-8", "replace")
+
+
+def _sink_secrets(options: Mapping[str, Any], configured: Sequence[str]) -> list[str]:
+    found = [s for s in configured if s]
+    for key in ("api_keys", "token", "password"):
+        value = options.get(key)
+        if isinstance(value, str):
+            found.append(value)
+        elif isinstance(value, (list, tuple)):
+            found.extend(str(v) for v in value)
+    return found
+
+
+class AttemptRunner:
+    """Runs attempts for one process; thread-safe (one per worker process)."""
+
+    def __init__(self, runtime: Runtime, client: OutboundClient, scripts: EngineScripts) -> None:
+        self.runtime = runtime
+        self.client = client
+        self.scripts = scripts
+
+    def run(self, claimed: ClaimedDelivery) -> dict[str, Any]:
+        """Attempt ``claimed`` once and record the result; returns the attempt record."""
+        fields = claimed.fields
+        sink_name = fields.get("sink", "")
+        attempt_no = int(fields.get("attempts") or 0) + 1
+        round_attempts = int(fields.get("round_attempts") or 0) + 1
+        started = time.monotonic()
+        at = datetime.now(timezone.utc)
+        request_view: dict[str, Any] | None = None
+        event: Event | None = None
+        try:
+            sink_config = self.runtime.sink_config(sink_name)
+        except KeyError:
+            sink_config = None
+        sink = self.runtime.sinks.get(sink_name)
+        if sink is None or sink_config is None:
+            verdict = Verdict("failed", "error", error={
+                "code": "sink_not_configured", "message": f"Sink {sink_name!r} is not configured on this worker."})
+        elif claimed.event_json is None:
+            verdict = Verdict("failed", "error", error={
+                "code": "event_expired", "message": "The event is past its retention and can no longer be sent."})
+        else:
+            target = Target.from_json(json.loads(fields["target"]))
+            event = Event.from_json(claimed.event_json)
+            verdict, request_view = self._attempt(sink, sink_config, claimed.id, event, target, attempt_no,
+                                                  round_attempts, at)
+        duration_ms = round((time.monotonic() - started) * 1000, 1)
+        record = {
+            "delivery_id": claimed.id, "event_id": fields.get("event_id"), "event": fields.get("event"),
+            "sink": sink_name, "target": json.loads(fields.get("target") or "{}").get("key"),
+            "attempt": attempt_no, "at": iso_z(at), "duration_ms": duration_ms,
+            "status_code": verdict.status_code, "outcome": verdict.outcome, "status": verdict.status,
+            "error": verdict.error, "response_excerpt": verdict.excerpt, "request": request_view,
+            "next_attempt_at": iso_z(verdict.next_attempt) if verdict.next_attempt else None,
+            # When the event was received: metrics derive receive->delivered latency from it.
+            "event_timestamp": event.timestamp if event is not None else None,
+        }
+        self._finish(claimed.id, sink_name, attempt_no, round_attempts, verdict, record)
+        try:
+            self.runtime.plugins.hook.delivery_attempted(attempt=record)
+        except Exception:  # an observer's bug must not undo or repeat a recorded attempt
+            log.exception("a delivery_attempted hook failed")
+        return record
+
+    def _attempt(self, sink: Any, sink_config: Any, delivery_id: str, event: Event, target: Target,
+                 attempt_no: int, round_attempts: int, at: datetime) -> tuple[Verdict, dict[str, Any] | None]:
+        from gateway.http import DeliveryError
+
+        secrets = _sink_secrets(sink_config.options, sink_config.secrets)
+        try:
+            request = sink.render(event, target, DeliveryInfo(delivery_id, attempt_no, sink_config.name))
+        except Exception as exc:
+            log.warning("sink %s failed to render delivery %s: %s", sink_config.name, delivery_id,
+                        type(exc).__name__)
+            return self._failed_attempt(sink_config, round_attempts, at, None, {
+                "code": "render_error", "message": f"The sink raised {type(exc).__name__} while rendering."}), None
+        headers = dict(request.headers)
+        if request.sign and sink_config.secrets:
+            headers.update(signing.signature_headers(request.body, delivery_id, list(sink_config.secrets)))
+            request = dataclasses.replace(request, headers=headers)
+        request_view = {"method": request.method, "url": redact_url(request.url),
+                        "headers": hide_headers(headers, secrets)}
+        try:
+            response = self.client.send(request, timeout=sink_config.timeout)
+        except DeliveryError as exc:
+            if exc.code in retry.RETRYABLE_ERRORS:
+                return self._failed_attempt(sink_config, round_attempts, at, None,
+                                            {"code": exc.code, "message": exc.message}), request_view
+            return Verdict("failed", "give_up", error={"code": exc.code, "message": exc.message}), request_view
+        excerpt = _excerpt(response.body)
+        try:
+            outcome = sink.classify(response, target)
+        except Exception as exc:
+            log.warning("sink %s failed to classify a response: %s", sink_config.name, type(exc).__name__)
+            verdict = self._failed_attempt(sink_config, round_attempts, at, response, {
+                "code": "classify_error", "message": f"The sink raised {type(exc).__name__} while classifying."})
+            verdict.excerpt = excerpt
+            return verdict, request_view
+        verdict = self._judge(sink, sink_config, target, outcome, response, round_attempts, at)
+        verdict.excerpt = excerpt
+        return verdict, request_view
+
+    def _judge(self, sink: Any, sink_config: Any, target: Target, outcome: Outcome, response: Response,
+               round_attempts: int, at: datetime) -> Verdict:
+        code = response.status_code
+        if outcome.kind is OutcomeKind.DELIVERED:
+            return Verdict("delivered", "delivered", status_code=code)
+        error = {"code": "http_status" if not response.ok else "rejected",
+                 "message": outcome.reason or f"HTTP {code}"}
+        if outcome.kind is OutcomeKind.RETRY:
+            verdict = self._failed_attempt(sink_config, round_attempts, at, response, error, outcome)
+            verdict.status_code = code
+            return verdict
+        if outcome.kind is OutcomeKind.GONE:
+            error["code"] = "gone"
+            pause = ""
+            try:
+                if sink.on_gone(target, outcome.reason):
+                    pause = outcome.reason or f"HTTP {code}"
+            except Exception as exc:
+                log.warning("sink %s failed in on_gone: %s", sink_config.name, type(exc).__name__)
+            return Verdict("failed", "gone", status_code=code, error=error, pause_reason=pause)
+        return Verdict("failed", "give_up", status_code=code, error=error,
+                       pause_reason=(outcome.reason or f"HTTP {code}") if outcome.pause_sink else "")
+
+    def _failed_attempt(self, sink_config: Any, round_attempts: int, at: datetime, response: Response | None,
+                        error: dict[str, str], outcome: Outcome | None = None) -> Verdict:
+        """A retryable failure: retrying at the next slot of the schedule, or failed when the
+        schedule is exhausted."""
+        delivery = self.runtime.settings.delivery
+        delay = retry.retry_delay(sink_config.retry_schedule, round_attempts, delivery["retry_jitter"])
+        if delay is None:
+            error = {**error, "message": f"{error['message']} (no retries left)"}
+            return Verdict("failed", "retry", error=error)
+        asked = retry.not_before(outcome or Outcome.retry(""), response, at, delivery["max_retry_after"])
+        when = asked if asked is not None else at + timedelta(seconds=delay)
+        return Verdict("retrying", "retry", error=error, next_attempt=when)
+
+    def _finish(self, delivery_id: str, sink_name: str, attempt_no: int, round_attempts: int, verdict: Verdict,
+                record: dict[str, Any]) -> None:
+        runtime = self.runtime
+        try:
+            circuit = CircuitSettings.for_sink(runtime, runtime.sink_config(sink_name))
+        except KeyError:
+            delivery = runtime.settings.delivery
+            circuit = CircuitSettings(delivery["failure_threshold"], int(delivery["circuit_cooldown"] * 1000),
+                                      int(delivery["circuit_max_cooldown"] * 1000))
+        now = datetime.now(timezone.utc)
+        next_ms = int(verdict.next_attempt.timestamp() * 1000) if verdict.next_attempt else ""
+        error_text = f"{verdict.error['code']}: {verdict.error['message']}" if verdict.error else ""
+        args = [
+            runtime.settings.key_prefix, delivery_id, sink_name, int(now.timestamp() * 1000),
+            json.dumps(record, separators=(",", ":"), ensure_ascii=False), verdict.status, attempt_no,
+            round_attempts, next_ms, verdict.status_code if verdict.status_code is not None else "", error_text,
+            int(runtime.settings.retention_days * 86400), 1 if verdict.status == "delivered" else 0,
+            circuit.failure_threshold, circuit.cooldown_ms, circuit.max_cooldown_ms, verdict.pause_reason,
+            now.strftime("%Y%m%d%H"), STATS_TTL_S,
+        ]
+        with runtime.redis.pipeline(transaction=True) as pipe:
+            self.scripts.finish(args=args, client=pipe)
+            if verdict.status == "retrying" and verdict.next_attempt is not None:
+                runtime.queue.enqueue_at(retry.rq_schedule_time(verdict.next_attempt), REQUEUE_JOB, delivery_id, str(attempt_no),
+                                         job_id=f"retry-{delivery_id}-{attempt_no}", result_ttl=0,
+                                         failure_ttl=86400, pipeline=pipe)
+            replies = pipe.execute()
+        opened_until = int(replies[0][0])
+        if opened_until:
+            log.warning("circuit of sink %s opened until %s", sink_name,
+                        iso_z(datetime.fromtimestamp(opened_until / 1000, tz=timezone.utc)))
+            schedule_wake(runtime, sink_name, opened_until)
+        if verdict.pause_reason:
+            log.warning("sink %s paused: %s", sink_name, verdict.pause_reason)

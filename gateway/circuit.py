@@ -1,0 +1,49 @@
+"""The per-sink circuit breaker.
+
+After ``failure_threshold`` consecutive failed attempts of a sink, its circuit opens for a
+cool-down (``delivery.circuit_cooldown``): nothing of that sink is claimed, so its
+deliveries wait in the ready list or for their retry, and are not charged an attempt.
+When the cool-down ends, a scheduled wake-up starts a drainer and exactly one *probe*
+delivery is let through (claim.lua): success closes the circuit and resets the streak;
+failure opens it again for twice as long, up to ``delivery.circuit_max_cooldown``
+(finish.lua). The state lives in the sink's state hash, so every process sees it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from redis.client import Pipeline
+
+    from gateway.config import SinkConfig
+    from gateway.runtime import Runtime
+
+WAKE_JOB = "gateway.jobs.wake"
+
+
+@dataclasses.dataclass(frozen=True)
+class CircuitSettings:
+    """A sink's breaker parameters, in the units finish.lua takes."""
+
+    failure_threshold: int
+    cooldown_ms: int
+    max_cooldown_ms: int
+
+    @classmethod
+    def for_sink(cls, runtime: Runtime, sink: SinkConfig) -> CircuitSettings:
+        delivery = runtime.settings.delivery
+        base = int(delivery["circuit_cooldown"] * 1000)
+        return cls(sink.failure_threshold, base, max(base, int(delivery["circuit_max_cooldown"] * 1000)))
+
+
+def schedule_wake(runtime: Runtime, sink: str, at_ms: int, pipeline: Pipeline | None = None) -> None:
+    """Have rq's scheduler wake ``sink`` when its circuit's cool-down ends (the probe)."""
+    from gateway.retry import rq_schedule_time
+
+    when = rq_schedule_time(datetime.fromtimestamp(at_ms / 1000, tz=timezone.utc))
+    runtime.queue.enqueue_at(when, WAKE_JOB, sink, job_id=f"wake-{uuid.uuid4().hex}", result_ttl=0,
+                             failure_ttl=86400, pipeline=pipeline)

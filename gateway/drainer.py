@@ -1,0 +1,213 @@
+"""The drainer: a worker process's side of the claim / lease / release protocol.
+
+An rq ``drain(sink, token)`` job is a wake-up, not a delivery: it hands the sink and the
+drainer token (a lease in ``gw:drainers:<sink>``) to this process's :class:`Drainer` and
+returns at once. The drainer runs a loop per token in its own thread: claim a batch of ready
+deliveries (claim.lua: respects pause, circuit, the sink's global in-flight cap and rate
+limit), run each on the process-wide delivery thread pool, and when the ready list is empty
+and nothing of the sink is in flight here, release the token (release.lua), which only
+succeeds if no work arrived meanwhile. See docs/delivery-engine.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+from gateway.attempt import INFLIGHT_MARGIN_MS, AttemptRunner
+from gateway.scripts import ClaimedDelivery, EngineScripts, scripts_for
+
+if TYPE_CHECKING:  # pragma: no cover
+    from gateway.http import OutboundClient
+    from gateway.runtime import Runtime
+
+log = logging.getLogger("gateway.drainer")
+
+BATCH = 32
+"""Most deliveries one claim takes: amortises the round trip without hoarding work that
+another process could be doing."""
+LINGER_S = 0.25
+"""How long an idle drainer keeps polling before it releases: under steady load this
+spares an rq wake-up job per lull."""
+POLL_S = 0.02
+WAIT_S = 0.1
+TOUCH_EVERY_S = 5.0
+
+
+class Drainer:
+    """A process's drainers and its delivery thread pool."""
+
+    def __init__(self, runtime: Runtime, concurrency: int, client: OutboundClient | None = None) -> None:
+        if client is None:
+            from gateway.http import OutboundClient
+
+            client = OutboundClient(allow_private_networks=runtime.settings.delivery["allow_private_networks"],
+                                    max_pool_per_host=max(concurrency, 1))
+        self.runtime = runtime
+        self.concurrency = concurrency
+        self.client = client
+        self.scripts: EngineScripts = scripts_for(runtime)
+        self.runner = AttemptRunner(runtime, client, self.scripts)
+        self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="delivery")
+        self._cond = threading.Condition()
+        self._free = concurrency
+        self._local: dict[str, int] = {}
+        self._loops: dict[str, threading.Thread] = {}
+        self._stopping = False
+        self.attempts = 0
+
+    # -- bookkeeping -------------------------------------------------------------------
+    def in_flight(self, sink: str | None = None) -> int:
+        """Attempts running in this process (for one sink, or all)."""
+        with self._cond:
+            return self._local.get(sink, 0) if sink else self.concurrency - self._free
+
+    @property
+    def idle(self) -> bool:
+        """True when no drainer loop and no attempt is running here."""
+        with self._cond:
+            return not self._loops and self._free == self.concurrency
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block until :attr:`idle` (True) or ``timeout`` seconds pass (False)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._loops or self._free != self.concurrency:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(min(left, WAIT_S))
+        return True
+
+    # -- the rq job's entry point ------------------------------------------------------
+    def start(self, sink: str, token: str) -> None:
+        """Start a drainer loop for ``token`` (called from the rq drain job; returns at once)."""
+        with self._cond:
+            if self._stopping or token in self._loops:
+                return
+            thread = threading.Thread(target=self._loop, args=(sink, token), name=f"drain:{sink}", daemon=True)
+            self._loops[token] = thread
+        thread.start()
+
+    def run_inline(self, sink: str, token: str) -> None:
+        """Drain until released, in the calling thread (for an rq worker that is not ours)."""
+        with self._cond:
+            self._loops[token] = threading.current_thread()
+        self._loop(sink, token)
+        self.wait_idle(timeout=3600)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop claiming, let running attempts finish (up to ``timeout``), give up leases.
+        Whatever is still in flight afterwards is put back by a sweeper when its lease ends."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self.wait_idle(timeout)
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- the loop ------------------------------------------------------------------------
+    def _loop(self, sink: str, token: str) -> None:
+        try:
+            self._drain(sink, token)
+        except Exception:
+            # Redis down or a bug: drop the lease quietly; the sweeper re-wakes the sink.
+            log.exception("drainer for sink %s stopped on an error", sink)
+            try:
+                self.scripts.drop(sink, token)
+            except Exception:
+                pass
+        finally:
+            with self._cond:
+                self._loops.pop(token, None)
+                self._cond.notify_all()
+
+    def _drain(self, sink: str, token: str) -> None:
+        try:
+            config = self.runtime.sink_config(sink)
+        except KeyError:
+            # Not configured here: the sweeper fails its deliveries with a clear error.
+            self.scripts.drop(sink, token)
+            return
+        lease_ms = int(config.timeout * 1000) + INFLIGHT_MARGIN_MS
+        interval_ms = int(1000 / config.rate_limit) if config.rate_limit else 0
+        idle_since: float | None = None
+        last_touch = time.monotonic()
+        while True:
+            with self._cond:
+                if self._stopping:
+                    break
+                free = self._free
+            if free == 0:
+                with self._cond:
+                    self._cond.wait(WAIT_S)
+                if time.monotonic() - last_touch > TOUCH_EVERY_S:
+                    self.scripts.touch(sink, token)
+                    last_touch = time.monotonic()
+                continue
+            result = self.scripts.claim(sink, token, min(BATCH, free), config.max_in_flight, lease_ms, interval_ms)
+            last_touch = time.monotonic()
+            if result.status == "ok":
+                idle_since = None
+                for claimed in result.deliveries:
+                    self._submit(sink, claimed)
+                continue
+            if result.status == "held":
+                if self.scripts.release(sink, token):
+                    return
+                continue
+            if result.status == "empty":
+                if self.in_flight(sink):
+                    self._wait_for(sink)
+                    continue
+                now = time.monotonic()
+                idle_since = idle_since or now
+                if now - idle_since < LINGER_S:
+                    time.sleep(POLL_S)
+                    continue
+                if self.scripts.release(sink, token):
+                    return
+                idle_since = None
+                continue
+            if result.status == "rate":
+                time.sleep(min(result.wait_ms / 1000, 1.0))
+                continue
+            # "full" (the sink's in-flight cap, perhaps held by other processes) or "probe"
+            # (a circuit probe is out): wait for a completion here, or poll.
+            self._wait_for(sink)
+        self.scripts.drop(sink, token)
+
+    def _wait_for(self, sink: str) -> None:
+        with self._cond:
+            if not self._stopping:
+                self._cond.wait(WAIT_S)
+
+    def _submit(self, sink: str, claimed: ClaimedDelivery) -> None:
+        with self._cond:
+            self._free -= 1
+            self._local[sink] = self._local.get(sink, 0) + 1
+        try:
+            self.pool.submit(self._run, sink, claimed)
+        except RuntimeError:  # pool shut down: the lease expires and a sweeper requeues it
+            self._done(sink)
+
+    def _run(self, sink: str, claimed: ClaimedDelivery) -> None:
+        try:
+            self.runner.run(claimed)
+        except Exception:
+            # Recording failed (Redis down?): the in-flight lease expires and the sweeper puts
+            # the delivery back, so it is retried rather than lost.
+            log.exception("attempt of delivery %s could not be recorded", claimed.id)
+        finally:
+            self._done(sink)
+
+    def _done(self, sink: str) -> None:
+        with self._cond:
+            self.attempts += 1
+            self._free += 1
+            self._local[sink] -= 1
+            if not self._local[sink]:
+                del self._local[sink]
+            self._cond.notify_all()

@@ -1,0 +1,33 @@
+-- The sweeper's pass over every sink that ever had a delivery (wake.lua is prepended):
+-- move expired in-flight leases (a killed or stuck worker's deliveries) back to the FRONT of
+-- the ready list, and reserve a drainer for sinks with ready work and no live drainer.
+-- Sinks not in the configured list are reported so the caller can fail their deliveries.
+--
+-- ARGV: 1 prefix, 2 now ms, 3 max drainers (1: the sweeper only restores liveness), 4 drainer
+--       lease ms, 5 backlog per drainer,
+--       6 token prefix, then the configured sink names.
+-- Returns {{sink, token}..., }, {unconfigured sink with ready work...}, n leases recovered}
+local p, now = ARGV[1], tonumber(ARGV[2])
+local max_drainers, lease, per_drainer = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local token_prefix = ARGV[6]
+local configured = {}
+for i = 7, #ARGV do configured[ARGV[i]] = true end
+
+local wakes, unknown, recovered = {}, {}, 0
+for index, sink in ipairs(redis.call("SMEMBERS", p .. "sinks")) do
+  local inflight = p .. "inflight:" .. sink
+  local expired = redis.call("ZRANGEBYSCORE", inflight, "-inf", now)
+  if #expired > 0 then
+    -- LPUSH reverses, so push newest-first to keep the oldest at the head.
+    for i = #expired, 1, -1 do redis.call("LPUSH", p .. "ready:" .. sink, expired[i]) end
+    redis.call("ZREMRANGEBYSCORE", inflight, "-inf", now)
+    recovered = recovered + #expired
+  end
+  if configured[sink] then
+    local token = wake(p, sink, now, max_drainers, lease, per_drainer, token_prefix .. index)
+    if token then wakes[#wakes + 1] = {sink, token} end
+  elseif redis.call("LLEN", p .. "ready:" .. sink) > 0 then
+    unknown[#unknown + 1] = sink
+  end
+end
+return {wakes, unknown, recovered}

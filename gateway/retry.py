@@ -1,0 +1,58 @@
+"""When to try a delivery again.
+
+The schedule is a list of delays: retry *k* happens ``schedule[k-1]`` seconds after attempt
+*k* (default [5, 300, 1800, 7200, 18000, 36000, 36000]: 8 attempts over about a day), each
+delay scaled by a random factor in ``1 ± jitter`` so that a sink coming back is not hit by
+every delivery at the same instant. A ``Retry-After`` (from the sink's ``Outcome.not_before``,
+or read by the core from a 429/503 answer) replaces the delay, capped at
+``delivery.max_retry_after``. Past the end of the schedule the delivery has failed.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from gateway.sinks import Outcome, Response
+
+RETRY_AFTER_STATUSES = frozenset({429, 503})
+RETRYABLE_ERRORS = frozenset({"connect_error", "timeout", "tls_error", "too_large"})
+"""Transport errors worth another try; the others (ssrf_refused, invalid_url,
+invalid_request) would fail the same way every time."""
+
+_random = random.SystemRandom()
+
+
+def retry_delay(schedule: Sequence[float], round_attempts: int, jitter: float,
+                rng: random.Random | None = None) -> float | None:
+    """Seconds until the next attempt after ``round_attempts`` attempts (since the delivery
+    was created or last replayed), jittered; None when the schedule is exhausted."""
+    if round_attempts < 1 or round_attempts > len(schedule):
+        return None
+    delay = float(schedule[round_attempts - 1])
+    if jitter:
+        delay *= (rng or _random).uniform(1 - jitter, 1 + jitter)
+    return max(delay, 0.0)
+
+
+def rq_schedule_time(moment: datetime) -> datetime:
+    """``moment`` rounded UP to a whole second: rq's scheduled-job registry keeps whole
+    seconds (truncated), so an unrounded time could fire up to a second early, before a
+    Retry-After the destination asked for."""
+    if moment.microsecond:
+        moment = moment.replace(microsecond=0) + timedelta(seconds=1)
+    return moment
+
+
+def not_before(outcome: Outcome, response: Response | None, now: datetime, cap: float) -> datetime | None:
+    """The earliest next attempt the destination asked for, capped at ``cap`` seconds:
+    the sink's ``Outcome.not_before``, else ``Retry-After`` on a 429 or 503."""
+    limit = now + timedelta(seconds=cap)
+    if outcome.not_before is not None:
+        return min(max(outcome.not_before, now), limit)
+    if response is not None and response.status_code in RETRY_AFTER_STATUSES:
+        from gateway.http import retry_after
+
+        return retry_after(response, cap=cap, now=now)
+    return None

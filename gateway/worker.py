@@ -1,0 +1,129 @@
+"""``gateway worker``: one process = an rq worker that never forks + a delivery thread pool
++ a sweeper thread.
+
+rq's per-job bookkeeping costs ~50 Redis round trips, so rq jobs here are wake-ups
+(``gateway.jobs.drain``), scheduled retries and circuit wake-ups, never one job per
+delivery: a drain job hands its sink to this process's :class:`~gateway.drainer.Drainer`,
+whose threads claim deliveries in batches and run them concurrently on the pool
+(``--concurrency``). rq's scheduler runs too (``with_scheduler``), so retries fire.
+Run as many of these as you like, on any machines sharing the Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+import click
+from rq import Queue, SimpleWorker
+from rq.serializers import JSONSerializer
+
+from gateway import jobs
+from gateway.drainer import Drainer
+from gateway.hookspecs import hookimpl
+from gateway.runtime import Runtime
+from gateway.store import connect
+from gateway.sweeper import Sweeper
+
+log = logging.getLogger("gateway.worker")
+BURST_IDLE_WAIT_S = 600.0
+
+
+class GatewayWorker(SimpleWorker):
+    """rq's SimpleWorker (jobs run in the worker's main thread, no fork) that owns the
+    process's drainer and sweeper."""
+
+    def __init__(self, queues: Any, drainer: Drainer, sweeper: Sweeper, **kwargs: Any) -> None:
+        super().__init__(queues, serializer=JSONSerializer, **kwargs)
+        self.drainer = drainer
+        self.sweeper = sweeper
+        self._burst = False
+
+    def work(self, burst: bool = False, **kwargs: Any) -> bool:  # type: ignore[override]
+        self._burst = burst
+        jobs.install(self.drainer)
+        try:
+            return super().work(burst=burst, **kwargs)
+        finally:
+            self.sweeper.stop()
+            self.drainer.stop()
+            jobs.install(None)
+
+    def _install_signal_handlers(self) -> None:
+        super()._install_signal_handlers()
+        # Started here, after rq has forked its scheduler process, so that the fork does
+        # not copy a process with our threads running.
+        self.sweeper.start()
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
+        result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        if result is not None or not self._burst:
+            return result
+        # Burst: the rq queue is empty, but drain jobs only started drainers. Finish what
+        # they are doing, sweep once (interrupted deliveries, lost wake-ups), and stop when
+        # nothing new turned up.
+        while True:
+            self.drainer.wait_idle(BURST_IDLE_WAIT_S)
+            self.sweeper.sweep()
+            result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+            if result is not None or self.drainer.idle:
+                return result
+
+
+def build_worker(runtime: Runtime, concurrency: int | None = None, name: str | None = None) -> GatewayWorker:
+    """A worker for ``runtime``'s queue with its own drainer and sweeper."""
+    concurrency = concurrency or runtime.settings.delivery["concurrency"]
+    drainer = Drainer(runtime, concurrency)
+    sweeper = Sweeper(drainer)
+    # Its own connection: rq raises the socket timeout for its blocking dequeue, which the
+    # engine's short-timeout client must keep.
+    connection = connect(runtime.redis_url)
+    queue = Queue(runtime.settings.queue, connection=connection, serializer=JSONSerializer)
+    return GatewayWorker([queue], drainer, sweeper, connection=connection, name=name)
+
+
+@click.command("worker")
+@click.option("--concurrency", type=click.IntRange(1, 1024), default=None,
+              help="Deliveries in flight at once in this process (default: delivery.concurrency).")
+@click.option("--burst", is_flag=True, help="Deliver everything that is ready now, then exit.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="Configuration file (default: $GATEWAY_CONFIG or ./gateway.toml).")
+@click.option("--name", default=None, help="Worker name (default: rq's, host + random).")
+@click.option("--log-level", default=os.environ.get("GATEWAY_LOG_LEVEL", "INFO"), show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+def worker_command(concurrency: int | None, burst: bool, config_path: str | None, name: str | None,
+                   log_level: str) -> None:
+    """Run a delivery worker (rq, no fork per job, many deliveries in flight)."""
+    from gateway.config import ConfigError
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        runtime = Runtime.from_config(config_path)
+    except ConfigError as exc:
+        raise click.ClickException(f"Invalid configuration ({exc.source or 'defaults'}):\n{exc.describe()}")
+    run_worker(runtime, concurrency, burst, name, log_level.upper())
+
+
+def run_worker(runtime: Runtime, concurrency: int | None = None, burst: bool = False, name: str | None = None,
+               log_level: str = "INFO") -> None:
+    """Run a worker for ``runtime`` in this process until stopped (or idle, with ``burst``)."""
+    worker = build_worker(runtime, concurrency, name)
+    log.info("worker %s: queue %s, %d delivery threads, sinks: %s", worker.name, runtime.settings.queue,
+             worker.drainer.concurrency, ", ".join(s.name for s in runtime.settings.sinks) or "none")
+    worker.work(burst=burst, with_scheduler=True, logging_level=log_level)
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    cli.add_command(worker_command)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m gateway.worker``: the same as ``gateway worker``."""
+    worker_command.main(args=argv if argv is not None else sys.argv[1:], prog_name="gateway worker")
+
+
+if __name__ == "__main__":
+    main()

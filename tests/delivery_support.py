@@ -1,0 +1,242 @@
+"""Real parts for the delivery engine's tests: a recording HTTP sink server with scripted
+answers, a minimal sink type, worker subprocesses, and a "wait until" helper."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from marshmallow import Schema, fields
+
+from gateway import hookimpl
+from gateway.sinks import DeliveryInfo, OutgoingRequest, Sink, SinkType, Target
+
+DEADLINE_S = 30.0
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = DEADLINE_S, what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+@dataclasses.dataclass
+class Answer:
+    """One scripted answer; ``delay`` seconds before answering (a slow sink)."""
+
+    status: int = 200
+    body: bytes = b"ok"
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    delay: float = 0.0
+
+
+@dataclasses.dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class SinkServer:
+    """A real HTTP server on 127.0.0.1 that records requests and answers from a script
+    (then with ``default``)."""
+
+    def __init__(self, default: Answer | None = None) -> None:
+        self.default = default or Answer()
+        self.script: collections.deque[Answer] = collections.deque()
+        self.received: list[Received] = []
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                with server.lock:
+                    server.received.append(Received(self.path, dict(self.headers.items()), body, time.time()))
+                    answer = server.script.popleft() if server.script else server.default
+                if answer.delay:
+                    time.sleep(answer.delay)
+                try:
+                    self.send_response(answer.status)
+                    for key, value in answer.headers.items():
+                        self.send_header(key, value)
+                    self.send_header("Content-Length", str(len(answer.body)))
+                    self.end_headers()
+                    self.wfile.write(answer.body)
+                except OSError:  # the client gave up (timeout test)
+                    pass
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
+
+    def answer(self, *answers: Answer) -> SinkServer:
+        self.script.extend(answers)
+        return self
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.received)
+
+    def __enter__(self) -> SinkServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class UrlOptions(Schema):
+    url = fields.String(required=True)
+
+
+class PlainSink(Sink):
+    """The smallest real sink: POST the envelope, signed, with the delivery id."""
+
+    def render(self, event: Any, target: Target, delivery: DeliveryInfo) -> OutgoingRequest:
+        return OutgoingRequest(url=target.url, body=event.envelope_bytes(), sign=True,
+                               headers={"Content-Type": "application/json", "X-Webhook-Event": event.name,
+                                        "X-Webhook-Delivery": delivery.id})
+
+
+class PlainSinkPlugin:
+    """Registers the ``plain`` sink type (for in-process tests)."""
+
+    __name__ = "plain_sink_plugin"
+
+    @hookimpl
+    def register_sink_types(self, register: Callable[[SinkType], None]) -> None:
+        register(SinkType(name="plain", options_schema=UrlOptions, factory=PlainSink))
+
+
+def sink_table(name: str, url: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "type": "plain", "url": url, "events": ["*"], **extra}
+
+
+def engine_config(redis_url: str, tmp_path: Path, sinks: list[dict[str, Any]], **delivery: Any) -> dict[str, Any]:
+    return {"gateway": {"redis_url": redis_url, "data_dir": str(tmp_path / "data"), "admin_token": "admin-token-1"},
+            "delivery": {"allow_private_networks": True, "retry_jitter": 0, **delivery},
+            "sinks": sinks}
+
+
+def write_toml(path: Path, config: dict[str, Any]) -> Path:
+    """A tiny TOML writer for the configs these tests use (strings, numbers, lists, tables)."""
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, str):
+            return json.dumps(v)
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        raise TypeError(v)
+
+    lines: list[str] = []
+    for section in ("gateway", "delivery"):
+        if section in config:
+            lines.append(f"[{section}]")
+            lines.extend(f"{k} = {value(v)}" for k, v in config[section].items())
+    for sink in config.get("sinks", []):
+        lines.append("[[sinks]]")
+        lines.extend(f"{k} = {value(v)}" for k, v in sink.items())
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@dataclasses.dataclass
+class WorkerProcess:
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_worker(config_path: Path, log_path: Path, *args: str, plain: bool = True) -> WorkerProcess:
+    """A real worker process on ``config_path``: ``python -m gateway.worker``, or with
+    ``plain`` the same worker with this module's ``plain`` sink type registered."""
+    env = dict(os.environ)
+    if plain:
+        command = [sys.executable, str(Path(__file__).resolve()), "--config", str(config_path), *args]
+    else:
+        command = [sys.executable, "-m", "gateway.worker", "--config", str(config_path), *args]
+    log_file = open(log_path, "wb")  # noqa: SIM115 - handed to the child
+    process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
+    log_file.close()
+    return WorkerProcess(process, log_path)
+
+
+def workers(*procs: WorkerProcess) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.stop()
+
+
+def _main() -> None:
+    """A ``gateway worker`` with the ``plain`` sink type registered (see start_worker)."""
+    import argparse
+    import logging
+
+    from gateway.runtime import Runtime
+    from gateway.worker import run_worker
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--concurrency", type=int, default=None)
+    parser.add_argument("--burst", action="store_true")
+    options = parser.parse_args()
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    runtime = Runtime.from_config(options.config, extra_plugins=[PlainSinkPlugin()])
+    run_worker(runtime, options.concurrency, options.burst)
+
+
+if __name__ == "__main__":
+    # Re-import under its module name so the plugin's classes are importable by name.
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import delivery_support
+
+    delivery_support._main()
