@@ -29,6 +29,7 @@ BUILTIN_PLUGINS = (
     "gateway.api.tickets",
     "gateway.api.health",
     "gateway.api.plugins_api",
+    "gateway.worker",
 )
 ENTRY_POINT_GROUP = "gateway"
 
