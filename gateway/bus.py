@@ -69,9 +69,10 @@ class Publisher:
         self.runtime = runtime
         self.script = runtime.redis.register_script(load_lua("publish"))
 
-    def _deliveries(self, event: Event) -> list[tuple[str, str, str]]:
+    def _deliveries(self, event: Event, only_sink: str | None = None) -> list[tuple[str, str, str]]:
         rows: list[tuple[str, str, str]] = []
-        for sink_config in self.runtime.subscribers(event.name):
+        sinks = (self.runtime.sink_config(only_sink),) if only_sink else self.runtime.subscribers(event.name)
+        for sink_config in sinks:
             sink = self.runtime.sinks[sink_config.name]
             for target in sink.targets(event):
                 rows.append((f"dlv_{uuid.uuid4().hex}", sink_config.name, json.dumps(target.to_json())))
@@ -95,15 +96,16 @@ class Publisher:
         return args
 
     def publish(self, event: Event, ticket: dict[str, Any] | None = None, idempotency_key: str | None = None,
-                now: datetime | None = None) -> Published:
+                now: datetime | None = None, only_sink: str | None = None) -> Published:
         """Store ``event`` (and ``ticket``, whose ``ticket_number`` is assigned here) with its
         deliveries, atomically. With ``idempotency_key`` already used for a ticket, nothing is
-        written and the original ticket comes back with ``replayed=True``.
+        written and the original ticket comes back with ``replayed=True``. ``only_sink`` sends
+        the event to that configured sink alone, subscribed or not (test events).
         Raises redis.RedisError when Redis is unavailable; then nothing was written."""
         from gateway.events import utc_now
 
         now = now or utc_now()
-        rows = self._deliveries(event)
+        rows = self._deliveries(event, only_sink)
         reply = self.script(args=self._args(event, rows, ticket, idempotency_key, now))
         return self._finish(event, rows, ticket, reply)
 
