@@ -73,6 +73,11 @@ class Keys:
         """HASH: a sink's runtime state (paused, reason, circuit, failure streak)."""
         return f"{self.prefix}sink:{sink}:state"
 
+    def sink_stats(self, sink: str, hour: str) -> str:
+        """HASH with a ~26 h TTL: attempts of a sink in one UTC hour (``YYYYMMDDHH``) by the
+        status they left the delivery in: delivered / retrying / failed (finish.lua)."""
+        return f"{self.prefix}sink:{sink}:stats:{hour}"
+
     @property
     def sinks(self) -> str:
         """SET: names of sinks that have ever had a delivery (for the sweeper)."""
