@@ -1,0 +1,203 @@
+"""``python -m bench [--quick]`` (``make bench [QUICK=1]``): the whole suite in one go.
+
+Each figure is measured in the same run as its baseline, one scenario at a time, on a
+dedicated embedded Redis (AOF on). Prints a table and writes ``bench/results.json``.
+See docs/performance.md for what each figure means and the last full run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bench import report
+from bench.procs import MemoryWatch
+
+HERE = Path(__file__).resolve().parent
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """How much of everything: the full run, or the quick one (same keys, smaller counts)."""
+
+    http_seconds: float = 15
+    deliver_count: int = 20_000
+    plain_count: int = 300
+    slow_count: int = 3_000
+    isolation_rate: float = 100
+    isolation_seconds: float = 20
+    e2e_seconds: float = 20
+    timeout: float = 300
+
+
+FULL = Plan()
+QUICK = Plan(
+    http_seconds=3,
+    deliver_count=3_000,
+    plain_count=40,
+    slow_count=500,
+    isolation_rate=100,
+    isolation_seconds=4,
+    e2e_seconds=4,
+    timeout=60,
+)
+SCENARIOS = ("sink", "receive", "deliver", "slow", "isolation", "e2e")
+
+
+def ensure_tools() -> None:
+    """wrk (from Debian) through bench/setup.sh when it is missing."""
+    if subprocess.run(["sh", "-c", "command -v wrk"], capture_output=True, check=False).returncode != 0:
+        subprocess.run(["sh", str(HERE / "setup.sh")], check=True)
+
+
+class CpuShare:
+    """How much CPU processes other than this run's used meanwhile (other people's tests
+    on a shared machine), in cores: system busy time minus our own and our children's."""
+
+    def __init__(self) -> None:
+        self.start_busy = self._busy()
+        self.start_ours = self._ours()
+        self.start = time.monotonic()
+
+    @staticmethod
+    def _busy() -> float:
+        t = psutil.cpu_times()
+        return (
+            t.user
+            + t.nice
+            + t.system
+            + getattr(t, "irq", 0)
+            + getattr(t, "softirq", 0)
+            + getattr(t, "steal", 0)
+        )
+
+    @staticmethod
+    def _ours() -> float:
+        t = os.times()
+        return t.user + t.system + t.children_user + t.children_system
+
+    def others_cores(self) -> float:
+        wall = time.monotonic() - self.start
+        foreign = (self._busy() - self.start_busy) - (self._ours() - self.start_ours)
+        return round(max(0.0, foreign) / wall, 2) if wall > 0 else 0.0
+
+
+def run(plan: Plan, only: set[str], run_dir: Path) -> dict[str, Any]:
+    """Every scenario in ``only``; a failing scenario is recorded and the others still run."""
+    from bench import deliver, latency, receive
+    from bench.stack import Stack
+
+    results: dict[str, Any] = {key: None for key in report.REQUIRED_KEYS}
+    errors: dict[str, str] = {}
+    cpu = CpuShare()
+    load_before = report.load_average()
+    started = time.monotonic()
+    with Stack(run_dir) as stack, MemoryWatch() as memory:
+        fast = stack.start_sink("fast")
+        slow = stack.start_sink("slow", delay=0.2)
+        dead = stack.start_sink("dead", hang=True)
+
+        def step(name: str, action: Callable[[], dict[str, Any]]) -> None:
+            if name not in only:
+                return
+            print(f"bench: {name} ...", file=sys.stderr, flush=True)
+            begun = time.monotonic()
+            try:
+                results.update(action())
+            except Exception as exc:  # noqa: BLE001 - report it, carry on with the next scenario
+                errors[name] = f"{type(exc).__name__}: {exc}"
+                traceback.print_exc()
+            print(f"bench: {name} done in {time.monotonic() - begun:.1f}s", file=sys.stderr, flush=True)
+
+        step("sink", lambda: receive.sink_capacity(stack, fast, plan.http_seconds))
+        step(
+            "receive",
+            lambda: receive.receive_vs_hello(
+                stack, fast, deliver.sink_table("fast", fast), plan.http_seconds
+            ),
+        )
+        step(
+            "deliver",
+            lambda: deliver.deliver_vs_plain(
+                stack, fast, plan.deliver_count, plan.plain_count, memory, plan.timeout
+            ),
+        )
+        step("slow", lambda: deliver.slow_sink(stack, slow, plan.slow_count, memory, plan.timeout))
+        step(
+            "isolation",
+            lambda: latency.isolation(stack, fast, dead, plan.isolation_rate, plan.isolation_seconds, memory),
+        )
+
+        def e2e() -> dict[str, Any]:
+            capacity = [v for v in (results.get("receive_rps"), results.get("deliver_rps")) if v]
+            if not capacity:
+                raise RuntimeError("needs receive_rps or deliver_rps from this run")
+            return latency.end_to_end(stack, fast, min(capacity) / 2, plan.e2e_seconds, memory)
+
+        step("e2e", e2e)
+        if memory.peak_bytes:
+            results["worker_rss_mb"] = round(memory.peak_mb, 1)
+    results["context"] = {
+        "quick": plan is QUICK,
+        "seconds": round(time.monotonic() - started, 1),
+        "load_average_before": load_before,
+        "load_average_after": report.load_average(),
+        "other_processes_cores": cpu.others_cores(),
+        "machine": report.machine(),
+        "plan": dataclasses.asdict(plan),
+    }
+    results["verdicts"] = report.verdicts(results)
+    results["errors"] = errors
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller counts: under a minute")
+    parser.add_argument(
+        "--only",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated scenarios (default all: {','.join(SCENARIOS)})",
+    )
+    parser.add_argument("--output", type=Path, default=HERE / "results.json")
+    parser.add_argument("--keep", action="store_true", help="keep the run directory (logs, configs, Redis)")
+    args = parser.parse_args(argv)
+    only = {s.strip() for s in args.only.split(",") if s.strip()}
+    unknown = only - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
+    ensure_tools()
+    run_dir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
+    results = run(QUICK if args.quick else FULL, only, run_dir)
+    report.write(results, args.output)
+    print(report.table(results))
+    print(report.details(results))
+    context = results["context"]
+    print(
+        f"\n{'quick' if args.quick else 'full'} run, {context['seconds']}s; other processes used "
+        f"{context['other_processes_cores']} of {context['machine']['cores']} cores; wrote {args.output}"
+    )
+    for name, error in results["errors"].items():
+        print(f"error in {name}: {error}", file=sys.stderr)
+    if args.keep:
+        print(f"run directory: {run_dir}", file=sys.stderr)
+    else:
+        import shutil
+
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return 1 if results["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""Delivery throughput: pre-loaded deliveries drained by ``gateway worker`` processes into
+a bench sink; deliveries/s from the sink's first to its last arrival (so process start-up
+is not counted, for the gateway and the plain rq baseline alike)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from bench.procs import MemoryWatch
+from bench.stack import SECRET, SinkHandle, Stack
+from gateway.events import Event
+
+
+def sink_table(name: str, sink: SinkHandle, **extra: Any) -> dict[str, Any]:
+    """A ``[[sinks]]`` entry: a signed generic webhook to ``sink`` for ticket.created."""
+    return {
+        "name": name,
+        "type": "generic_webhook",
+        "url": sink.url,
+        "secret": SECRET,
+        "events": ["ticket.created"],
+        **extra,
+    }
+
+
+def sample_ticket(index: int, subject: str = "Cannot export the monthly report") -> dict[str, Any]:
+    return {
+        "id": str(uuid.uuid4()),
+        "ticket_number": f"TKT-2026-{index + 1:03d}",
+        "subject": subject,
+        "message": "The export button does nothing since this morning; we need the report today.",
+        "status": "new",
+        "priority": "high",
+        "category": None,
+        "customer_email": "bench@example.com",
+        "customer_name": "Bench Client",
+        "source": "webhook",
+        "created_at": "2026-01-01T00:00:00.000Z",
+    }
+
+
+def preload(config: Path, count: int) -> None:
+    """Publish ``count`` ticket.created events through the gateway's own publisher (each
+    with its pending deliveries, exactly as the receive endpoint writes them)."""
+    from gateway.runtime import Runtime
+
+    runtime = Runtime.from_config(config, start_embedded=False)
+    try:
+        for i in range(count):
+            runtime.publisher.publish(Event.new("ticket.created", {"ticket": sample_ticket(i)}))
+    finally:
+        runtime.redis.close()
+
+
+def drain_rate(
+    stack: Stack,
+    sink: SinkHandle,
+    config: Path,
+    count: int,
+    workers: int,
+    memory: MemoryWatch,
+    timeout: float,
+    worker_args: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """Pre-load ``count`` deliveries for ``sink``, start ``workers`` worker processes and
+    time the sink from its first to its ``count``-th distinct delivery."""
+    stack.flush()
+    sink.reset()
+    preload(config, count)
+    started = time.monotonic()
+    procs = stack.start_workers(config, workers, extra=worker_args)
+    for proc in procs:
+        memory.watch(proc.pid)
+    try:
+        seen = sink.wait_for(count, timeout)
+    finally:
+        memory.sample()
+        for proc in procs:
+            stack.stop(proc)
+    stats = sink.stats()
+    span = seen["last"] - seen["first"]
+    return {
+        "rps": round((count - 1) / span, 1) if span > 0 else 0.0,
+        "wall_s": round(time.monotonic() - started, 2),
+        "duplicates": stats["duplicates"],
+    }
+
+
+def deliver_vs_plain(
+    stack: Stack, sink: SinkHandle, count: int, plain_count: int, memory: MemoryWatch, timeout: float
+) -> dict[str, Any]:
+    """``deliver_rps`` (2 gateway workers), ``plain_rq_rps`` (2 forking rq workers) and the ratio."""
+    from bench.plain_rq import plain_rq_rps
+
+    config = stack.write_config("deliver", [sink_table("fast", sink)])
+    ours = drain_rate(stack, sink, config, count, 2, memory, timeout)
+    plain = plain_rq_rps(stack, sink, plain_count, 2, timeout)
+    ratio = ours["rps"] / plain["plain_rq_rps"] if plain["plain_rq_rps"] else 0.0
+    return {
+        "deliver_rps": ours["rps"],
+        "deliver_count": count,
+        "deliver_wall_s": ours["wall_s"],
+        "deliver_duplicates": ours["duplicates"],
+        **plain,
+        "deliver_ratio": round(ratio, 1),
+    }
+
+
+SLOW_MAX_IN_FLIGHT = 50
+"""The slow sink's per-sink in-flight cap: at 200 ms an answer, the default 10 caps a sink
+at 50/s by design; 100/s needs at least 20 (set in the sink's config, as an operator would)."""
+
+
+def slow_sink(
+    stack: Stack, sink: SinkHandle, count: int, memory: MemoryWatch, timeout: float
+) -> dict[str, Any]:
+    """``slow_sink_rps``: one worker process against a sink answering in 200 ms."""
+    config = stack.write_config("slow", [sink_table("slow", sink, max_in_flight=SLOW_MAX_IN_FLIGHT)])
+    result = drain_rate(stack, sink, config, count, 1, memory, timeout)
+    return {
+        "slow_sink_rps": result["rps"],
+        "slow_sink_count": count,
+        "slow_sink_max_in_flight": SLOW_MAX_IN_FLIGHT,
+    }

