@@ -129,7 +129,7 @@ class OutboundClient:
         where = f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
         headers = dict(request.headers)
         if url.auth and not any(key.lower() == "authorization" for key in headers):
-            headers.update(make_headers(basic_auth=unquote(url.auth)))
+            headers["Authorization"] = make_headers(basic_auth=unquote(url.auth))["authorization"]
         deadline = time.monotonic() + timeout
         budget = Timeout(connect=min(timeout, MAX_CONNECT_TIMEOUT), read=timeout, total=timeout)
         try:

@@ -82,18 +82,18 @@ def _ipv4_reason(ip: ipaddress.IPv4Address) -> str | None:
 
 
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> tuple[str, list[ipaddress.IPv4Address]] | None:
-    """The IPv4 address(es) an IPv6 transition form carries, with the form's name."""
+    """The IPv4 address(es) an IPv6 transition form carries, with the form's name (and article)."""
     if ip.ipv4_mapped is not None:
-        return "IPv4-mapped", [ip.ipv4_mapped]
+        return "an IPv4-mapped", [ip.ipv4_mapped]
     if ip in _NAT64:
-        return "NAT64", [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)]
+        return "a NAT64", [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)]
     if ip in _V4_COMPATIBLE and int(ip) > 1:  # :: and ::1 are not IPv4-compatible forms
-        return "IPv4-compatible", [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)]
+        return "an IPv4-compatible", [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)]
     if ip.sixtofour is not None:
-        return "6to4", [ip.sixtofour]
+        return "a 6to4", [ip.sixtofour]
     if ip.teredo is not None:
         server, client = ip.teredo
-        return "Teredo", [client, server]
+        return "a Teredo", [client, server]
     return None
 
 
@@ -108,10 +108,10 @@ def refusal_reason(ip: IPAddress) -> str | None:
         for inner in addresses:
             reason = _ipv4_reason(inner)
             if reason is not None:
-                return f"an {form} form of {inner}, {reason}"
-        if form == "IPv4-compatible":
+                return f"{form} form of {inner}, {reason}"
+        if form == "an IPv4-compatible":
             return "a deprecated IPv4-compatible address"
-        if form in ("IPv4-mapped", "NAT64"):
+        if form in ("an IPv4-mapped", "a NAT64"):
             return None  # the packets go to the public IPv4 address inside
     for network, reason in _V6_RANGES:
         if ip in network:
