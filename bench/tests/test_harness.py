@@ -1,0 +1,169 @@
+"""Tests of the bench's own parts (run with ``python -m pytest bench/tests -q``): a
+benchmark that miscounts or mis-signs reports numbers nobody should believe."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import shutil
+import threading
+import time
+import tomllib
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import requests
+
+from bench import load, report
+from bench.latency import percentile
+from bench.procs import Processes, read_port
+from bench.stack import SinkHandle, _toml
+from gateway.signing import verify_hex_signature
+
+needs_wrk = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk not installed (bench/setup.sh)")
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[Processes]:
+    with Processes(tmp_path) as running:
+        yield running
+
+
+def start_sink(procs: Processes, *flags: str) -> SinkHandle:
+    from bench.procs import PYTHON
+
+    proc = procs.start("sink", [PYTHON, "-m", "bench.sink", *flags], capture=True)
+    return SinkHandle("t", f"http://127.0.0.1:{read_port(proc)}/hook", proc)
+
+
+def test_sink_counts_each_delivery_once_and_turns_send_stamps_into_latencies(procs: Processes) -> None:
+    sink = start_sink(procs)
+    sent_us = time.time_ns() // 1000
+    stamped = json.dumps({"data": {"ticket": {"subject": f"bench {sent_us}"}}}, separators=(",", ":"))
+    with requests.Session() as session:  # keep-alive, as the gateway's pooled client does
+        for delivery_id, body in (("d1", "{}"), ("d1", "{}"), ("d2", stamped)):
+            answer = session.post(
+                sink.url, data=body, headers={"X-Webhook-Delivery": delivery_id}, timeout=10
+            )
+            assert (answer.status_code, answer.text) == (200, "ok")
+    stats = sink.stats()
+    assert (stats["requests"], stats["deliveries"], stats["duplicates"]) == (3, 2, 1)
+    assert len(stats["latencies_ms"]) == 1 and stats["latencies_ms"][0] >= 0
+    assert stats["first"] <= stats["last"]
+    sink.reset()
+    assert sink.counts()["deliveries"] == 0
+
+
+def test_delayed_sink_still_answers_every_request_in_order(procs: Processes) -> None:
+    sink = start_sink(procs, "--delay", "0.05")
+    with requests.Session() as session:
+        answers = [session.post(sink.url, data=str(i), timeout=10) for i in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert sink.counts()["deliveries"] == 3
+
+
+def test_hanging_sink_records_the_request_but_never_answers(procs: Processes) -> None:
+    sink = start_sink(procs, "--hang")
+    with pytest.raises(requests.Timeout):
+        requests.post(sink.url, data="{}", headers={"X-Webhook-Delivery": "d1"}, timeout=0.5)
+    assert sink.counts()["deliveries"] == 1
+
+
+@needs_wrk
+def test_wrk_load_against_the_sink_is_counted_by_both(procs: Processes, tmp_path: Path) -> None:
+    sink = start_sink(procs)
+    body = tmp_path / "body.json"
+    body.write_text('{"hello": "world"}')
+    result = load.post_load(sink.url, body, None, connections=4, duration=1)
+    assert result.requests > 0 and result.status_errors == 0 and result.errors == 0
+    # wrk stops counting at its deadline; requests still in flight then reach the sink anyway.
+    assert sink.counts()["deliveries"] >= result.requests
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    seen: list[tuple[bytes, str | None]] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.seen.append((body, self.headers.get("X-Webhook-Signature")))
+        self.send_response(201)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@needs_wrk
+def test_paced_creates_are_valid_signed_tickets_stamped_with_their_send_time() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _Recorder.seen = []
+    before_us = time.time_ns() // 1000
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/api/webhooks/receive"
+        result = load.paced_creates(url, "s3cret", rate=20, duration=1, connections=2)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.requests > 0 and result.status_errors == 0
+    bodies = list(_Recorder.seen)
+    assert bodies
+    for body, signature in bodies:
+        assert verify_hex_signature(body, signature, ["s3cret"])
+        assert signature == hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+        data = json.loads(body)
+        assert data["event"] == "ticket.create"
+        stamp = int(data["data"]["subject"].split()[1])
+        assert before_us <= stamp <= time.time_ns() // 1000
+
+
+def test_wrk_summary_is_parsed() -> None:
+    output = (
+        'Running 1s test\nBENCH_JSON {"requests":1000,"duration_us":2000000,"connect_errors":0,'
+        '"read_errors":1,"write_errors":0,"status_errors":10,"timeouts":2,"latency_p50_us":1500,'
+        '"latency_p99_us":9000}\n'
+    )
+    result = load.parse_output(output)
+    assert (result.requests, result.errors, result.status_errors) == (1000, 3, 10)
+    assert result.rps == pytest.approx(495.0)
+    assert (result.latency_p50_ms, result.latency_p99_ms) == (1.5, 9.0)
+    with pytest.raises(RuntimeError, match="no summary"):
+        load.parse_output("wrk: connection refused")
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == 50.0
+    assert percentile(values, 99) == 99.0
+    assert percentile(values, 100) == 100.0
+    assert percentile([7.0], 99) == 7.0
+    with pytest.raises(ValueError):
+        percentile([], 50)
+
+
+def test_bench_configs_are_valid_toml() -> None:
+    doc = {
+        "gateway": {"redis_url": "unix:///tmp/r.sock?db=0", "secret": 'a"b\\c'},
+        "delivery": {"allow_private_networks": True, "timeout": 2.5},
+        "sinks": [{"name": "fast", "events": ["ticket.created"], "max_in_flight": 50}],
+    }
+    assert tomllib.loads(_toml(doc)) == doc
+
+
+def test_results_table_and_verdicts_cover_every_key() -> None:
+    results = {key: None for key in report.REQUIRED_KEYS}
+    results.update({"receive_ratio": 0.8, "deliver_rps": 900.0, "e2e_p99_ms": 12.0})
+    verdicts = report.verdicts(results)
+    assert verdicts["receive_ratio"] is True
+    assert verdicts["deliver_rps"] is False
+    assert verdicts["e2e_p99_ms"] is True
+    assert verdicts["worker_rss_mb"] is None
+    text = report.table(results)
+    for key in report.REQUIRED_KEYS:
+        assert f"`{key}`" in text
+    assert "**no**" in text
