@@ -40,6 +40,10 @@ class GatewayServer(BaseApplication):  # type: ignore[misc]
     def load_config(self) -> None:
         for key, value in self.options.items():
             self.cfg.set(key, value)
+        if "control_socket_disable" in self.cfg.settings and "control_socket_disable" not in self.options:
+            # gunicorn >= 25.1 opens one control socket per user by default: several
+            # gateways (or tests) on one machine would fight over it.
+            self.cfg.set("control_socket_disable", True)
 
     def load(self) -> Any:
         from gateway.app import create_app

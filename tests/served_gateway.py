@@ -1,0 +1,153 @@
+"""Real parts for tests of the HTTP path: the gateway served by gunicorn in a subprocess
+(``python -m gateway web``), a TOML writer for its config, and a free-port finder."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import requests
+from marshmallow import Schema
+
+from gateway import hookimpl
+from gateway.config import url_field
+from gateway.sinks import DeliveryInfo, OutgoingRequest, Sink, SinkType, Target
+
+DEADLINE_S = 30.0
+
+
+class UrlOptions(Schema):
+    url = url_field(required=True)
+
+
+class EnvelopeSink(Sink):
+    """A minimal sink: POST the guide's envelope to ``url``."""
+
+    def render(self, event: Any, target: Target, delivery: DeliveryInfo) -> OutgoingRequest:
+        return OutgoingRequest(url=target.url, body=event.envelope_bytes(), sign=True,
+                               headers={"Content-Type": "application/json"})
+
+
+class EnvelopeSinkPlugin:
+    """Registers the ``envelope`` sink type, for tests that need a configured sink."""
+
+    __name__ = "envelope_sink_plugin"
+
+    @hookimpl
+    def register_sink_types(self, register: Any) -> None:
+        register(SinkType(name="envelope", options_schema=UrlOptions, factory=EnvelopeSink))
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _toml_value(value: Any) -> str:
+    # JSON strings, numbers, booleans and arrays of them are valid TOML values.
+    return json.dumps(value)
+
+
+def to_toml(config: Mapping[str, Any]) -> str:
+    """A config dict (``gateway``/``delivery`` tables, ``sinks`` array) as TOML text."""
+    lines: list[str] = []
+    for section, body in config.items():
+        if isinstance(body, list):
+            for table in body:
+                lines.append(f"[[{section}]]")
+                lines.extend(f"{key} = {_toml_value(value)}" for key, value in table.items())
+        else:
+            lines.append(f"[{section}]")
+            lines.extend(f"{key} = {_toml_value(value)}" for key, value in body.items())
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_config(path: Path, config: Mapping[str, Any]) -> Path:
+    """Write ``config`` as TOML to ``path``."""
+    path.write_text(to_toml(config), encoding="utf-8")
+    return path
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment for a gateway subprocess: ours minus anything that would point it at
+    another deployment's Redis or config."""
+    env = {k: v for k, v in os.environ.items() if k not in ("GATEWAY_REDIS_URL", "GATEWAY_CONFIG")}
+    env.update(extra)
+    return env
+
+
+@dataclasses.dataclass
+class ServedGateway:
+    url: str
+    admin_token: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def wait_for_http(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = DEADLINE_S) -> None:
+    """Wait until ``url`` answers 200; fail (with the server's output) after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited with {process.returncode}:\n{log.read_text(errors='replace')}")
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{url} did not answer within {timeout}s:\n{log.read_text(errors='replace')}")
+        time.sleep(0.1)
+
+
+def stop_process(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = DEADLINE_S) -> int:
+    """Signal ``process`` and wait for it; SIGKILL if it does not exit in time."""
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
+@contextmanager
+def served_gateway(tmp_path: Path, redis_url: str, config: Mapping[str, Any] | None = None,
+                   web_workers: int = 2) -> Iterator[ServedGateway]:
+    """``python -m gateway web`` on a free port with ``config`` (on the test Redis)."""
+    config = {k: (list(v) if isinstance(v, list) else dict(v)) for k, v in (config or {}).items()}
+    gateway = config.setdefault("gateway", {})
+    gateway.setdefault("redis_url", redis_url)
+    gateway.setdefault("data_dir", str(tmp_path / "data"))
+    gateway.setdefault("admin_token", "test-admin-token-0123456789")
+    path = write_config(tmp_path / "gateway.toml", config)
+    port = free_port()
+    log = tmp_path / "gunicorn.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "web", "--config", str(path), "--port", str(port),
+             "--web-workers", str(web_workers)],
+            stdout=out, stderr=subprocess.STDOUT, env=child_env(), cwd=tmp_path)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(url + "/healthz", process, log)
+        yield ServedGateway(url, gateway["admin_token"], process, log)
+    finally:
+        stop_process(process)
