@@ -158,8 +158,14 @@ class GatewayCLI(click.Group):
 
 @click.group(cls=GatewayCLI, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @config_option
-def cli() -> None:
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", envvar="GATEWAY_LOG_FORMAT",
+              show_default=True, help="Log lines as text or one JSON object per line (level: $GATEWAY_LOG_LEVEL).")
+def cli(log_format: str) -> None:
     """Ticket event gateway: receive signed tickets, publish events, deliver them to sinks."""
+    from gateway import logs
+
+    logs.configure(log_format, os.environ.get(logs.LEVEL_ENV, "INFO"))
+    os.environ[logs.FORMAT_ENV] = log_format  # processes that `gateway run` starts log the same way
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -204,6 +210,9 @@ def web(host: str, port: int, web_workers: int) -> None:
     url, embedded = _redis_for(settings)
     # gunicorn's workers are forked from this process: they inherit where Redis and the config are.
     os.environ[REDIS_URL_ENV] = url
+    from gateway.metrics import ensure_multiprocess_dir
+
+    ensure_multiprocess_dir(settings.data_dir)
     if settings.source:
         os.environ["GATEWAY_CONFIG"] = settings.source
     try:
@@ -227,6 +236,10 @@ def run(host: str, port: int, web_workers: int, workers: int) -> None:
 
     settings = ensure_admin_token(cli_settings())
     url, embedded = _redis_for(settings)
+    # Before any child starts: web and worker processes share metrics through this directory.
+    from gateway.metrics import default_multiprocess_dir, prepare_multiprocess_dir
+
+    prepare_multiprocess_dir(default_multiprocess_dir(settings.data_dir))
     env = dict(os.environ)
     env[REDIS_URL_ENV] = url
     if settings.source:

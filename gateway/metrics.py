@@ -76,6 +76,16 @@ def prepare_multiprocess_dir(path: str | os.PathLike[str]) -> Path:
     return target
 
 
+def ensure_multiprocess_dir(data_dir: str | os.PathLike[str]) -> Path:
+    """For ``gateway web``: keep the directory a supervising ``gateway run`` (or the operator)
+    chose, else prepare ``<data_dir>/metrics`` so its gunicorn workers add up."""
+    current = os.environ.get(MULTIPROC_ENV)
+    if current:
+        Path(current).mkdir(parents=True, exist_ok=True)
+        return Path(current)
+    return prepare_multiprocess_dir(default_multiprocess_dir(data_dir))
+
+
 def multiprocess_enabled() -> bool:
     """True when this process records into (and scrapes merge) the shared directory."""
     return bool(os.environ.get(MULTIPROC_ENV))
@@ -175,9 +185,10 @@ class BacklogCollector:
     """Gauges read from Redis at scrape time, for every configured sink, in one round trip.
 
     ``gateway_queue_depth``: deliveries ready to be attempted now; ``gateway_deliveries_in_flight``:
-    being attempted; ``gateway_retry_backlog``: waiting for a retry time; ``gateway_circuit_open``
-    and ``gateway_sink_paused`` (0/1) and ``gateway_open_circuits`` (a count). When Redis does not
-    answer, only ``gateway_redis_up 0`` is reported: a scrape never fails because of it.
+    being attempted; ``gateway_circuit_open`` and ``gateway_sink_paused`` (0/1) by sink;
+    ``gateway_open_circuits`` (a count) and ``gateway_retry_backlog`` (rq's scheduled jobs: retries
+    wait there for their time). When Redis does not answer, only ``gateway_redis_up 0`` is
+    reported: a scrape never fails because of it.
     """
 
     def __init__(self, runtime: Runtime) -> None:
@@ -193,7 +204,7 @@ class BacklogCollector:
 
         up = GaugeMetricFamily("gateway_redis_up", "1 when Redis answered this scrape.")
         try:
-            rows = self._read()
+            rows, scheduled = self._read()
         except redis.RedisError as exc:
             log.warning("metrics: redis unavailable during scrape: %s", type(exc).__name__)
             up.add_metric([], 0)
@@ -206,9 +217,6 @@ class BacklogCollector:
                 "gateway_queue_depth", "Deliveries ready to be attempted now, by sink.", labels=["sink"]),
             "in_flight": GaugeMetricFamily(
                 "gateway_deliveries_in_flight", "Deliveries being attempted now, by sink.", labels=["sink"]),
-            "retry_backlog": GaugeMetricFamily(
-                "gateway_retry_backlog", "Deliveries waiting for their next retry time, by sink.",
-                labels=["sink"]),
             "circuit_open": GaugeMetricFamily(
                 "gateway_circuit_open", "1 while the sink's circuit breaker defers its deliveries.",
                 labels=["sink"]),
@@ -224,34 +232,37 @@ class BacklogCollector:
         total = GaugeMetricFamily("gateway_open_circuits", "Sinks whose circuit breaker is open.")
         total.add_metric([], open_circuits)
         yield total
+        backlog = GaugeMetricFamily(
+            "gateway_retry_backlog", "Delayed jobs waiting in rq's scheduled registry: retries at their "
+            "next retry time (and wake-ups of sinks whose circuit is open).")
+        backlog.add_metric([], scheduled)
+        yield backlog
 
-    def _read(self) -> dict[str, dict[str, int]]:
+    def _read(self) -> tuple[dict[str, dict[str, int]], int]:
+        from rq.registry import ScheduledJobRegistry
+
         runtime = self.runtime
         keys = runtime.keys
         sinks = [s.name for s in runtime.settings.sinks]
         now_ms = int(time.time() * 1000)
-        retry_key = getattr(keys, "retry_schedule", None)
+        scheduled_key = ScheduledJobRegistry(queue=runtime.queue).key
         with runtime.redis.pipeline(transaction=False) as pipe:
             for sink in sinks:
                 pipe.llen(keys.ready(sink))
                 pipe.zcard(keys.inflight(sink))
                 pipe.hmget(keys.sink_state(sink), "paused", "circuit_open_until")
-                if callable(retry_key):
-                    pipe.zcard(retry_key(sink))
+            pipe.zcard(scheduled_key)
             replies = pipe.execute()
-        per_sink = 4 if callable(retry_key) else 3
         rows: dict[str, dict[str, int]] = {}
         for index, sink in enumerate(sinks):
-            reply = replies[index * per_sink:(index + 1) * per_sink]
-            paused, open_until = reply[2]
+            depth, in_flight, (paused, open_until) = replies[index * 3:index * 3 + 3]
             rows[sink] = {
-                "queue_depth": int(reply[0]),
-                "in_flight": int(reply[1]),
-                "retry_backlog": int(reply[3]) if per_sink == 4 else 0,
+                "queue_depth": int(depth),
+                "in_flight": int(in_flight),
                 "circuit_open": int(bool(open_until) and float(open_until) > now_ms),
                 "paused": int(paused in (b"1", "1")),
             }
-        return rows
+        return rows, int(replies[-1])
 
 
 def scrape_registry(runtime: Runtime) -> CollectorRegistry:

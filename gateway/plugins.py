@@ -25,6 +25,7 @@ BUILTIN_PLUGINS = (
     "gateway.builtin_events",
     "gateway.api.receive",
     "gateway.api.metrics_api",
+    "gateway.logs",
     "gateway.api.events_api",
     "gateway.api.tickets",
     "gateway.api.health",

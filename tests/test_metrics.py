@@ -208,9 +208,9 @@ def gunicorn_two_workers(tmp_path: Path, redis_url: str, redis_client):
     deadline = time.monotonic() + 30
     while True:
         try:
-            requests.get(f"{base}/metrics", timeout=2)
+            requests.get(f"{base}/metrics", timeout=10)
             break
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
                 pytest.fail(f"gunicorn did not start: {proc.stderr.read().decode()[-2000:]}")
@@ -243,3 +243,30 @@ def test_counts_add_up_across_gunicorn_worker_processes(gunicorn_two_workers):
         assert value(found, "gateway_tickets_received_total") == 30
         assert value(found, "gateway_http_requests_total", endpoint="/api/webhooks/receive", method="POST",
                      status="201") == 30
+
+
+def test_real_deliveries_are_counted_with_their_latency(make_runtime, recording_sink, drain_deliveries):
+    from gateway.app import create_app
+
+    sink = recording_sink.sink("hooked", type="plain", events=["ticket.created"])
+    runtime = make_runtime({"delivery": {"allow_private_networks": True}, "sinks": [sink]},
+                           plugins=[PlainSinkPlugin()])
+    client = create_app(runtime).test_client()
+    recording_sink.reply(503)
+    before = scrape(client)
+    for _ in range(3):
+        assert client.post("/api/webhooks/receive", json=TICKET).status_code == 201
+    assert value(scrape(client), "gateway_queue_depth", sink="hooked") == 3
+
+    attempts = drain_deliveries(runtime)
+
+    assert sorted(a["outcome"] for a in attempts) == ["delivered", "delivered", "retry"]
+    after = scrape(client)
+    assert delta(before, after, "gateway_delivery_attempts_total", sink="hooked", outcome="delivered") == 2
+    assert delta(before, after, "gateway_delivery_attempts_total", sink="hooked", outcome="retry") == 1
+    assert delta(before, after, "gateway_delivery_attempt_duration_seconds_count", sink="hooked") == 3
+    assert delta(before, after, "gateway_delivery_latency_seconds_count", sink="hooked") == 2
+    assert value(after, "gateway_queue_depth", sink="hooked") == 0
+    assert value(after, "gateway_deliveries_in_flight", sink="hooked") == 0
+    # The failed attempt waits in rq's scheduled registry for its retry time.
+    assert value(after, "gateway_retry_backlog") == 1

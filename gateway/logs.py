@@ -1,0 +1,271 @@
+"""Structured logs: text or one JSON object per line, with secrets redacted.
+
+* :func:`configure` installs one handler on the root logger (``gateway --log-format
+  text|json``, ``GATEWAY_LOG_FORMAT``, ``GATEWAY_LOG_LEVEL``).
+* Every answered HTTP request gives one ``gateway.access`` line (method, path, status,
+  duration_ms, remote_addr; never bodies, query strings or headers) and every delivery
+  attempt one ``gateway.attempts`` line (delivery_id, event, sink, status_code,
+  duration_ms, outcome, ...). This module is a builtin plugin that records them through an
+  app-wide ``after_request`` and the ``delivery_attempted`` hook.
+* :class:`RedactingFilter` is the safety net on the handler: whatever a log record says
+  (message, arguments, extra fields, traceback), values that look like secrets or
+  signatures, and every secret the configuration holds, are replaced by ``[redacted]``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import IO, TYPE_CHECKING, Any
+
+from flask import Blueprint, Response, g, request
+
+from gateway.hookspecs import hookimpl
+
+if TYPE_CHECKING:  # pragma: no cover
+    from flask.blueprints import BlueprintSetupState
+
+    from gateway.config import Settings
+
+FORMATS = ("text", "json")
+FORMAT_ENV = "GATEWAY_LOG_FORMAT"
+LEVEL_ENV = "GATEWAY_LOG_LEVEL"
+REDACTED = "[redacted]"
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+access_log = logging.getLogger("gateway.access")
+attempt_log = logging.getLogger("gateway.attempts")
+
+# Things that are secrets whatever their context. Ids such as dlv_<hex> and evt_<hex> are
+# kept: the word character before the hex run stops the \b match.
+_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"whsec_[A-Za-z0-9+/=_-]+"), "whsec_" + REDACTED),
+    (re.compile(r"\bv1[,=][A-Za-z0-9+/_-]{16,}={0,2}"), "v1," + REDACTED),
+    (re.compile(r"(?i)\bsha256=[0-9a-f]{16,}"), "sha256=" + REDACTED),
+    (re.compile(r"\b[0-9a-fA-F]{32,}\b"), REDACTED),
+    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), r"\1 " + REDACTED),
+    (re.compile(r"(?i)(hooks\.slack\.com/services/)[^\s\"'<>]+"), r"\1" + REDACTED),
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/@:\"']+:[^\s/@\"']+@"), r"\1" + REDACTED + "@"),
+    (re.compile(r"(?i)\b((?:x-)?(?:webhook-)?(?:secrets?|token|password|passwd|api[_-]?keys?|signature|"
+                r"authorization|admin_token)[\"']?\s*[:=]\s*[\"']?)(?!\[redacted\])[^\s\"',;&}\]]+"),
+     r"\1" + REDACTED),
+)
+_STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+_known_secrets: set[str] = set()
+_known_lock = threading.Lock()
+_known_pattern: re.Pattern[str] | None = None
+_installed: logging.Handler | None = None
+
+
+def register_secrets(values: Iterable[str | None]) -> None:
+    """Add exact values (configured secrets, tokens, API keys) that must never be logged.
+    Values shorter than 6 characters are ignored: redacting them would garble ordinary text."""
+    global _known_pattern
+    new = {v for v in values if isinstance(v, str) and len(v) >= 6}
+    with _known_lock:
+        if new <= _known_secrets:
+            return
+        _known_secrets.update(new)
+        ordered = sorted(_known_secrets, key=len, reverse=True)
+        _known_pattern = re.compile("|".join(re.escape(v) for v in ordered))
+
+
+def register_settings_secrets(settings: Settings) -> None:
+    """Register every secret a configuration holds: the incoming secret, the admin token,
+    and each sink's secrets, API keys, tokens and passwords (and its URL when that is a
+    secret itself, as a Slack webhook URL is)."""
+    values: list[str | None] = [settings.secret, settings.admin_token]
+    for sink in settings.sinks:
+        values.extend(sink.secrets)
+        for key in ("api_keys", "token", "password"):
+            option = sink.options.get(key)
+            if isinstance(option, str):
+                values.append(option)
+            elif isinstance(option, (list, tuple)):
+                values.extend(str(v) for v in option)
+        url = sink.options.get("url")
+        if isinstance(url, str) and "hooks.slack.com" in url:
+            values.append(url)
+    register_secrets(values)
+
+
+def redact(text: str) -> str:
+    """``text`` with known secrets and secret-looking values replaced by ``[redacted]``."""
+    pattern = _known_pattern
+    if pattern is not None:
+        text = pattern.sub(REDACTED, text)
+    for regex, replacement in _PATTERNS:
+        text = regex.sub(replacement, text)
+    return text
+
+
+def _redact_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, Mapping):
+        return {k: _redact_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_redact_value(v) for v in value]
+    return value
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites every record passing through a handler so no secret reaches the output."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad format string must still be logged, safely
+            message = f"{record.msg!r} {record.args!r}"
+        record.msg = redact(message)
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        for key, value in list(vars(record).items()):
+            if key not in _STANDARD_ATTRS and isinstance(value, (str, Mapping, list, tuple)):
+                setattr(record, key, _redact_value(value))
+        return True
+
+
+def _iso(created: float) -> str:
+    seconds = time.gmtime(created)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", seconds) + f".{int(created % 1 * 1000):03d}Z"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``ts``, ``level``, ``logger``, ``message``, then the record's
+    extra fields (``extra={...}``), then ``exc`` with the traceback when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {"ts": _iso(record.created), "level": record.levelname.lower(),
+                               "logger": record.name, "message": record.getMessage()}
+        for key, value in vars(record).items():
+            if key not in _STANDARD_ATTRS and not key.startswith("_"):
+                doc[key] = value
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            doc["exc"] = record.exc_text
+        if record.stack_info:
+            doc["stack"] = record.stack_info
+        return json.dumps(doc, ensure_ascii=False, default=str, separators=(",", ":"))
+
+
+class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time of each record (test runners and
+    click's CliRunner swap it), never to a stream closed since."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> IO[str]:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: IO[str]) -> None:
+        pass
+
+
+def configure(format: str = "text", level: str | int = "INFO",
+              stream: IO[str] | None = None) -> logging.Handler:
+    """Send logs to ``stream`` (stderr) as ``text`` or ``json`` at ``level``, through the
+    redacting filter. Calling it again replaces the handler it installed before; other
+    handlers on the root logger are left alone. Returns the handler."""
+    global _installed
+    if format not in FORMATS:
+        raise ValueError(f"log format must be one of {', '.join(FORMATS)}, not {format!r}")
+    handler = logging.StreamHandler(stream) if stream is not None else _CurrentStderrHandler()
+    handler.setFormatter(JsonFormatter() if format == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.addFilter(RedactingFilter())
+    root = logging.getLogger()
+    if _installed is not None:
+        root.removeHandler(_installed)
+    root.addHandler(handler)
+    root.setLevel(level.upper() if isinstance(level, str) else level)
+    _installed = handler
+    return handler
+
+
+def reset() -> None:
+    """Remove the handler :func:`configure` installed (tests use it to clean up)."""
+    global _installed
+    if _installed is not None:
+        logging.getLogger().removeHandler(_installed)
+        _installed = None
+
+
+# -- the builtin plugin: one line per request and per delivery attempt --------------------------
+
+bp = Blueprint("logs", __name__)
+
+
+@bp.record_once
+def _remember_app_secrets(state: BlueprintSetupState) -> None:
+    runtime = state.app.extensions.get("gateway")
+    if runtime is not None:
+        register_settings_secrets(runtime.settings)
+
+
+@bp.before_app_request
+def _start_timer() -> None:
+    # Shared with the request metrics (gateway.api.metrics_api), which set the same value.
+    if "gateway_started" not in g:
+        g.gateway_started = time.perf_counter()
+
+
+@bp.after_app_request
+def _log_request(response: Response) -> Response:
+    if access_log.isEnabledFor(logging.INFO):
+        try:
+            started = g.get("gateway_started")
+            duration_ms = round((time.perf_counter() - started) * 1000, 2) if started is not None else None
+            # request.path never includes the query string, where callers sometimes put tokens.
+            access_log.info("%s %s %s %sms", request.method, request.path, response.status_code, duration_ms,
+                            extra={"method": request.method, "path": request.path,
+                                   "status": response.status_code, "duration_ms": duration_ms,
+                                   "remote_addr": request.remote_addr})
+        except Exception:  # noqa: BLE001 - logging must never fail a request
+            logging.getLogger("gateway.logs").exception("could not log a request")
+    return response
+
+
+def attempt_fields(attempt: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of an attempt's log line, from its delivery-log record (no request headers,
+    no response excerpt: they may carry what the destination echoed back)."""
+    error = attempt.get("error")
+    return {
+        "delivery_id": attempt.get("delivery_id"), "event": attempt.get("event"),
+        "event_id": attempt.get("event_id"), "sink": attempt.get("sink"), "attempt": attempt.get("attempt"),
+        "status_code": attempt.get("status_code"), "duration_ms": attempt.get("duration_ms"),
+        "outcome": attempt.get("outcome"), "status": attempt.get("status"),
+        "error": error.get("code") if isinstance(error, Mapping) else error,
+        "next_attempt_at": attempt.get("next_attempt_at"),
+    }
+
+
+@hookimpl
+def delivery_attempted(attempt: dict[str, Any]) -> None:
+    try:
+        fields = attempt_fields(attempt)
+        level = logging.WARNING if fields["status"] == "failed" else logging.INFO
+        if not attempt_log.isEnabledFor(level):
+            return
+        error = attempt.get("error")
+        detail = f" ({error.get('message')})" if isinstance(error, Mapping) and error.get("message") else ""
+        attempt_log.log(level, "delivery %s of %s to %s: %s %s in %sms%s", fields["delivery_id"],
+                        fields["event"], fields["sink"], fields["outcome"], fields["status_code"] or "-",
+                        fields["duration_ms"], detail, extra=fields)
+    except Exception:  # noqa: BLE001 - logging must never fail a delivery
+        logging.getLogger("gateway.logs").exception("could not log a delivery attempt")
+
+
+@hookimpl
+def register_blueprints(register: Callable[[Blueprint], None]) -> None:
+    register(bp)

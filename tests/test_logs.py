@@ -1,0 +1,217 @@
+"""Structured logs: one JSON line per request and per delivery attempt; no secrets, ever."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from marshmallow import Schema, fields
+
+from gateway import OutgoingRequest, Sink, SinkType, hookimpl, logs
+from gateway.testing import Reply
+
+SECRET = "incoming-secret-0b7e"
+SINK_SECRET = "sink-secret-5c2d9a"
+TICKET = {"event": "ticket.create", "data": {"subject": "Confidential subject line",
+                                             "message": "Body text that must not be logged",
+                                             "customer_email": "jane@example.com"}}
+
+
+class UrlOptions(Schema):
+    url = fields.String(required=True)
+
+
+class SignedSink(Sink):
+    def render(self, event, target, delivery):
+        return OutgoingRequest(url=target.url, body=event.envelope_bytes(), sign=True,
+                               headers={"Content-Type": "application/json"})
+
+
+class SignedSinkPlugin:
+    __name__ = "signed_sink_plugin"
+
+    @hookimpl
+    def register_sink_types(self, register):
+        register(SinkType(name="signed", options_schema=UrlOptions, factory=SignedSink))
+
+
+@pytest.fixture
+def log_output():
+    """Logs as JSON into a buffer; returns a function giving the parsed lines so far."""
+    stream = io.StringIO()
+    logs.configure("json", "INFO", stream=stream)
+    try:
+        yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
+    finally:
+        logs.reset()
+
+
+@pytest.fixture
+def gateway_plugins():
+    return [SignedSinkPlugin()]
+
+
+@pytest.fixture
+def gateway_config(recording_sink):
+    return {"gateway": {"secret": SECRET, "admin_token": "admin-token-77aa31"},
+            "delivery": {"allow_private_networks": True},
+            "sinks": [recording_sink.sink("crm", type="signed", events=["ticket.created"],
+                                          secret=SINK_SECRET)]}
+
+
+def signed_post(client, body: dict, secret: str = SECRET):
+    raw = json.dumps(body).encode()
+    signature = hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+    response = client.post("/api/webhooks/receive", data=raw, headers={
+        "Content-Type": "application/json", "X-Webhook-Signature": signature})
+    return response, signature
+
+
+def test_one_json_line_per_request_without_bodies_or_signatures(client, log_output):
+    created, signature = signed_post(client, TICKET)
+    refused, bad_signature = signed_post(client, TICKET, secret="not-the-secret")
+    assert created.status_code == 201 and refused.status_code == 401
+
+    lines = log_output()
+    access = [line for line in lines if line["logger"] == "gateway.access"]
+    assert [(a["method"], a["path"], a["status"]) for a in access] == [
+        ("POST", "/api/webhooks/receive", 201), ("POST", "/api/webhooks/receive", 401)]
+    for line in access:
+        assert isinstance(line["duration_ms"], (int, float)) and line["duration_ms"] >= 0
+        assert line["remote_addr"] == "127.0.0.1"
+        assert line["level"] == "info" and line["ts"].endswith("Z")
+    text = json.dumps(lines)
+    for secret in (SECRET, signature, bad_signature, "Confidential subject line", "must not be logged"):
+        assert secret not in text
+
+
+def test_one_json_line_per_delivery_attempt(app, client, recording_sink, drain_deliveries, log_output):
+    recording_sink.reply(500)
+    created, _ = signed_post(client, TICKET)
+    assert created.status_code == 201
+
+    first = drain_deliveries(app)
+
+    assert [a["outcome"] for a in first] == ["retry"]
+    lines = [line for line in log_output() if line["logger"] == "gateway.attempts"]
+    assert len(lines) == 1
+    line = lines[0]
+    assert line["delivery_id"] == first[0]["delivery_id"] and line["delivery_id"].startswith("dlv_")
+    assert (line["event"], line["sink"], line["status_code"], line["outcome"]) == (
+        "ticket.created", "crm", 500, "retry")
+    assert line["status"] == "retrying" and line["attempt"] == 1 and line["next_attempt_at"]
+    assert isinstance(line["duration_ms"], (int, float))
+    # The request really was signed; its signature is in no log line.
+    sent = recording_sink.wait_for(1)[0]
+    signature = sent.header("X-Webhook-Signature")
+    assert signature and signature not in json.dumps(log_output())
+    assert SINK_SECRET not in json.dumps(log_output())
+
+
+def test_failed_attempt_is_a_warning(app, client, recording_sink, drain_deliveries, log_output):
+    recording_sink.reply(Reply(410, body="gone"))
+    signed_post(client, TICKET)
+
+    drain_deliveries(app)
+
+    line = next(line for line in log_output() if line["logger"] == "gateway.attempts")
+    assert (line["outcome"], line["status"], line["level"]) == ("gone", "failed", "warning")
+    assert line["error"] == "gone"
+
+
+HEX = "5d41402abc4b2a76b9719d911017c592aa0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d"
+
+
+@pytest.mark.parametrize(("leak", "secret"), [
+    (f"signature={HEX}", HEX[:16]),
+    (f"X-Webhook-Signature: {HEX}", HEX[:16]),
+    (f"plain hex {HEX} in a message", HEX[:16]),
+    ("X-Webhook-Signature: sha256=5d41402abc4b2a76b9719d911017c592", "5d41402abc4b2a76"),
+    ("webhook-signature: v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4=", "K5oZfzN95Z9U"),
+    ("secret is whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "MfKQ9r8GKYqr"),
+    ("Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.payload.sig", "eyJhbGciOiJIUzI1NiJ9"),
+    ("posting to https://hooks.slack.com/services/T000/B000/XXXXXXXXXXXXXXXX", "XXXXXXXXXXXX"),
+    ("redis://user:hunter2hunter2@redis.internal:6379/0", "hunter2hunter2"),
+    ("api_key='k-12345678'", "k-12345678"),
+    ('{"token": "tok_live_abcdef"}', "tok_live_abcdef"),
+])
+def test_the_safety_net_redacts_secret_looking_values(log_output, leak, secret):
+    logging.getLogger("some.plugin").warning("careless plugin says: %s", leak)
+
+    (line,) = log_output()
+
+    assert "[redacted]" in line["message"]
+    assert secret not in line["message"]
+
+
+def test_configured_secrets_are_redacted_anywhere(app, log_output):
+    log = logging.getLogger("some.plugin")
+
+    log.info("the sink secret is %s", SINK_SECRET)
+    log.info("tokens", extra={"note": f"admin {app.extensions['gateway'].settings.admin_token}"})
+    try:
+        raise ValueError(f"could not use {SECRET}")
+    except ValueError:
+        log.exception("failed")
+
+    text = json.dumps(log_output())
+    for secret in (SECRET, SINK_SECRET, "admin-token-77aa31"):
+        assert secret not in text
+    assert text.count("[redacted]") >= 3
+
+
+def test_ids_and_ordinary_text_survive_redaction():
+    text = "delivery dlv_0123456789abcdef0123456789abcdef of evt_fedcba9876543210fedcba9876543210 sent"
+    assert logs.redact(text) == text
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_cli_log_format_json_for_the_web_server(tmp_path: Path, redis_url: str, redis_client):
+    conf = tmp_path / "gateway.toml"
+    conf.write_text(f'[gateway]\nredis_url = "{redis_url}"\ndata_dir = "{tmp_path / "data"}"\n'
+                    f'secret = "{SECRET}"\nadmin_token = "admin-token-77aa31"\n')
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "PROMETHEUS_"))}
+    gateway = Path(sys.executable).with_name("gateway")
+    proc = subprocess.Popen([str(gateway), "--log-format", "json", "--config", str(conf), "web", "--port",
+                             str(port), "--web-workers", "1"], env=env, cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                response = requests.post(f"http://127.0.0.1:{port}/api/webhooks/receive", json=TICKET,
+                                         headers={"X-Webhook-Signature": "ab" * 32}, timeout=5)
+                break
+            except requests.ConnectionError:
+                assert proc.poll() is None and time.monotonic() < deadline, "gateway web did not start"
+                time.sleep(0.1)
+        assert response.status_code == 401
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _, stderr = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, stderr = proc.communicate()
+    ours = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    access = [line for line in ours if line["logger"] == "gateway.access"]
+    assert [(a["method"], a["path"], a["status"]) for a in access] == [("POST", "/api/webhooks/receive", 401)]
+    assert "ab" * 32 not in stderr and SECRET not in stderr
