@@ -307,7 +307,9 @@ def parse_config(doc: Mapping[str, Any], plugins: Plugins | None = None, source:
     """Validate a parsed TOML document. ``plugins`` validates sink types, their options and
     event names; without it only the common keys are checked."""
     errors: dict[str, list[str]] = {}
-    doc = interpolate(dict(doc), "", errors, os.environ if env is None else env)
+    missing_env: dict[str, list[str]] = {}
+    doc = interpolate(dict(doc), "", missing_env, os.environ if env is None else env)
+    errors.update({path: list(msgs) for path, msgs in missing_env.items()})
     for key in doc:
         if key not in ("gateway", "delivery", "sinks"):
             errors.setdefault(key, []).append("Unknown section.")
@@ -327,6 +329,9 @@ def parse_config(doc: Mapping[str, Any], plugins: Plugins | None = None, source:
             continue
         sinks.append(sink)
     if errors:
+        # A missing variable is the whole story for its field: not also "too short" for the
+        # empty string it was replaced with.
+        errors.update(missing_env)
         raise ConfigError(errors, source)
     return Settings(**gateway, delivery=delivery, sinks=tuple(sinks), source=source)
 
