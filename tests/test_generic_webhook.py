@@ -1,0 +1,332 @@
+"""The generic webhook sink (``generic_webhook``): its options, what it renders, how it
+judges answers, and what a receiver gets over a real connection, checked with the guide's
+own Python and Node.js verifiers and the ``standardwebhooks`` library."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from delivery_support import SinkServer, start_worker, write_toml
+from gateway_generic_webhook import GenericWebhookSink
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from gateway import DeliveryInfo, Event, OutcomeKind, Response, SinkContext, Target
+from gateway.config import ConfigError, parse_config
+from gateway.http import OutboundClient
+from gateway.plugins import load_plugins
+from gateway.signing import signature_headers, whsec_form
+
+NODE_VERIFIER = Path(__file__).parent / "js" / "verify_guide.js"
+SECRET = "s3cr3t-from-settings"
+ADMIN = "admin-token-1"
+TICKET = {"ticket": {"id": "5b0c5c1e-1f0e-4a53-9a43-0d1c1b2f9a11", "ticket_number": "TKT-2026-001",
+                     "subject": "Café crème machine broken ☕", "status": "new",
+                     "customer_email": "zoë@example.com"}}
+
+
+# ---- the guide's Python verifier, verbatim ("Verifying Signatures", Python) ----
+def verify_signature(payload, signature, secret):
+    expected = hmac.new(
+        secret.encode(),
+        payload.encode(),
+        hashlib.sha256
+    ).hexdigest()
+
+    return hmac.compare_digest(signature, expected)
+# ---- end of the guide's code ----
+
+
+def node_verifies(body: bytes, signature: str, secret: str) -> bool:
+    """Run the guide's Node.js verifySignature (tests/js/verify_guide.js) with ``node``."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    result = subprocess.run([node, str(NODE_VERIFIER)], capture_output=True, text=True, timeout=60, check=False,
+                            input=json.dumps({"body_base64": base64.b64encode(body).decode(),
+                                              "signature": signature, "secret": secret}))
+    assert result.stdout.strip() in ("valid", "invalid"), result.stderr
+    return result.returncode == 0
+
+
+def sink_table(**options: Any) -> dict[str, Any]:
+    return {"name": "crm", "type": "generic_webhook", "events": ["*"], "url": "https://crm.example.com/hooks",
+            **options}
+
+
+def load_sink_options(**options: Any) -> dict[str, Any]:
+    """The sink's options as the core loads them from a ``[[sinks]]`` table."""
+    settings = parse_config({"sinks": [sink_table(**options)]}, load_plugins())
+    return dict(settings.sinks[0].options)
+
+
+def make_sink(**options: Any) -> GenericWebhookSink:
+    return GenericWebhookSink("crm", load_sink_options(**options), SinkContext(None, "gw:", None))  # type: ignore[arg-type]
+
+
+EVENT = Event.new("ticket.created", TICKET)
+DELIVERY = DeliveryInfo(id="dlv_0f7c2a9e", attempt=1, sink="crm")
+
+
+# ---- options ----
+
+def test_the_plugin_is_discovered_through_its_entry_point() -> None:
+    plugins = load_plugins()
+    assert plugins.sink_types["generic_webhook"].plugin == "generic_webhook"
+    assert "generic_webhook" not in plugins.failed
+
+
+def test_defaults() -> None:
+    options = load_sink_options()
+    assert options["user_agent"] == "AI-Support-Autoresponder/1.0"
+    assert options["headers"] == {}
+
+
+def config_errors(**options: Any) -> dict[str, list[str]]:
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"sinks": [sink_table(**options)]}, load_plugins())
+    return dict(caught.value.errors)
+
+
+def test_url_is_required_and_must_be_http() -> None:
+    table = sink_table()
+    del table["url"]
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"sinks": [table]}, load_plugins())
+    assert "sinks[0].url" in caught.value.errors
+    assert "sinks[0].url" in config_errors(url="ftp://crm.example.com/hooks")
+
+
+@pytest.mark.parametrize("name", ["X-Webhook-Signature", "x-webhook-delivery", "Webhook-Signature", "webhook-id",
+                                  "X-Webhook-Event", "Content-Type", "User-Agent", "Host"])
+def test_static_headers_cannot_replace_the_webhook_headers(name: str) -> None:
+    errors = config_errors(headers={name: "forged"})
+    assert any(name in message and "cannot be set here" for message in errors["sinks[0].headers"])
+
+
+@pytest.mark.parametrize("headers", [{"X-Tenant": "acme\r\nX-Evil: 1"}, {"Bad Name": "x"}, {"X-Ok": "x\ny"}])
+def test_static_headers_must_be_valid_http(headers: dict[str, str]) -> None:
+    assert any(path.startswith("sinks[0].headers") for path in config_errors(headers=headers))
+
+
+def test_unknown_options_are_refused() -> None:
+    assert "sinks[0].uri" in config_errors(uri="https://typo.example.com/")
+
+
+# ---- render ----
+
+def test_render_is_the_guides_envelope_and_headers() -> None:
+    sink = make_sink(headers={"X-Tenant": "acme"}, user_agent="Acme-Gateway/2.0")
+    request = sink.render(EVENT, Target("default", "https://crm.example.com/hooks"), DELIVERY)
+    assert request.method == "POST"
+    assert request.url == "https://crm.example.com/hooks"
+    assert request.sign is True
+    assert request.body == EVENT.envelope_bytes()
+    envelope = json.loads(request.body)
+    assert list(envelope) == ["event", "timestamp", "data"]
+    assert envelope["event"] == "ticket.created"
+    assert envelope["data"] == TICKET
+    assert datetime.strptime(envelope["timestamp"], "%Y-%m-%dT%H:%M:%S.%fZ")
+    assert request.headers == {"X-Tenant": "acme", "Content-Type": "application/json",
+                               "User-Agent": "Acme-Gateway/2.0", "X-Webhook-Event": "ticket.created",
+                               "X-Webhook-Delivery": "dlv_0f7c2a9e"}
+
+
+def test_the_delivery_id_is_the_same_on_every_attempt() -> None:
+    sink = make_sink()
+    target = Target("default", "https://crm.example.com/hooks")
+    ids = {sink.render(EVENT, target, DeliveryInfo("dlv_same", attempt, "crm")).headers["X-Webhook-Delivery"]
+           for attempt in (1, 2, 7)}
+    assert ids == {"dlv_same"}
+
+
+# ---- what a receiver gets, over a real connection ----
+
+def deliver(secrets: list[str]) -> tuple[bytes, dict[str, str]]:
+    """Render, sign as the core does, send with the real client; what the server received."""
+    with SinkServer() as server, OutboundClient(allow_private_networks=True) as client:
+        request = make_sink().render(EVENT, Target("default", server.url), DELIVERY)
+        request.headers.update(signature_headers(request.body, DELIVERY.id, secrets))
+        assert client.send(request, timeout=10).status_code == 200
+        [received] = server.received
+    return received.body, received.headers
+
+
+def standard_verify(secret: str, body: bytes, headers: dict[str, str]) -> Any:
+    return Webhook(whsec_form(secret)).verify(body, headers)
+
+
+def test_the_guides_verifiers_and_standard_webhooks_accept_a_delivery() -> None:
+    body, headers = deliver([SECRET])
+    assert body == EVENT.envelope_bytes()
+    assert headers["User-Agent"] == "AI-Support-Autoresponder/1.0"
+    assert headers["X-Webhook-Event"] == "ticket.created"
+    signature = headers["X-Webhook-Signature"]
+    assert verify_signature(body.decode("utf-8"), signature, SECRET)
+    assert node_verifies(body, signature, SECRET)
+    assert standard_verify(SECRET, body, headers) == json.loads(body)
+    assert headers["webhook-id"] == headers["X-Webhook-Delivery"] == DELIVERY.id
+
+
+def test_the_verifiers_refuse_a_wrong_secret_or_a_changed_body() -> None:
+    body, headers = deliver([SECRET])
+    signature = headers["X-Webhook-Signature"]
+    assert not verify_signature(body.decode("utf-8"), signature, "not-the-secret")
+    assert not node_verifies(body, signature, "not-the-secret")
+    tampered = body.replace(b"TKT-2026-001", b"TKT-2026-002")
+    assert not verify_signature(tampered.decode("utf-8"), signature, SECRET)
+    assert not node_verifies(tampered, signature, SECRET)
+    with pytest.raises(WebhookVerificationError):
+        standard_verify(SECRET, tampered, headers)
+
+
+def test_rotation_signs_with_both_secrets() -> None:
+    new, old = "the-new-secret", "the-old-secret"
+    body, headers = deliver([new, old])
+    entries = headers["webhook-signature"].split(" ")
+    assert len(entries) == 2 and all(entry.startswith("v1,") for entry in entries)
+    # Receivers still on the old secret keep verifying (Standard Webhooks) ...
+    assert standard_verify(old, body, headers) == json.loads(body)
+    assert standard_verify(new, body, headers) == json.loads(body)
+    # ... while X-Webhook-Signature, one value only, is already the new secret's.
+    assert verify_signature(body.decode("utf-8"), headers["X-Webhook-Signature"], new)
+    assert not verify_signature(body.decode("utf-8"), headers["X-Webhook-Signature"], old)
+
+
+def test_a_whsec_secret_verifies_as_given() -> None:
+    secret = whsec_form("raw-bytes-secret")
+    body, headers = deliver([secret])
+    assert Webhook(secret).verify(body, headers) == json.loads(body)
+    assert verify_signature(body.decode("utf-8"), headers["X-Webhook-Signature"], secret)
+
+
+def test_unsigned_without_a_secret() -> None:
+    _, headers = deliver([])
+    lowered = {name.lower() for name in headers}
+    assert not lowered & {"x-webhook-signature", "webhook-id", "webhook-timestamp", "webhook-signature"}
+    assert headers["X-Webhook-Delivery"] == DELIVERY.id
+
+
+# ---- classify ----
+
+def classify(status: int, headers: dict[str, str] | None = None) -> Any:
+    return make_sink().classify(Response(status, headers or {}, b""), Target("default", "https://x.example/"))
+
+
+@pytest.mark.parametrize("status", [200, 201, 202, 204])
+def test_2xx_is_delivered(status: int) -> None:
+    assert classify(status).kind is OutcomeKind.DELIVERED
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_redirects_are_retried_not_followed(status: int) -> None:
+    outcome = classify(status, {"Location": "https://elsewhere.example/"})
+    assert outcome.kind is OutcomeKind.RETRY
+    assert "redirect not followed" in outcome.reason
+    assert "elsewhere" not in outcome.reason
+
+
+@pytest.mark.parametrize("status", [400, 401, 404, 408, 500, 502, 504])
+def test_other_failures_are_retried(status: int) -> None:
+    outcome = classify(status)
+    assert outcome.kind is OutcomeKind.RETRY
+    assert outcome.reason == f"HTTP {status}"
+    assert outcome.not_before is None
+
+
+def test_410_is_gone_and_pauses_the_sink() -> None:
+    outcome = classify(410)
+    assert outcome.kind is OutcomeKind.GONE
+    assert "410" in outcome.reason
+    assert make_sink().on_gone(Target("default", "https://x.example/"), outcome.reason) is True
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_retry_after_seconds_is_honoured(status: int) -> None:
+    before = datetime.now(UTC)
+    outcome = classify(status, {"Retry-After": "7"})
+    after = datetime.now(UTC)
+    assert outcome.kind is OutcomeKind.RETRY
+    assert before + timedelta(seconds=7) <= outcome.not_before <= after + timedelta(seconds=7)
+
+
+def test_retry_after_http_date_is_honoured() -> None:
+    when = (datetime.now(UTC) + timedelta(minutes=10)).replace(microsecond=0)
+    outcome = classify(429, {"Retry-After": when.strftime("%a, %d %b %Y %H:%M:%S GMT")})
+    assert outcome.not_before == when
+
+
+def test_retry_after_is_capped() -> None:
+    after = datetime.now(UTC)
+    outcome = classify(503, {"Retry-After": "99999999"})
+    assert outcome.not_before is not None
+    assert outcome.not_before <= datetime.now(UTC) + timedelta(hours=1)
+    assert outcome.not_before >= after + timedelta(minutes=59)
+
+
+def test_429_without_retry_after_uses_the_schedule() -> None:
+    outcome = classify(429, {"Retry-After": "whenever"})
+    assert outcome.kind is OutcomeKind.RETRY and outcome.not_before is None
+
+
+# ---- end to end: a ticket through the gateway and a real worker process ----
+
+@pytest.fixture
+def gateway(make_client, redis_url: str, tmp_path: Path) -> Iterator[Any]:
+    """The web app in-process and burst workers as real processes, on a generic_webhook sink."""
+    workers = []
+
+    def start(url: str, **sink: Any) -> Any:
+        config = {"gateway": {"redis_url": redis_url, "data_dir": str(tmp_path / "data"), "admin_token": ADMIN},
+                  "delivery": {"allow_private_networks": True, "retry_jitter": 0},
+                  "sinks": [{"name": "crm", "type": "generic_webhook", "url": url, "events": ["ticket.created"],
+                             **sink}]}
+        client = make_client(config)
+        config_path = write_toml(tmp_path / "gateway.toml", config)
+
+        def burst() -> None:
+            worker = start_worker(config_path, tmp_path / f"worker-{len(workers)}.log", "--burst", plain=False)
+            workers.append(worker)
+            assert worker.process.wait(60) == 0, worker.log()
+
+        return client, burst
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+def test_a_ticket_arrives_verified_and_a_replay_keeps_the_delivery_id(gateway) -> None:
+    with SinkServer() as receiver:
+        client, burst = gateway(receiver.url, secret=SECRET)
+        created = client.post("/api/webhooks/receive", json={"event": "ticket.create", "data": {
+            "subject": "Café crème machine broken ☕", "message": "It leaks.", "customer_email": "zoe@example.com"}})
+        assert created.status_code == 201, created.get_json()
+        burst()
+        [first] = receiver.received
+        assert first.json["event"] == "ticket.created"
+        assert first.json["data"]["ticket"]["subject"] == "Café crème machine broken ☕"
+        assert verify_signature(first.body.decode("utf-8"), first.headers["X-Webhook-Signature"], SECRET)
+        assert node_verifies(first.body, first.headers["X-Webhook-Signature"], SECRET)
+        standard_verify(SECRET, first.body, first.headers)
+
+        delivery_id = first.headers["X-Webhook-Delivery"]
+        auth = {"Authorization": f"Bearer {ADMIN}"}
+        replay = client.post(f"/api/deliveries/{delivery_id}/replay", headers=auth)
+        assert replay.status_code in (200, 202), replay.get_json()
+        burst()
+        [_, second] = receiver.received
+        assert second.headers["X-Webhook-Delivery"] == second.headers["webhook-id"] == delivery_id
+        assert second.body == first.body
+        standard_verify(SECRET, second.body, second.headers)
+        shown = client.get(f"/api/deliveries/{delivery_id}", headers=auth)
+        assert SECRET not in shown.get_data(as_text=True)
