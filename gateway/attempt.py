@@ -16,7 +16,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from gateway import retry, signing
@@ -99,7 +99,7 @@ class AttemptRunner:
         attempt_no = int(fields.get("attempts") or 0) + 1
         round_attempts = int(fields.get("round_attempts") or 0) + 1
         started = time.monotonic()
-        at = datetime.now(timezone.utc)
+        at = datetime.now(UTC)
         request_view: dict[str, Any] | None = None
         event: Event | None = None
         try:
@@ -117,7 +117,7 @@ class AttemptRunner:
             target = Target.from_json(json.loads(fields["target"]))
             event = Event.from_json(claimed.event_json)
             verdict, request_view = self._attempt(sink, sink_config, claimed.id, event, target, attempt_no,
-                                                  round_attempts, at)
+                                                  round_attempts)
         duration_ms = round((time.monotonic() - started) * 1000, 1)
         record = {
             "delivery_id": claimed.id, "event_id": fields.get("event_id"), "event": fields.get("event"),
@@ -137,7 +137,7 @@ class AttemptRunner:
         return record
 
     def _attempt(self, sink: Any, sink_config: Any, delivery_id: str, event: Event, target: Target,
-                 attempt_no: int, round_attempts: int, at: datetime) -> tuple[Verdict, dict[str, Any] | None]:
+                 attempt_no: int, round_attempts: int) -> tuple[Verdict, dict[str, Any] | None]:
         from gateway.http import DeliveryError
 
         secrets = _sink_secrets(sink_config.options, sink_config.secrets)
@@ -146,7 +146,7 @@ class AttemptRunner:
         except Exception as exc:
             log.warning("sink %s failed to render delivery %s: %s", sink_config.name, delivery_id,
                         type(exc).__name__)
-            return self._failed_attempt(sink_config, round_attempts, at, None, {
+            return self._failed_attempt(sink_config, round_attempts, None, {
                 "code": "render_error", "message": f"The sink raised {type(exc).__name__} while rendering."}), None
         headers = dict(request.headers)
         if request.sign and sink_config.secrets:
@@ -158,7 +158,7 @@ class AttemptRunner:
             response = self.client.send(request, timeout=sink_config.timeout)
         except DeliveryError as exc:
             if exc.code in retry.RETRYABLE_ERRORS:
-                return self._failed_attempt(sink_config, round_attempts, at, None,
+                return self._failed_attempt(sink_config, round_attempts, None,
                                             {"code": exc.code, "message": exc.message}), request_view
             return Verdict("failed", "give_up", error={"code": exc.code, "message": exc.message}), request_view
         excerpt = _excerpt(response.body)
@@ -166,23 +166,23 @@ class AttemptRunner:
             outcome = sink.classify(response, target)
         except Exception as exc:
             log.warning("sink %s failed to classify a response: %s", sink_config.name, type(exc).__name__)
-            verdict = self._failed_attempt(sink_config, round_attempts, at, response, {
+            verdict = self._failed_attempt(sink_config, round_attempts, response, {
                 "code": "classify_error", "message": f"The sink raised {type(exc).__name__} while classifying."})
             verdict.excerpt = excerpt
             return verdict, request_view
-        verdict = self._judge(sink, sink_config, target, outcome, response, round_attempts, at)
+        verdict = self._judge(sink, sink_config, target, outcome, response, round_attempts)
         verdict.excerpt = excerpt
         return verdict, request_view
 
     def _judge(self, sink: Any, sink_config: Any, target: Target, outcome: Outcome, response: Response,
-               round_attempts: int, at: datetime) -> Verdict:
+               round_attempts: int) -> Verdict:
         code = response.status_code
         if outcome.kind is OutcomeKind.DELIVERED:
             return Verdict("delivered", "delivered", status_code=code)
         error = {"code": "http_status" if not response.ok else "rejected",
                  "message": outcome.reason or f"HTTP {code}"}
         if outcome.kind is OutcomeKind.RETRY:
-            verdict = self._failed_attempt(sink_config, round_attempts, at, response, error, outcome)
+            verdict = self._failed_attempt(sink_config, round_attempts, response, error, outcome)
             verdict.status_code = code
             return verdict
         if outcome.kind is OutcomeKind.GONE:
@@ -197,7 +197,7 @@ class AttemptRunner:
         return Verdict("failed", "give_up", status_code=code, error=error,
                        pause_reason=(outcome.reason or f"HTTP {code}") if outcome.pause_sink else "")
 
-    def _failed_attempt(self, sink_config: Any, round_attempts: int, at: datetime, response: Response | None,
+    def _failed_attempt(self, sink_config: Any, round_attempts: int, response: Response | None,
                         error: dict[str, str], outcome: Outcome | None = None) -> Verdict:
         """A retryable failure: retrying at the next slot of the schedule, or failed when the
         schedule is exhausted."""
@@ -206,8 +206,10 @@ class AttemptRunner:
         if delay is None:
             error = {**error, "message": f"{error['message']} (no retries left)"}
             return Verdict("failed", "retry", error=error)
-        asked = retry.not_before(outcome or Outcome.retry(""), response, at, delivery["max_retry_after"])
-        when = asked if asked is not None else at + timedelta(seconds=delay)
+        # Counted from now, when the answer (and its Retry-After) arrived, not from the start.
+        now = datetime.now(UTC)
+        asked = retry.not_before(outcome or Outcome.retry(""), response, now, delivery["max_retry_after"])
+        when = asked if asked is not None else now + timedelta(seconds=delay)
         return Verdict("retrying", "retry", error=error, next_attempt=when)
 
     def _finish(self, delivery_id: str, sink_name: str, attempt_no: int, round_attempts: int, verdict: Verdict,
@@ -219,7 +221,7 @@ class AttemptRunner:
             delivery = runtime.settings.delivery
             circuit = CircuitSettings(delivery["failure_threshold"], int(delivery["circuit_cooldown"] * 1000),
                                       int(delivery["circuit_max_cooldown"] * 1000))
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         next_ms = int(verdict.next_attempt.timestamp() * 1000) if verdict.next_attempt else ""
         error_text = f"{verdict.error['code']}: {verdict.error['message']}" if verdict.error else ""
         args = [
@@ -240,7 +242,7 @@ class AttemptRunner:
         opened_until = int(replies[0][0])
         if opened_until:
             log.warning("circuit of sink %s opened until %s", sink_name,
-                        iso_z(datetime.fromtimestamp(opened_until / 1000, tz=timezone.utc)))
+                        iso_z(datetime.fromtimestamp(opened_until / 1000, tz=UTC)))
             schedule_wake(runtime, sink_name, opened_until)
         if verdict.pause_reason:
             log.warning("sink %s paused: %s", sink_name, verdict.pause_reason)

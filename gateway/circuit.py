@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -44,6 +44,6 @@ def schedule_wake(runtime: Runtime, sink: str, at_ms: int, pipeline: Pipeline | 
     """Have rq's scheduler wake ``sink`` when its circuit's cool-down ends (the probe)."""
     from gateway.retry import rq_schedule_time
 
-    when = rq_schedule_time(datetime.fromtimestamp(at_ms / 1000, tz=timezone.utc))
+    when = rq_schedule_time(datetime.fromtimestamp(at_ms / 1000, tz=UTC))
     runtime.queue.enqueue_at(when, WAKE_JOB, sink, job_id=f"wake-{uuid.uuid4().hex}", result_ttl=0,
                              failure_ttl=86400, pipeline=pipeline)

@@ -21,6 +21,7 @@ from rq import Queue, SimpleWorker
 from rq.serializers import JSONSerializer
 
 from gateway import jobs
+from gateway.cli import cli_runtime, config_option
 from gateway.drainer import Drainer
 from gateway.hookspecs import hookimpl
 from gateway.runtime import Runtime
@@ -88,22 +89,11 @@ def build_worker(runtime: Runtime, concurrency: int | None = None, name: str | N
 @click.option("--concurrency", type=click.IntRange(1, 1024), default=None,
               help="Deliveries in flight at once in this process (default: delivery.concurrency).")
 @click.option("--burst", is_flag=True, help="Deliver everything that is ready now, then exit.")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-              help="Configuration file (default: $GATEWAY_CONFIG or ./gateway.toml).")
 @click.option("--name", default=None, help="Worker name (default: rq's, host + random).")
-@click.option("--log-level", default=os.environ.get("GATEWAY_LOG_LEVEL", "INFO"), show_default=True,
-              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
-def worker_command(concurrency: int | None, burst: bool, config_path: str | None, name: str | None,
-                   log_level: str) -> None:
+@config_option
+def worker_command(concurrency: int | None, burst: bool, name: str | None) -> None:
     """Run a delivery worker (rq, no fork per job, many deliveries in flight)."""
-    from gateway.config import ConfigError
-
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        runtime = Runtime.from_config(config_path)
-    except ConfigError as exc:
-        raise click.ClickException(f"Invalid configuration ({exc.source or 'defaults'}):\n{exc.describe()}")
-    run_worker(runtime, concurrency, burst, name, log_level.upper())
+    run_worker(cli_runtime(), concurrency, burst, name, logging.getLevelName(logging.getLogger().level))
 
 
 def run_worker(runtime: Runtime, concurrency: int | None = None, burst: bool = False, name: str | None = None,
@@ -122,6 +112,9 @@ def register_commands(cli: click.Group) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m gateway.worker``: the same as ``gateway worker``."""
+    from gateway import logs
+
+    logs.configure(os.environ.get(logs.FORMAT_ENV, "text"), os.environ.get(logs.LEVEL_ENV, "INFO"))
     worker_command.main(args=argv if argv is not None else sys.argv[1:], prog_name="gateway worker")
 
 

@@ -240,3 +240,28 @@ if __name__ == "__main__":
     import delivery_support
 
     delivery_support._main()
+
+
+def drain_queued(runtime: Any, concurrency: int = 4) -> int:
+    """Run, in this process, the drain jobs waiting on the rq queue (what a worker would do
+    with them) until the drainers release; returns how many were run. For tests that need
+    deliveries attempted but not a worker process (no retries: they need rq's scheduler)."""
+    from rq.job import Job
+    from rq.serializers import JSONSerializer
+
+    from gateway.drainer import Drainer
+
+    drainer = Drainer(runtime, concurrency)
+    ran = 0
+    try:
+        while True:
+            job_id = runtime.queue.pop_job_id()
+            if job_id is None:
+                return ran
+            job = Job.fetch(job_id, connection=runtime.redis, serializer=JSONSerializer)
+            if job.func_name == "gateway.jobs.drain":
+                drainer.run_inline(*job.args)
+                ran += 1
+            job.delete()
+    finally:
+        drainer.stop()

@@ -1,0 +1,90 @@
+"""The delivery log over HTTP (bearer admin token):
+
+* ``GET /api/deliveries?sink=&status=&event=&since=&limit=``: newest first.
+* ``GET /api/deliveries/<id>``: one delivery with every attempt and its payload.
+* ``POST /api/deliveries/<id>/replay``: send it again, same delivery id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from gateway import deliverylog
+from gateway.api.auth import require_admin
+from gateway.errors import ApiError
+from gateway.hookspecs import hookimpl
+
+bp = Blueprint("deliveries", __name__)
+MAX_ID_LENGTH = 100
+
+
+def _bad(name: str, message: str) -> ApiError:
+    return ApiError(400, "invalid_parameter", f"{name}: {message}", {name: [message]})
+
+
+def _limit() -> int:
+    raw = request.args.get("limit", "50")
+    if not raw.isdigit() or not 1 <= int(raw) <= deliverylog.MAX_LIMIT:
+        raise _bad("limit", f"Must be a whole number from 1 to {deliverylog.MAX_LIMIT}.")
+    return int(raw)
+
+
+def _since() -> datetime | None:
+    raw = request.args.get("since")
+    if not raw:
+        return None
+    try:
+        return deliverylog.parse_since(raw)
+    except ValueError as exc:
+        raise _bad("since", str(exc)) from None
+
+
+def _not_found(delivery_id: str) -> ApiError:
+    return ApiError(404, "delivery_not_found", f"No delivery with id {delivery_id[:MAX_ID_LENGTH]!r} "
+                    "(unknown, or past the retention period).")
+
+
+@bp.get("/api/deliveries")
+@require_admin
+def list_deliveries() -> Response:
+    runtime = current_app.extensions["gateway"]
+    status = request.args.get("status") or None
+    if status is not None and status not in deliverylog.STATUSES:
+        raise _bad("status", f"Must be one of {', '.join(deliverylog.STATUSES)}.")
+    sink = request.args.get("sink") or None
+    if sink is not None and sink not in runtime.sinks:
+        raise ApiError(404, "sink_not_found", f"No sink named {sink[:MAX_ID_LENGTH]!r} is configured.",
+                       {"sink": ["Unknown sink."]})
+    rows = deliverylog.list_deliveries(runtime, sink=sink, status=status, event=request.args.get("event") or None,
+                                       since=_since(), limit=_limit())
+    return jsonify({"deliveries": rows})
+
+
+@bp.get("/api/deliveries/<delivery_id>")
+@require_admin
+def get_delivery(delivery_id: str) -> Response:
+    found = deliverylog.get_delivery(current_app.extensions["gateway"], delivery_id)
+    if found is None:
+        raise _not_found(delivery_id)
+    return jsonify({"delivery": found})
+
+
+@bp.post("/api/deliveries/<delivery_id>/replay")
+@require_admin
+def replay_delivery(delivery_id: str) -> tuple[Response, int]:
+    runtime = current_app.extensions["gateway"]
+    outcome = deliverylog.replay(runtime, [delivery_id]).outcomes.get(delivery_id, "missing")
+    if outcome == "missing":
+        raise _not_found(delivery_id)
+    if outcome == "busy":
+        raise ApiError(409, "delivery_busy", "The delivery is already queued or being attempted; "
+                       "replay it once that attempt is over.")
+    return jsonify({"delivery": deliverylog.get_delivery(runtime, delivery_id)}), 202
+
+
+@hookimpl
+def register_blueprints(register: Callable[[Blueprint], None]) -> None:
+    register(bp)

@@ -1,0 +1,167 @@
+"""The delivery log: what was sent where, when, what came back (read side), and replay.
+
+Deliveries are found through the index ZSETs (all, and per sink, scored by creation time),
+newest first. Delivered and failed deliveries expire after the retention period; their
+index entries are pruned lazily, when a query meets them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from gateway.config import redact_url
+from gateway.events import iso_z
+from gateway.scripts import RequeueResult, as_text, scripts_for
+
+if TYPE_CHECKING:  # pragma: no cover
+    from gateway.runtime import Runtime
+
+STATUSES = ("pending", "retrying", "delivered", "failed")
+MAX_LIMIT = 1000
+_CHUNK = 200
+_REPLAY_BATCH = 500
+
+
+def _iso_ms(value: str | None) -> str | None:
+    if not value:
+        return None
+    return iso_z(datetime.fromtimestamp(int(value) / 1000, tz=UTC))
+
+
+def delivery_view(fields: dict[str, str]) -> dict[str, Any]:
+    """A stored delivery hash as the API and CLI show it (no secrets: URLs redacted)."""
+    target = json.loads(fields.get("target") or "{}")
+    return {
+        "id": fields.get("id"),
+        "event_id": fields.get("event_id"),
+        "event": fields.get("event"),
+        "sink": fields.get("sink"),
+        "target": {"key": target.get("key"), "url": redact_url(target["url"]) if target.get("url") else None},
+        "status": fields.get("status"),
+        "attempts": int(fields.get("attempts") or 0),
+        "created_at": _iso_ms(fields.get("created_at")),
+        "updated_at": _iso_ms(fields.get("updated_at")),
+        "next_attempt_at": _iso_ms(fields.get("next_attempt_at")) if fields.get("status") == "retrying" else None,
+        "last_status_code": int(fields["last_status_code"]) if fields.get("last_status_code") else None,
+        "last_error": fields.get("last_error"),
+        "replays": int(fields.get("replays") or 0),
+    }
+
+
+def _hashes(runtime: Runtime, ids: list[str]) -> list[dict[str, str]]:
+    with runtime.redis.pipeline(transaction=False) as pipe:
+        for delivery_id in ids:
+            pipe.hgetall(runtime.keys.delivery(delivery_id))
+        replies = pipe.execute()
+    return [{as_text(k): as_text(v) for k, v in reply.items()} for reply in replies]
+
+
+def iter_deliveries(runtime: Runtime, sink: str | None = None, since: datetime | None = None
+                    ) -> Iterator[dict[str, str]]:
+    """Stored delivery hashes, newest first, pruning index entries whose delivery expired."""
+    keys = runtime.keys
+    index = keys.sink_deliveries(sink) if sink else keys.deliveries
+    low = int(since.timestamp() * 1000) if since else "-inf"
+    high: Any = "+inf"
+    offset = 0
+    while True:
+        ids = [as_text(i) for i in runtime.redis.zrevrangebyscore(index, high, low, start=offset, num=_CHUNK)]
+        if not ids:
+            return
+        gone: list[str] = []
+        for delivery_id, fields in zip(ids, _hashes(runtime, ids), strict=True):
+            if fields:
+                yield fields
+            else:
+                gone.append(delivery_id)
+        offset += len(ids) - len(gone)
+        if gone:
+            with runtime.redis.pipeline(transaction=False) as pipe:
+                pipe.zrem(index, *gone)
+                pipe.zrem(keys.deliveries, *gone)
+                pipe.execute()
+        if len(ids) < _CHUNK:
+            return
+
+
+def list_deliveries(runtime: Runtime, sink: str | None = None, status: str | None = None,
+                    event: str | None = None, since: datetime | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """Deliveries newest first, filtered by sink, status, event name and creation time."""
+    found: list[dict[str, Any]] = []
+    for fields in iter_deliveries(runtime, sink, since):
+        if status and fields.get("status") != status:
+            continue
+        if event and fields.get("event") != event:
+            continue
+        found.append(delivery_view(fields))
+        if len(found) >= limit:
+            break
+    return found
+
+
+def get_delivery(runtime: Runtime, delivery_id: str) -> dict[str, Any] | None:
+    """One delivery with every attempt (oldest first) and the payload it sends; None when
+    unknown or expired."""
+    keys = runtime.keys
+    with runtime.redis.pipeline(transaction=False) as pipe:
+        pipe.hgetall(keys.delivery(delivery_id))
+        pipe.lrange(keys.attempts(delivery_id), 0, -1)
+        fields_raw, attempts_raw = pipe.execute()
+    if not fields_raw:
+        return None
+    fields = {as_text(k): as_text(v) for k, v in fields_raw.items()}
+    view = delivery_view(fields)
+    view["attempt_log"] = [json.loads(a) for a in attempts_raw]
+    event_json = runtime.redis.get(keys.event(fields.get("event_id", "")))
+    if event_json:
+        doc = json.loads(event_json)
+        view["payload"] = {"event": doc["event"], "timestamp": doc["timestamp"], "data": doc["data"]}
+    else:
+        view["payload"] = None
+    return view
+
+
+def replay(runtime: Runtime, delivery_ids: list[str]) -> RequeueResult:
+    """Send deliveries again with the SAME ids (consumers deduplicate on them): back to
+    pending, a fresh round of the retry schedule, on the ready list, drainers woken.
+    Per id the result says queued / missing / busy (already queued or in flight)."""
+    return scripts_for(runtime).requeue("replay", [(i, "") for i in delivery_ids])
+
+
+def replay_matching(runtime: Runtime, sink: str | None, status: str | None = "failed",
+                    since: datetime | None = None) -> tuple[int, int]:
+    """Replay every delivery of ``sink`` with ``status`` created since ``since``; returns
+    (matched, queued)."""
+    matched = queued = 0
+    batch: list[str] = []
+    for fields in iter_deliveries(runtime, sink, since):
+        if status and fields.get("status") != status:
+            continue
+        batch.append(fields["id"])
+        if len(batch) >= _REPLAY_BATCH:
+            matched += len(batch)
+            queued += replay(runtime, batch).queued
+            batch = []
+    if batch:
+        matched += len(batch)
+        queued += replay(runtime, batch).queued
+    return matched, queued
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_since(text: str, now: datetime | None = None) -> datetime:
+    """``since`` as a time: ISO-8601 (``2026-01-15T10:30:00Z``; UTC when no offset) or an
+    age such as ``30m``, ``2h``, ``7d``. Raises ValueError with a readable message."""
+    value = text.strip()
+    if len(value) >= 2 and value[-1] in _UNITS and value[:-1].isdigit():
+        return (now or datetime.now(UTC)) - timedelta(seconds=int(value[:-1]) * _UNITS[value[-1]])
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError("Use an ISO-8601 time (2026-01-15T10:30:00Z) or an age like 30m, 2h, 7d.") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
