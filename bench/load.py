@@ -18,7 +18,7 @@ from pathlib import Path
 LUA_DIR = Path(__file__).parent / "lua"
 
 
-class WrkMissing(RuntimeError):
+class WrkMissingError(RuntimeError):
     """wrk is not installed (``bench/setup.sh`` installs it)."""
 
 
@@ -65,7 +65,7 @@ def _run(
 ) -> WrkResult:
     wrk = shutil.which("wrk")
     if wrk is None:
-        raise WrkMissing("wrk is not installed: run bench/setup.sh (python -m bench does)")
+        raise WrkMissingError("wrk is not installed: run bench/setup.sh (python -m bench does)")
     args = [
         wrk,
         f"-t{threads}",
