@@ -1,13 +1,14 @@
 """How the Slack sink judges Slack's answers (status codes and plain-text bodies as Slack sends them)."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from gateway import OutcomeKind, Response, Target
 from gateway_slack.outcomes import classify
 from gateway_slack.sink import SlackSink
 
-NOW = datetime(2026, 1, 15, 10, 30, tzinfo=timezone.utc)
+from gateway import OutcomeKind, Response, Target
+
+NOW = datetime(2026, 1, 15, 10, 30, tzinfo=UTC)
 
 
 def answer(status, body, **headers):

@@ -1,6 +1,8 @@
 """Slack end to end: a ticket POSTed to the gateway, a real worker process, a local server
 playing Slack (its status codes and plain-text bodies)."""
 
+import itertools
+
 import pytest
 from delivery_support import Answer, SinkServer, start_worker, wait_until, write_toml
 
@@ -122,4 +124,4 @@ def test_messages_go_out_at_about_one_per_second_by_default(gateway):
         burst(run_worker)
         assert slack.count() == 3
         times = sorted(r.at for r in slack.received)
-        assert all(later - earlier >= 0.9 for earlier, later in zip(times, times[1:]))
+        assert all(later - earlier >= 0.9 for earlier, later in itertools.pairwise(times))

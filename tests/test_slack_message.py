@@ -4,6 +4,7 @@ import json
 from datetime import datetime
 
 import pytest
+
 from gateway import DeliveryInfo, Event
 from gateway.builtin_events import BUILTIN_EVENT_TYPES, SAMPLE_TICKET
 from gateway.config import ConfigError
@@ -123,7 +124,7 @@ def test_ai_response_shows_an_excerpt_and_the_reason_when_rejected(render):
 
 
 def test_feedback_reads_as_stars_comment_and_ticket(render):
-    _, message, attachment = render("feedback.received")
+    _, _, attachment = render("feedback.received")
     fields = {f["title"]: f["value"] for f in attachment["fields"]}
     assert fields["Rating"] == "★★★★★ 5/5"
     assert fields["Ticket"] == "TKT-2026-042"

@@ -1,6 +1,7 @@
 """Zapier's REST Hooks API: subscribe, list, unsubscribe, sample data, and who may do it."""
 
 import pytest
+
 from gateway import DeliveryInfo, Event, OutcomeKind, Response
 from gateway.builtin_events import BUILTIN_EVENT_TYPES
 

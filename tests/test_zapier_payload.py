@@ -1,8 +1,9 @@
 """The flat payload a Zap receives for each event."""
 
+from gateway_zapier.payload import flatten
+
 from gateway import Event
 from gateway.builtin_events import BUILTIN_EVENT_TYPES, SAMPLE_TICKET
-from gateway_zapier.payload import flatten
 
 SAMPLES = {t.name: t.sample for t in BUILTIN_EVENT_TYPES}
 

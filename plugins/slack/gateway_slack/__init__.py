@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from gateway import SinkType, hookimpl
-
 from gateway_slack.options import SlackOptions
 from gateway_slack.sink import SlackSink
 

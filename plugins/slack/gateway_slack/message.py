@@ -17,7 +17,6 @@ from typing import Any
 from urllib.parse import quote
 
 from gateway import Event
-
 from gateway_slack.text import escape, fit, one_line
 
 BLUE, RED, AMBER, GREEN, GREY = "#2F80ED", "#E01E5A", "#ECB22E", "#2EB67D", "#9EA1A6"

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from gateway.config import url_field
 from marshmallow import Schema, fields, validate
+
+from gateway.config import url_field
 
 EVENT_OR_STAR = validate.Regexp(r"^(\*|[a-z0-9_]+(\.[a-z0-9_]+)+)$",
                                 error="Use an event name such as ticket.escalated, or * for every event.")

@@ -10,7 +10,7 @@ fixes it and resumes it. Rate limits and Slack's own errors are retried.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from gateway import Outcome, Response
 from gateway.http import parse_retry_after
@@ -56,7 +56,7 @@ def classify(response: Response, now: datetime | None = None) -> Outcome:
     code = slack_error(response)
     where = f"Slack answered HTTP {status}" + (f" {code}" if code else "")
     if status == 429 or status == 503:
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         return Outcome.retry(f"{where} (rate limited)" if status == 429 else where,
                              parse_retry_after(response.header("Retry-After"), now))
     if code in PAUSE:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from gateway import DeliveryInfo, Event, OutgoingRequest, Outcome, Response, Sink, Target
-
+from gateway import DeliveryInfo, Event, Outcome, OutgoingRequest, Response, Sink, Target
 from gateway_slack import outcomes
 from gateway_slack.message import build_message
 

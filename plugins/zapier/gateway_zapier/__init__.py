@@ -18,7 +18,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from gateway import Event, SinkContext, SinkType, hookimpl
-
 from gateway_zapier import samples
 from gateway_zapier.options import ZapierOptions
 from gateway_zapier.sink import ZapierSink, live_sinks

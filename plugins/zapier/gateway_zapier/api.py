@@ -15,11 +15,11 @@ import hmac
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+
 from gateway import Event
 from gateway.config import url_field
 from gateway.errors import ApiError
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
-
 from gateway_zapier import samples
 from gateway_zapier.payload import flatten
 from gateway_zapier.sink import ZapierSink
@@ -35,7 +35,7 @@ class SubscribeBody(Schema):
         unknown = RAISE
 
     target_url = url_field(load_default=None)
-    hookUrl = url_field(load_default=None)  # noqa: N815 - Zapier's own field name
+    hookUrl = url_field(load_default=None)  # Zapier's own name for target_url
     event = fields.String(required=True, validate=validate.Length(min=1, max=100))
     sink = fields.String(load_default=None, validate=validate.Length(min=1, max=64))
 

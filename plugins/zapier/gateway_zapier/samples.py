@@ -10,7 +10,6 @@ import json
 from typing import Any
 
 from gateway import Event, SinkContext
-
 from gateway_zapier.payload import flatten
 
 KEEP = 3

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
-from gateway import DeliveryInfo, Event, OutgoingRequest, Outcome, Response, Sink, SinkContext, Target
+from gateway import DeliveryInfo, Event, Outcome, OutgoingRequest, Response, Sink, SinkContext, Target
 from gateway.http import parse_retry_after
-
 from gateway_zapier.payload import flatten
 from gateway_zapier.subscriptions import Subscriptions
 
@@ -58,7 +57,7 @@ class ZapierSink(Sink):
             return Outcome.delivered()
         if response.status_code == 410:
             return Outcome.gone("Zapier answered HTTP 410: the Zap was turned off or deleted")
-        not_before = parse_retry_after(response.header("Retry-After"), datetime.now(timezone.utc))
+        not_before = parse_retry_after(response.header("Retry-After"), datetime.now(UTC))
         return Outcome.retry(f"Zapier answered HTTP {response.status_code}", not_before)
 
     def on_gone(self, target: Target, reason: str) -> bool:
