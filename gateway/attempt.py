@@ -48,7 +48,7 @@ class Verdict:
     """What an attempt came to, before it is written."""
 
     status: str  # delivered | retrying | failed
-    outcome: str  # delivered | retry | give_up | gone | error
+    outcome: str  # delivered | retry | exhausted (no retries left) | give_up | gone | error
     status_code: int | None = None
     error: dict[str, str] | None = None
     next_attempt: datetime | None = None
@@ -205,7 +205,7 @@ class AttemptRunner:
         delay = retry.retry_delay(sink_config.retry_schedule, round_attempts, delivery["retry_jitter"])
         if delay is None:
             error = {**error, "message": f"{error['message']} (no retries left)"}
-            return Verdict("failed", "retry", error=error)
+            return Verdict("failed", "exhausted", error=error)
         # Counted from now, when the answer (and its Retry-After) arrived, not from the start.
         now = datetime.now(UTC)
         asked = retry.not_before(outcome or Outcome.retry(""), response, now, delivery["max_retry_after"])

@@ -255,9 +255,10 @@ def drain_queued(runtime: Any, concurrency: int = 4) -> int:
     ran = 0
     try:
         while True:
-            job_id = runtime.queue.pop_job_id()
-            if job_id is None:
+            raw_id = runtime.redis.lpop(runtime.queue.key)
+            if raw_id is None:
                 return ran
+            job_id = raw_id.decode()
             job = Job.fetch(job_id, connection=runtime.redis, serializer=JSONSerializer)
             if job.func_name == "gateway.jobs.drain":
                 drainer.run_inline(*job.args)
