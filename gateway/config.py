@@ -139,6 +139,9 @@ class SinkConfig:
         options = {k: v for k, v in self.options.items() if k not in hidden and k not in COMMON_SINK_KEYS}
         if "url" in options:
             options["url"] = redact_url(options["url"])
+        if isinstance(options.get("headers"), Mapping):
+            # Static headers (generic_webhook) often carry credentials: show names only.
+            options["headers"] = {name: "[hidden]" for name in options["headers"]}
         return {"name": self.name, "type": self.type, "events": list(self.events), "enabled": self.enabled,
                 "signed": bool(self.secrets), "max_in_flight": self.max_in_flight, "timeout": self.timeout,
                 "retry_schedule": list(self.retry_schedule), "rate_limit": self.rate_limit, "options": options}

@@ -330,3 +330,16 @@ def test_a_ticket_arrives_verified_and_a_replay_keeps_the_delivery_id(gateway) -
         standard_verify(SECRET, second.body, second.headers)
         shown = client.get(f"/api/deliveries/{delivery_id}", headers=auth)
         assert SECRET not in shown.get_data(as_text=True)
+
+
+def test_the_sinks_api_shows_static_header_names_not_values(make_client) -> None:
+    client = make_client({"gateway": {"admin_token": ADMIN}, "sinks": [sink_table(
+        secret=SECRET, headers={"Authorization": "Bearer tok-123", "X-Auth-Key": "key-456", "X-Tenant": "acme"})]})
+    response = client.get("/api/sinks", headers={"Authorization": f"Bearer {ADMIN}"})
+    assert response.status_code == 200
+    [sink] = response.get_json()["sinks"]
+    assert sink["options"]["headers"] == {"Authorization": "[hidden]", "X-Auth-Key": "[hidden]",
+                                          "X-Tenant": "[hidden]"}
+    shown = response.get_data(as_text=True)
+    for secret in (SECRET, "tok-123", "key-456"):
+        assert secret not in shown
