@@ -4,12 +4,16 @@ connections, redirects not followed, big bodies cut, errors that leak nothing.""
 from __future__ import annotations
 
 import base64
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -20,10 +24,10 @@ Route = Callable[[BaseHTTPRequestHandler], None]
 
 
 class LocalServer:
-    """A real HTTP/1.1 server on 127.0.0.1 that counts the TCP connections it accepts and
+    """A real HTTP/1.1 server (HTTPS with ``tls``) on 127.0.0.1 that counts the TCP connections it accepts and
     records each request's path and headers (names lowercased). ``routes`` maps a path to a handler."""
 
-    def __init__(self, routes: dict[str, Route]) -> None:
+    def __init__(self, routes: dict[str, Route], tls: ssl.SSLContext | None = None) -> None:
         self.connections = 0
         self.requests: list[tuple[str, dict[str, str]]] = []
         self.release = threading.Event()  # lets sleeping handlers finish at teardown
@@ -50,6 +54,8 @@ class LocalServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
+        if tls is not None:
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
@@ -79,6 +85,25 @@ def answer(status: int, body: bytes = b"", headers: dict[str, str] | None = None
         handler.wfile.write(body)
 
     return route
+
+
+def self_signed_tls(directory: Path) -> tuple[ssl.SSLContext, Path]:
+    """A server TLS context with a fresh self-signed certificate for 127.0.0.1 and
+    localhost, and the certificate's path (a CA bundle that trusts it)."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context, cert
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[ssl.SSLContext, Path]:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    return self_signed_tls(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture
@@ -204,6 +229,18 @@ def test_tls_to_a_plain_http_server_is_a_tls_error(client: OutboundClient, local
     with pytest.raises(DeliveryError) as caught:
         client.send(post(f"https://127.0.0.1:{server.port}/hook"), timeout=10)
     assert caught.value.code == "tls_error"
+
+
+def test_an_untrusted_certificate_is_a_tls_error(client: OutboundClient, tls) -> None:
+    server = LocalServer({"/hook": answer(200)}, tls=tls[0])
+    try:
+        with pytest.raises(DeliveryError) as caught:
+            client.send(post(f"https://127.0.0.1:{server.port}/hook"), timeout=10)
+    finally:
+        server.stop()
+    assert caught.value.code == "tls_error"
+    assert "CERTIFICATE_VERIFY_FAILED" in caught.value.message
+    assert server.requests == []
 
 
 def test_oversized_response_headers_are_too_large(client: OutboundClient, local_server) -> None:

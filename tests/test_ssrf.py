@@ -4,16 +4,18 @@ real local server (which must never even see a connection while the guard is on)
 from __future__ import annotations
 
 import ipaddress
+import shutil
 import socket
 from collections.abc import Iterator
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from test_http_client import LocalServer, answer, post
+from test_http_client import LocalServer, answer, post, self_signed_tls
 
+from gateway import ssrf
 from gateway.http import DeliveryError, OutboundClient
-from gateway.ssrf import refusal_reason
+from gateway.ssrf import GuardedHTTPSConnectionPool, refusal_reason
 
 REFUSED = [
     # IPv4
@@ -156,3 +158,38 @@ def test_allow_private_networks_reaches_the_local_server(server: LocalServer) ->
         for host in ("127.0.0.1", "localhost"):
             assert open_client.send(post(server.url("/hook", host=host)), timeout=10).body == b"ok"
     assert server.paths == ["/hook", "/hook"]
+
+
+@pytest.fixture
+def loopback_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let the guard's policy pass 127.0.0.1 alone, so the guarded connection path itself
+    (resolve, filter, connect, TLS) can be exercised against a local server. Only the
+    policy function is replaced; DNS, sockets and TLS stay real."""
+    policy = ssrf.refusal_reason
+    monkeypatch.setattr(ssrf, "refusal_reason", lambda ip: None if str(ip) == "127.0.0.1" else policy(ip))
+
+
+@pytest.mark.usefixtures("loopback_allowed")
+def test_guarded_connections_deliver_and_are_kept_alive(guarded: OutboundClient, server: LocalServer) -> None:
+    for host in ("127.0.0.1", "localhost", "127.0.0.1"):
+        assert guarded.send(post(server.url("/hook", host=host)), timeout=10).body == b"ok"
+    assert server.connections == 2  # one per (host, port) pool: 127.0.0.1 and localhost
+    with pytest.raises(DeliveryError) as caught:  # the rest of the policy still holds
+        guarded.send(post("http://[::ffff:127.0.0.2]:9/hook"), timeout=5)
+    assert caught.value.code == "ssrf_refused"
+
+
+@pytest.mark.usefixtures("loopback_allowed")
+def test_guarded_tls_connections_verify_the_certificate(tmp_path) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    context, cert = self_signed_tls(tmp_path)
+    tls_server = LocalServer({"/hook": answer(200, b"over tls")}, tls=context)
+    try:
+        for host in ("127.0.0.1", "localhost"):
+            pool = GuardedHTTPSConnectionPool(host, tls_server.port, ca_certs=str(cert), cert_reqs="CERT_REQUIRED")
+            response = pool.urlopen("POST", "/hook", body=b"{}", retries=False)
+            assert (response.status, response.data) == (200, b"over tls")
+            pool.close()
+    finally:
+        tls_server.stop()
