@@ -22,15 +22,20 @@ from gateway.events import Catalog, EventType
 from gateway.sinks import SinkType
 
 BUILTIN_PLUGINS = (
+    "gateway.admin",
     "gateway.builtin_events",
     "gateway.api.receive",
     "gateway.api.metrics_api",
     "gateway.logs",
+    "gateway.scaffold",
     "gateway.api.events_api",
     "gateway.api.tickets",
     "gateway.api.health",
     "gateway.api.plugins_api",
     "gateway.worker",
+    "gateway.cli_deliveries",
+    "gateway.api.deliveries",
+    "gateway.api.sinks",
 )
 ENTRY_POINT_GROUP = "gateway"
 
