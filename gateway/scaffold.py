@@ -89,11 +89,13 @@ def scaffold(name: str, directory: str | Path | None = None) -> tuple[Path, list
     context = {**dataclasses.asdict(names), "gateway_version": __version__}
     written: list[Path] = []
     for parts, template in _walk(_templates()):
-        relative = [p.replace("__package__", names.package).replace("__type__", names.type_name) for p in parts]
+        relative = [part.replace("__package__", names.package).replace("__type__", names.type_name)
+                    for part in parts]
         relative[-1] = relative[-1][: -len(TEMPLATE_SUFFIX)]
         path = target.joinpath(*relative)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(env.from_string(template.read_text(encoding="utf-8")).render(context), encoding="utf-8")
+        text = env.from_string(template.read_text(encoding="utf-8")).render(context)
+        path.write_text(text, encoding="utf-8")
         written.append(path)
     return target, written
 
