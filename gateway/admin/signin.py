@@ -1,0 +1,58 @@
+"""Sign-in with the admin token, and sign-out."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from urllib.parse import urlsplit
+
+from flask import redirect, render_template, request, session, url_for
+from werkzeug.wrappers import Response as WerkzeugResponse
+
+from gateway.admin.blueprint import bp, runtime
+
+log = logging.getLogger("gateway.admin")
+
+
+def token_matches(given: str, expected: str | None) -> bool:
+    """Constant-time comparison; never true when no admin token is configured."""
+    return bool(expected) and hmac.compare_digest(given.encode("utf-8"), (expected or "").encode("utf-8"))
+
+
+def safe_next(target: str | None) -> str:
+    """Where to go after signing in: only a path inside the console (no open redirect)."""
+    default = url_for("admin.integrations")
+    if not target:
+        return default
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/admin/") or "\\" in target:
+        return default
+    return target
+
+
+@bp.route("/signin", methods=["GET", "POST"])
+def signin() -> WerkzeugResponse | tuple[str, int] | str:
+    """The sign-in form; a right token starts a session, a wrong one is refused."""
+    configured = runtime().settings.admin_token
+    next_url = safe_next(request.values.get("next"))
+    if not configured:
+        return render_template("admin/signin.html", next_url=next_url, disabled=True), 503
+    if request.method == "GET":
+        if session.get("admin"):
+            return redirect(next_url)
+        return render_template("admin/signin.html", next_url=next_url)
+    if not token_matches(request.form.get("token", ""), configured):
+        log.warning("admin sign-in refused from %s", request.remote_addr)
+        return render_template("admin/signin.html", next_url=next_url,
+                               error="That admin token is not valid."), 401
+    session.clear()  # a fresh session (and CSRF token) for the signed-in admin
+    session["admin"] = True
+    session.permanent = True
+    return redirect(next_url)
+
+
+@bp.route("/signout", methods=["POST"])
+def signout() -> WerkzeugResponse:
+    """End the session (a POST with a CSRF token, so another site cannot sign you out)."""
+    session.clear()
+    return redirect(url_for("admin.signin", signed_out=1))

@@ -1,0 +1,43 @@
+// Progressive enhancement only: every page works without this script.
+// On a delivery's page, poll its small JSON status while it is still in progress and
+// reload the page when something changed, so a test event or a replay is seen landing.
+(function () {
+  "use strict";
+  var FINAL = { delivered: true, failed: true };
+  var INTERVAL_MS = 1500;
+  var GIVE_UP_AFTER_MS = 10 * 60 * 1000;
+
+  function watch(region) {
+    var url = region.getAttribute("data-poll-url");
+    var status = region.getAttribute("data-status");
+    var attempts = region.getAttribute("data-attempts");
+    var started = Date.now();
+    if (!url || FINAL[status]) { return; }
+    var note = region.querySelector("[data-poll-note]");
+    if (note) { note.textContent = "Updating automatically…"; }
+
+    function tick() {
+      if (Date.now() - started > GIVE_UP_AFTER_MS) {
+        if (note) { note.textContent = "Stopped updating: reload the page to see the latest state."; }
+        return;
+      }
+      fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" })
+        .then(function (response) { return response.ok ? response.json() : null; })
+        .then(function (body) {
+          if (body && (body.status !== status || String(body.attempts) !== attempts)) {
+            if (note) { note.textContent = "Status changed to " + body.status + "; refreshing…"; }
+            window.location.reload();
+            return;
+          }
+          window.setTimeout(tick, INTERVAL_MS);
+        })
+        .catch(function () { window.setTimeout(tick, INTERVAL_MS * 2); });
+    }
+    window.setTimeout(tick, INTERVAL_MS);
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var regions = document.querySelectorAll("[data-poll-url]");
+    for (var i = 0; i < regions.length; i++) { watch(regions[i]); }
+  });
+})();
