@@ -139,7 +139,7 @@ class OutboundClient:
                                preload_content=False, release_conn=False)
         except SsrfRefused as exc:
             raise DeliveryError("ssrf_refused", str(exc)) from None
-        except (ValueError, http.client.InvalidURL) as exc:
+        except ValueError as exc:
             if isinstance(exc, LocationValueError):
                 raise DeliveryError("invalid_url", f"The URL's host {url.host!r} is not valid.") from None
             # http.client refuses header names/values with control characters (CR, LF).

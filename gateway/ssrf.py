@@ -22,6 +22,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 from urllib3.util.connection import allowed_gai_family
+from urllib3.util.timeout import _DEFAULT_TIMEOUT
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -165,7 +166,8 @@ def guarded_create_connection(conn: HTTPConnection) -> socket.socket:
         try:
             for option in conn.socket_options or ():
                 sock.setsockopt(*option)
-            sock.settimeout(conn.timeout)  # type: ignore[arg-type]  # always a number here
+            if conn.timeout is not _DEFAULT_TIMEOUT:
+                sock.settimeout(conn.timeout)
             if conn.source_address:
                 sock.bind(conn.source_address)
             sock.connect(sockaddr)
