@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from served_gateway import EnvelopeSinkPlugin, to_toml
 
 from gateway.config import ConfigError, find_config_file, load_config, parse_config
 from gateway.plugins import load_plugins
-from served_gateway import EnvelopeSinkPlugin, to_toml
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ import json
 from typing import Any
 
 import pytest
+from served_gateway import EnvelopeSinkPlugin
 
 from gateway.builtin_events import BUILTIN_EVENT_TYPES
-from served_gateway import EnvelopeSinkPlugin
 
 TOKEN = "events-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from served_gateway import free_port
 
 from gateway.app import create_app
 from gateway.config import parse_config
 from gateway.plugins import load_plugins
 from gateway.runtime import Runtime
 from gateway.store import EmbeddedRedis, connect
-from served_gateway import free_port
 
 URL = "/api/webhooks/receive"
 BODY = {"event": "ticket.create", "data": {"subject": "Test Ticket", "message": "This is a test",

@@ -7,9 +7,9 @@ import json
 from typing import Any
 
 import pytest
+from served_gateway import EnvelopeSinkPlugin
 
 from gateway import hookimpl
-from served_gateway import EnvelopeSinkPlugin
 
 TOKEN = "tickets-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
