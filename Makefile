@@ -19,10 +19,20 @@ run: $(STAMP)
 	$(BIN)/gateway run
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" -q
+	$(BIN)/python -m pytest -m "not slow and not browser" -q
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow -q
+
+# Debian's chromium (never `playwright install`), driven by Playwright for Python.
+BROWSER_STAMP := $(VENV)/.browser-installed
+$(BROWSER_STAMP): $(STAMP)
+	test -x /usr/bin/chromium || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver)
+	$(PIP) install -e '.[test,browser]'
+	touch $(BROWSER_STAMP)
+
+test-browser: $(BROWSER_STAMP)
+	$(BIN)/python -m pytest -m browser tests/browser -q
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(if $(QUICK),--quick,)
