@@ -31,7 +31,8 @@ HERE = Path(__file__).resolve().parent
 class Plan:
     """How much of everything: the full run, or the quick one (same keys, smaller counts)."""
 
-    http_seconds: float = 15
+    http_seconds: float = 20
+    rounds: int = 4
     deliver_count: int = 20_000
     plain_count: int = 300
     slow_count: int = 3_000
@@ -43,13 +44,14 @@ class Plan:
 
 FULL = Plan()
 QUICK = Plan(
-    http_seconds=3,
-    deliver_count=3_000,
-    plain_count=40,
-    slow_count=500,
+    http_seconds=4,
+    rounds=2,
+    deliver_count=2_000,
+    plain_count=24,
+    slow_count=300,
     isolation_rate=100,
-    isolation_seconds=4,
-    e2e_seconds=4,
+    isolation_seconds=3,
+    e2e_seconds=3,
     timeout=60,
 )
 SCENARIOS = ("sink", "receive", "deliver", "slow", "isolation", "e2e")
@@ -111,20 +113,20 @@ def run(plan: Plan, only: set[str], run_dir: Path) -> dict[str, Any]:
         def step(name: str, action: Callable[[], dict[str, Any]]) -> None:
             if name not in only:
                 return
-            print(f"bench: {name} ...", file=sys.stderr, flush=True)
+            report.progress(f"{name} ...")
             begun = time.monotonic()
             try:
                 results.update(action())
             except Exception as exc:  # noqa: BLE001 - report it, carry on with the next scenario
                 errors[name] = f"{type(exc).__name__}: {exc}"
                 traceback.print_exc()
-            print(f"bench: {name} done in {time.monotonic() - begun:.1f}s", file=sys.stderr, flush=True)
+            report.progress(f"{name} done in {time.monotonic() - begun:.1f}s")
 
-        step("sink", lambda: receive.sink_capacity(stack, fast, plan.http_seconds))
+        step("sink", lambda: receive.sink_capacity(stack, fast, plan.http_seconds / plan.rounds))
         step(
             "receive",
             lambda: receive.receive_vs_hello(
-                stack, fast, deliver.sink_table("fast", fast), plan.http_seconds
+                stack, deliver.sink_table("fast", fast), plan.http_seconds, plan.rounds
             ),
         )
         step(

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from bench.procs import MemoryWatch
+from bench.report import progress
 from bench.stack import SECRET, SinkHandle, Stack
 from gateway.events import Event
 
@@ -48,9 +50,14 @@ def preload(config: Path, count: int) -> None:
     from gateway.runtime import Runtime
 
     runtime = Runtime.from_config(config, start_embedded=False)
+
+    def publish(index: int) -> None:
+        runtime.publisher.publish(Event.new("ticket.created", {"ticket": sample_ticket(index)}))
+
+    # Several threads overlap the round trips (the publisher is thread-safe: a pooled client).
     try:
-        for i in range(count):
-            runtime.publisher.publish(Event.new("ticket.created", {"ticket": sample_ticket(i)}))
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(publish, range(count)))
     finally:
         runtime.redis.close()
 
@@ -70,16 +77,17 @@ def drain_rate(
     stack.flush()
     sink.reset()
     preload(config, count)
+    progress(f"{count} deliveries pre-loaded; starting {workers} worker(s)")
     started = time.monotonic()
     procs = stack.start_workers(config, workers, extra=worker_args)
     for proc in procs:
         memory.watch(proc.pid)
     try:
         seen = sink.wait_for(count, timeout)
+        progress("all delivered; stopping")
     finally:
         memory.sample()
-        for proc in procs:
-            stack.stop(proc)
+        stack.stop(*procs)
     stats = sink.stats()
     span = seen["last"] - seen["first"]
     return {

@@ -13,6 +13,7 @@ from typing import Any
 from bench import load
 from bench.deliver import sink_table
 from bench.procs import MemoryWatch
+from bench.report import progress
 from bench.stack import SECRET, SinkHandle, Stack
 
 WORKERS = 2
@@ -28,9 +29,9 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 def _connections(rate: float) -> int:
-    # One connection per 10 req/s: each pauses ~100 ms between requests, well above the
-    # server's answer time, so the achieved rate stays close to the asked one.
-    return max(2, min(64, math.ceil(rate / 10)))
+    # The schedule sets the rate; connections only have to cover the requests in flight
+    # (rate x answer time), and answers slow down a lot on a busy 2-core machine.
+    return max(4, min(64, math.ceil(rate / 4)))
 
 
 def paced_latencies(
@@ -47,6 +48,7 @@ def paced_latencies(
     stack.flush()
     url, web = stack.start_web(config)
     workers = stack.start_workers(config, WORKERS)
+    progress(f"web and {WORKERS} workers started; warming up")
     for proc in workers:
         memory.watch(proc.pid)
     try:
@@ -54,19 +56,22 @@ def paced_latencies(
         measured.reset()
         warm = load.paced_creates(url, SECRET, rate, 1, connections)
         measured.wait_for(warm.ok, timeout)
-        time.sleep(0.5)  # let stragglers of the warm-up land before the record is cleared
+        time.sleep(0.2)  # let stragglers of the warm-up land before the record is cleared
         measured.reset()
+        progress(f"sending {rate:.0f} creates/s for {seconds:.0f}s")
         sent = load.paced_creates(url, SECRET, rate, seconds, connections)
         if sent.status_errors or sent.errors:
             raise RuntimeError(
                 f"receive answered {sent.status_errors} non-2xx and {sent.errors} socket errors"
             )
+        progress(f"sent {sent.ok}; waiting for the sink")
         measured.wait_for(sent.ok, timeout)
+        progress("all delivered; stopping")
         latencies = measured.stats()["latencies_ms"]
     finally:
         memory.sample()
-        for proc in (*workers, web):
-            stack.stop(proc)
+        # A worker waits for its in-flight attempts when stopped; the dead sink's never end.
+        stack.stop(*workers, web, timeout=2)
     return {"latencies": latencies, "sent": sent.ok, "rate": round(sent.ok / sent.duration_s, 1)}
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from rq import Queue
 
 from bench.procs import VENV_BIN
+from bench.report import progress
 from bench.rq_job import deliver
 from bench.stack import SECRET, SinkHandle, Stack
 
@@ -56,6 +57,7 @@ def plain_rq_rps(stack: Stack, sink: SinkHandle, count: int, workers: int, timeo
         for i in range(count):
             queue.enqueue(deliver, sink.url, envelope(i), SECRET, f"plain_{i}", pipeline=pipe, result_ttl=0)
         pipe.execute()
+    progress(f"{count} plain rq jobs enqueued; starting {workers} forking rq workers")
     started = time.monotonic()
     procs: list[subprocess.Popen[bytes]] = [
         stack.procs.start(
@@ -76,8 +78,7 @@ def plain_rq_rps(stack: Stack, sink: SinkHandle, count: int, workers: int, timeo
     ]
     seen = sink.wait_for(count, timeout)
     wall = time.monotonic() - started
-    for proc in procs:
-        stack.stop(proc)
+    stack.stop(*procs)
     span = seen["last"] - seen["first"]
     return {
         "plain_rq_rps": round((count - 1) / span, 1) if span > 0 else 0.0,

@@ -87,29 +87,31 @@ class Processes:
         self.children.append(proc)
         return proc
 
-    def stop(self, proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
-        """SIGTERM the process's group, then SIGKILL it if it lingers."""
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
+    def stop(self, *procs: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+        """SIGTERM each process's group (all at once, so their shutdowns overlap), then
+        SIGKILL whatever lingers past ``timeout`` seconds."""
+        for proc in procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for proc in procs:
             try:
-                proc.wait(timeout)
+                proc.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-        else:
-            # The leader is gone; children it left in the group (gunicorn workers) are not.
+            # Children the leader left in its group (gunicorn workers) must not outlive it.
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
-        if proc.stdout is not None:
-            proc.stdout.close()
-        if proc in self.children:
-            self.children.remove(proc)
+            if proc.stdout is not None:
+                proc.stdout.close()
+            if proc in self.children:
+                self.children.remove(proc)
 
     def stop_all(self) -> None:
-        for proc in reversed(list(self.children)):
-            self.stop(proc)
+        self.stop(*reversed(self.children))
 
 
 def read_port(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> int:

@@ -8,6 +8,8 @@ import json
 import os
 import platform
 import subprocess
+import sys
+import time
 from collections.abc import Callable, Mapping
 from importlib import metadata
 from pathlib import Path
@@ -145,3 +147,11 @@ def load_average() -> list[float]:
 
 def write(results: Mapping[str, Any], path: Path) -> None:
     path.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+
+
+_STARTED = time.monotonic()
+
+
+def progress(message: str) -> None:
+    """A progress line on stderr, with the seconds since the bench started."""
+    print(f"bench [{time.monotonic() - _STARTED:6.1f}s] {message}", file=sys.stderr, flush=True)

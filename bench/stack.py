@@ -133,8 +133,9 @@ class Stack:
         """The hello-world baseline served the same way: its URL and process."""
         return self._serve("hello", [PYTHON, "-m", "bench.hello"])
 
-    def stop(self, proc: subprocess.Popen[bytes]) -> None:
-        self.procs.stop(proc)
+    def stop(self, *procs: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+        """Stop these children (SIGTERM together, SIGKILL after ``timeout`` s)."""
+        self.procs.stop(*procs, timeout=timeout)
 
     # -- workers ---------------------------------------------------------------------
     def start_workers(

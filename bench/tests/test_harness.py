@@ -112,14 +112,18 @@ def test_paced_creates_are_valid_signed_tickets_stamped_with_their_send_time() -
         server.server_close()
     assert result.requests > 0 and result.status_errors == 0
     bodies = list(_Recorder.seen)
-    assert bodies
+    stamps = []
     for body, signature in bodies:
         assert verify_hex_signature(body, signature, ["s3cret"])
         assert signature == hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
         data = json.loads(body)
         assert data["event"] == "ticket.create"
-        stamp = int(data["data"]["subject"].split()[1])
-        assert before_us <= stamp <= time.time_ns() // 1000
+        word = data["data"]["subject"].split()[1]
+        if word.isdigit():
+            stamps.append(int(word))
+    # Connections' first requests leave at connect time, in a burst: not stamped, not measured.
+    assert 1 <= len(bodies) - len(stamps) <= 2
+    assert stamps and all(before_us <= stamp <= time.time_ns() // 1000 for stamp in stamps)
 
 
 def test_wrk_summary_is_parsed() -> None:
