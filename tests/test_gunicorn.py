@@ -1,0 +1,109 @@
+"""The receive path served by real gunicorn (``gateway web``), as in production."""
+
+from __future__ import annotations
+
+import http.client
+import json
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import requests
+from served_gateway import ServedGateway, served_gateway
+
+BODY = {"event": "ticket.create", "data": {"subject": "Test Ticket", "message": "This is a test",
+                                           "customer_email": "test@example.com"}}
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[ServedGateway]:
+    with served_gateway(tmp_path_factory.mktemp("gunicorn"), redis_url, {"gateway": {"max_body_bytes": 4096}}) as it:
+        yield it
+
+
+@pytest.fixture
+def server(served: ServedGateway, redis_client: Any) -> ServedGateway:
+    """The module's server, on a freshly flushed Redis."""
+    return served
+
+
+def test_200_concurrent_creates_get_200_distinct_ticket_numbers(server: ServedGateway, redis_client: Any) -> None:
+    def create(i: int) -> tuple[int, str]:
+        body = {**BODY, "data": {**BODY["data"], "subject": f"Concurrent {i}"}}
+        response = requests.post(server.url + "/api/webhooks/receive", json=body, timeout=60)
+        return response.status_code, response.json()["ticket"]["ticket_number"]
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        results = list(pool.map(create, range(200)))
+    assert {status for status, _ in results} == {201}
+    numbers = [number for _, number in results]
+    assert len(set(numbers)) == 200
+    year = numbers[0].split("-")[1]
+    assert sorted(numbers) == [f"TKT-{year}-{n:03d}" for n in range(1, 201)]
+    assert redis_client.zcard("gw:tickets") == 200
+
+
+def post_chunked(url: str, chunks: list[bytes]) -> tuple[int, dict[str, Any]]:
+    """POST with Transfer-Encoding: chunked (no Content-Length), as streaming clients do."""
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        connection.putrequest("POST", "/api/webhooks/receive")
+        connection.putheader("Content-Type", "application/json")
+        connection.putheader("Transfer-Encoding", "chunked")
+        connection.endheaders()
+        for chunk in chunks:
+            connection.send(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+        connection.send(b"0\r\n\r\n")
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def test_chunked_body_over_the_limit_is_413(server: ServedGateway, redis_client: Any) -> None:
+    big = json.dumps({**BODY, "data": {**BODY["data"], "message": "x" * 6000}}).encode()
+    status, doc = post_chunked(server.url, [big[i:i + 1000] for i in range(0, len(big), 1000)])
+    assert status == 413
+    assert doc["error"] == "payload_too_large"
+    assert redis_client.zcard("gw:tickets") == 0
+    # A chunked body under the limit is read whole and accepted.
+    small = json.dumps(BODY).encode()
+    status, doc = post_chunked(server.url, [small[:20], small[20:]])
+    assert status == 201, doc
+    assert doc["ticket"]["subject"] == "Test Ticket"
+
+
+def test_body_over_the_limit_with_content_length_is_413(server: ServedGateway, redis_client: Any) -> None:
+    response = requests.post(server.url + "/api/webhooks/receive", timeout=30,
+                             json={**BODY, "data": {**BODY["data"], "message": "x" * 6000}})
+    assert response.status_code == 413
+    assert response.json()["error"] == "payload_too_large"
+    assert redis_client.zcard("gw:tickets") == 0
+
+
+def test_errors_over_http_are_json(server: ServedGateway) -> None:
+    cases = [
+        (b"{", "application/json", 400, "malformed_json"),
+        (json.dumps(BODY).encode(), "text/plain", 415, "unsupported_media_type"),
+        (json.dumps({**BODY, "data": {**BODY["data"], "customer_email": "x"}}).encode(), "application/json",
+         422, "validation_failed"),
+    ]
+    for body, content_type, status, code in cases:
+        response = requests.post(server.url + "/api/webhooks/receive", data=body, timeout=30,
+                                 headers={"Content-Type": content_type})
+        assert response.status_code == status
+        assert response.headers["Content-Type"] == "application/json"
+        assert response.json()["error"] == code
+
+
+def test_admin_api_over_http(server: ServedGateway) -> None:
+    created = requests.post(server.url + "/api/webhooks/receive", json=BODY, timeout=30).json()["ticket"]
+    auth = {"Authorization": f"Bearer {server.admin_token}"}
+    got = requests.get(f"{server.url}/api/tickets/{created['id']}", headers=auth, timeout=30)
+    assert got.json() == {"ticket": created}
+    assert requests.get(f"{server.url}/api/tickets/{created['id']}", timeout=30).status_code == 401
+    assert requests.get(server.url + "/readyz", timeout=30).json() == {"status": "ready"}
+    plugins = requests.get(server.url + "/api/plugins", headers=auth, timeout=30).json()["plugins"]
+    assert "gateway.api.receive" in {p["name"] for p in plugins}
