@@ -5,7 +5,7 @@ from datetime import datetime
 
 import pytest
 
-from gateway import DeliveryInfo, Event
+from gateway import DeliveryInfo, Event, Target
 from gateway.builtin_events import BUILTIN_EVENT_TYPES, SAMPLE_TICKET
 from gateway.config import ConfigError
 
@@ -141,6 +141,19 @@ def test_conversation_reads_as_author_role_message_and_ticket(render):
     assert fields == {"Author": "Jane Doe", "Role": "customer", "Ticket": "TKT-2026-042"}
     assert attachment["text"] == "Thanks, that worked!"
     assert message["text"] == "New message: TKT-2026-042: new message from Jane Doe"
+
+
+def test_a_plugins_event_shows_its_data_escaped(make_runtime):
+    runtime = make_runtime(slack_config())
+    event = Event.new("shop.order_placed", {"order": {"id": 7, "note": "<b>fast</b> & cheap"}})
+    request = runtime.sinks["slack"].render(event, Target("default", HOOK), DeliveryInfo("dlv_2", 1, "slack"))
+    message = json.loads(request.body)
+    [attachment] = message["attachments"]
+    assert attachment["color"] == "#9EA1A6" and message["text"] == "shop.order_placed"
+    assert "&lt;b&gt;fast&lt;/b&gt; &amp; cheap" in attachment["text"] and "title_link" not in attachment
+    odd = Event.new("ticket.merged", {"ticket": "TKT-1"})
+    request = runtime.sinks["slack"].render(odd, Target("default", HOOK), DeliveryInfo("dlv_3", 1, "slack"))
+    assert json.loads(request.body)["text"] == "ticket.merged"
 
 
 def test_channel_username_and_icon_are_passed_on(render):

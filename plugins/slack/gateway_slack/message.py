@@ -10,6 +10,7 @@ cut to Slack's limits (see :mod:`gateway_slack.text`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -110,67 +111,80 @@ def _ticket_fields(ticket: Mapping[str, Any]) -> list[dict[str, Any] | None]:
     ]
 
 
+def _object(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    # Plugins' events may carry anything under these keys; render what is a mapping.
+    value = data.get(key)
+    return value if isinstance(value, Mapping) else {}
+
+
 def _title(number: Any, rest: Any) -> str:
     parts = [one_line(str(p)) for p in (number, rest) if p]
     return ": ".join(parts)
 
 
-def _render_ticket(data: Mapping[str, Any]) -> dict[str, Any]:
-    ticket = data.get("ticket") or {}
-    return {"ticket_id": ticket.get("id"), "title": _title(ticket.get("ticket_number"), ticket.get("subject")),
-            "text": ticket.get("message"), "fields": _ticket_fields(ticket)}
+@dataclasses.dataclass
+class Parts:
+    """What an event contributes to its attachment, before escaping and cutting."""
+
+    ticket_id: Any
+    title: str
+    text: Any
+    fields: list[dict[str, Any] | None]
 
 
-def _render_ai(data: Mapping[str, Any]) -> dict[str, Any]:
-    rendered = _render_ticket(data)
-    ai = data.get("ai_response") or {}
+def _render_ticket(data: Mapping[str, Any]) -> Parts:
+    ticket = _object(data, "ticket")
+    return Parts(ticket.get("id"), _title(ticket.get("ticket_number"), ticket.get("subject")), ticket.get("message"),
+                 _ticket_fields(ticket))
+
+
+def _render_ai(data: Mapping[str, Any]) -> Parts:
+    parts = _render_ticket(data)
+    ai = _object(data, "ai_response")
     confidence = ai.get("confidence")
     if isinstance(confidence, (int, float)) and not isinstance(confidence, bool):
         confidence = f"{confidence:.0%}"
-    rendered["text"] = ai.get("content")
-    rendered["fields"] += [_field("Confidence", confidence), _field("Model", ai.get("model"))]
+    parts.text = ai.get("content")
+    parts.fields += [_field("Confidence", confidence), _field("Model", ai.get("model"))]
     if data.get("reason"):
-        rendered["fields"].append(_field("Reason", data.get("reason"), short=False))
-    return rendered
+        parts.fields.append(_field("Reason", data.get("reason"), short=False))
+    return parts
 
 
-def _render_conversation(data: Mapping[str, Any]) -> dict[str, Any]:
-    message = data.get("conversation") or {}
+def _render_conversation(data: Mapping[str, Any]) -> Parts:
+    message = _object(data, "conversation")
     author = message.get("author")
-    return {"ticket_id": message.get("ticket_id"),
-            "title": _title(message.get("ticket_number"), f"new message from {author}" if author else "new message"),
-            "text": message.get("message"),
-            "fields": [_field("Author", author), _field("Role", message.get("role")),
-                       _field("Ticket", message.get("ticket_number"))]}
+    title = _title(message.get("ticket_number"), f"new message from {author}" if author else "new message")
+    return Parts(message.get("ticket_id"), title, message.get("message"),
+                 [_field("Author", author), _field("Role", message.get("role")),
+                  _field("Ticket", message.get("ticket_number"))])
 
 
-def _render_feedback(data: Mapping[str, Any]) -> dict[str, Any]:
-    feedback = data.get("feedback") or {}
+def _render_feedback(data: Mapping[str, Any]) -> Parts:
+    feedback = _object(data, "feedback")
     rating = stars(feedback.get("rating")) if feedback.get("rating") is not None else None
-    return {"ticket_id": feedback.get("ticket_id"),
-            "title": _title(feedback.get("ticket_number"), f"feedback {rating}" if rating else "feedback"),
-            "text": feedback.get("comment"),
-            "fields": [_field("Rating", rating), _field("Customer", feedback.get("customer_email")),
-                       _field("Ticket", feedback.get("ticket_number"))]}
+    title = _title(feedback.get("ticket_number"), f"feedback {rating}" if rating else "feedback")
+    return Parts(feedback.get("ticket_id"), title, feedback.get("comment"),
+                 [_field("Rating", rating), _field("Customer", feedback.get("customer_email")),
+                  _field("Ticket", feedback.get("ticket_number"))])
 
 
-def _render_other(data: Mapping[str, Any]) -> dict[str, Any]:
+def _render_other(data: Mapping[str, Any]) -> Parts:
     # A plugin's event: show its data as JSON rather than guess at its meaning.
     if isinstance(data.get("ticket"), Mapping):
-        rendered = _render_ticket(data)
-        rendered["text"] = None
-        return rendered
-    return {"ticket_id": None, "title": "", "text": json.dumps(data, indent=1, ensure_ascii=False, default=str),
-            "fields": []}
+        parts = _render_ticket(data)
+        parts.text = None
+        return parts
+    return Parts(None, "", json.dumps(data, indent=1, ensure_ascii=False, default=str), [])
 
 
-RENDERERS: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
+RENDERERS: dict[str, Callable[[Mapping[str, Any]], Parts]] = {
     "conversation.added": _render_conversation,
     "feedback.received": _render_feedback,
 }
 
 
-def _renderer(event_name: str) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+def _renderer(event_name: str) -> Callable[[Mapping[str, Any]], Parts]:
     if event_name in RENDERERS:
         return RENDERERS[event_name]
     if event_name.startswith("ai.response."):
@@ -196,19 +210,19 @@ def build_message(event: Event, options: Mapping[str, Any], public_url: str | No
     data = event.data if isinstance(event.data, Mapping) else {}
     parts = _renderer(event.name)(data)
     label = label_for(event.name)
-    title = parts["title"] or label
-    summary = f"{label}: {title}" if parts["title"] else label
+    title = parts.title or label
+    summary = f"{label}: {title}" if parts.title else label
     attachment: dict[str, Any] = {
         "color": color_for(event.name),
         "fallback": fit(summary, FALLBACK_LIMIT),
         "title": fit(title, TITLE_LIMIT),
     }
-    link = ticket_link(public_url, parts["ticket_id"])
+    link = ticket_link(public_url, parts.ticket_id)
     if link:
         attachment["title_link"] = link
-    if parts["text"]:
-        attachment["text"] = fit(str(parts["text"]), TEXT_LIMIT)
-    fields = [f for f in parts["fields"] if f]
+    if parts.text:
+        attachment["text"] = fit(str(parts.text), TEXT_LIMIT)
+    fields = [f for f in parts.fields if f]
     if fields:
         attachment["fields"] = fields
     attachment["footer"] = escape(event.name)
