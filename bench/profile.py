@@ -40,6 +40,7 @@ BUCKETS = (
     ("json", ("json/",)),
     ("logging", ("logging/",)),
     ("threading/queue", ("threading.py", "queue.py", "concurrent/")),
+    ("imports", ("<frozen importlib",)),
     ("socket/selectors/ssl", ("socket.py", "selectors.py", "ssl.py")),
 )
 
@@ -52,8 +53,9 @@ def _bucket(frame: str) -> str:
 
 
 def summarize(collapsed: str, top: int = 25) -> str:
-    """Time per library (inclusive: a sample counts for every library on its stack) and
-    the functions with the most self and inclusive time, from py-spy's collapsed stacks."""
+    """Own time per library (the library of the innermost frame, so waiting on a socket
+    counts where it waits) and the functions with the most own and inclusive time, from
+    py-spy's collapsed stacks."""
     total = 0
     own: collections.Counter[str] = collections.Counter()
     inclusive: collections.Counter[str] = collections.Counter()
@@ -63,24 +65,21 @@ def summarize(collapsed: str, top: int = 25) -> str:
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        frames = [
-            f for f in stack.split(";") if f and not f.startswith("process ") and not f.startswith("thread ")
-        ]
+        frames = [f for f in stack.split(";") if f and not f.startswith(("process ", "thread "))]
         if not frames:
             continue
         total += count
         own[frames[-1]] += count
+        by_bucket[_bucket(frames[-1])] += count
         for frame in set(frames):
             inclusive[frame] += count
-        for bucket in {_bucket(f) for f in frames}:
-            by_bucket[bucket] += count
     if not total:
         return "no samples\n"
 
     def pct(n: int) -> str:
         return f"{100 * n / total:5.1f}%"
 
-    lines = [f"{total} samples", "", "by library (inclusive):"]
+    lines = [f"{total} samples", "", "own time by library:"]
     lines += [f"  {pct(n)}  {name}" for name, n in by_bucket.most_common()]
     lines += ["", "top functions by own time:"]
     lines += [f"  {pct(n)}  {frame}" for frame, n in own.most_common(top)]
@@ -98,7 +97,6 @@ def py_spy(pid: int, seconds: float, output: Path, subprocesses: bool = False) -
         str(pid),
         "--format",
         "raw",
-        "--function",
         "--nolineno",
         "--rate",
         "200",
@@ -141,6 +139,7 @@ def profile_worker(stack: Stack, count: int, seconds: float) -> None:
     config = stack.write_config("profile-worker", [sink_table("fast", sink)])
     preload(config, count)
     (worker,) = stack.start_workers(config, 1)
+    sink.wait_for(min(200, count), timeout=120)  # past start-up: profile the steady state only
     output = OUT / "worker.collapsed"
     spy = py_spy(worker.pid, seconds, output)
     _finish(spy, output, "worker")

@@ -171,3 +171,22 @@ def test_results_table_and_verdicts_cover_every_key() -> None:
     for key in report.REQUIRED_KEYS:
         assert f"`{key}`" in text
     assert "**no**" in text
+
+
+def test_profile_summary_counts_own_time_by_library() -> None:
+    from bench.profile import summarize
+
+    collapsed = "\n".join(
+        [
+            "process 1;main (gateway/cli.py);publish (gateway/bus.py);read (redis/_parsers/socket.py) 6",
+            "process 1;main (gateway/cli.py);load (marshmallow/schema.py) 3",
+            "process 1;main (gateway/cli.py) 1",
+        ]
+    )
+    text = summarize(collapsed)
+    assert text.startswith("10 samples")
+    assert " 60.0%  redis-py" in text
+    assert " 30.0%  marshmallow" in text
+    assert " 10.0%  gateway (ours)" in text
+    assert "100.0%  main (gateway/cli.py)" in text
+    assert summarize("") == "no samples\n"
