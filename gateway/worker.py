@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from typing import Any
 
 import click
 from rq import Queue, SimpleWorker
+from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 
 from gateway import jobs
@@ -30,6 +32,33 @@ from gateway.sweeper import Sweeper
 
 log = logging.getLogger("gateway.worker")
 BURST_IDLE_WAIT_S = 600.0
+MAINTENANCE_INTERVAL_S = 30
+
+
+class GatewayScheduler(RQScheduler):
+    """rq's scheduler (a forked child of the worker) that dies with its worker.
+
+    A SIGKILLed worker would otherwise leave its scheduler child running, and the child
+    holds the worker's Redis sockets open (inherited at fork): Redis then still sees the
+    dead worker's blocking dequeue and hands it the next job, which nobody runs.
+    """
+
+    def work(self) -> None:
+        _die_with_parent()
+        super().work()
+
+
+def _die_with_parent() -> None:
+    # Linux prctl(PR_SET_PDEATHSIG, SIGTERM): SIGTERM makes rq's scheduler stop and release
+    # its lock, so another worker's scheduler takes over. Elsewhere this is best effort.
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the worker died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 class GatewayWorker(SimpleWorker):
@@ -37,6 +66,9 @@ class GatewayWorker(SimpleWorker):
     process's drainer and sweeper."""
 
     def __init__(self, queues: Any, drainer: Drainer, sweeper: Sweeper, **kwargs: Any) -> None:
+        # Maintenance every 30 s rather than rq's 10 min: it is where a worker takes over the
+        # scheduler lock of one that died, and retries wait on the scheduler.
+        kwargs.setdefault("maintenance_interval", MAINTENANCE_INTERVAL_S)
         super().__init__(queues, serializer=JSONSerializer, **kwargs)
         self.drainer = drainer
         self.sweeper = sweeper
@@ -51,6 +83,23 @@ class GatewayWorker(SimpleWorker):
             self.sweeper.stop()
             self.drainer.stop()
             jobs.install(None)
+
+    def _start_scheduler(self, burst: bool = False, logging_level: str | None = "INFO", *args: Any) -> None:
+        # rq's own, with a scheduler that dies with this process (see GatewayScheduler).
+        self.scheduler = GatewayScheduler(self.queues, connection=self.connection, serializer=self.serializer,
+                                          logging_level=logging_level if logging_level is not None else "INFO")
+        self.scheduler.acquire_locks()
+        if not self.scheduler.acquired_locks:
+            return
+        if burst:
+            try:
+                self.scheduler.register_birth()
+                self.scheduler.enqueue_scheduled_jobs()
+            finally:
+                self.scheduler.release_locks()
+                self.scheduler.register_death()
+        else:
+            self.scheduler.start()
 
     def _install_signal_handlers(self) -> None:
         super()._install_signal_handlers()
