@@ -28,6 +28,7 @@ BUILTIN_PLUGINS = (
     "gateway.api.metrics_api",
     "gateway.logs",
     "gateway.scaffold",
+    "gateway.api.openapi",
     "gateway.api.events_api",
     "gateway.api.tickets",
     "gateway.api.health",

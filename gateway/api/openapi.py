@@ -1,0 +1,172 @@
+"""``GET /api/openapi.json``: the OpenAPI 3 document of every endpoint, plugins' included.
+
+Built once per application from the app's URL map, so an endpoint a plugin adds through
+``register_blueprints`` is in it without any registration. Each view describes itself in
+its docstring: a YAML block after a ``---`` line, keyed by HTTP method, as apispec reads
+it. Request and response schemas are named marshmallow schemas (``schema: TicketSchema``,
+resolved by marshmallow's class registry) or inline JSON Schema; errors refer to the
+shared responses below (``401: Unauthorized``). A view without YAML still appears, with
+its docstring's first line as summary and an undescribed response, so the document never
+silently loses an endpoint.
+
+Path parameters come from the URL rule (``<delivery_id>`` -> ``{delivery_id}``). The admin
+console under ``/admin`` is a browser UI (HTML forms with CSRF tokens), not part of the
+JSON API, and is left out, as are static files.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import re
+from collections.abc import Callable
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, jsonify
+from werkzeug.routing import Rule
+
+from gateway.hookspecs import hookimpl
+
+bp = Blueprint("openapi", __name__)
+EXTENSION_KEY = "gateway.openapi"
+OPENAPI_VERSION = "3.0.3"
+UNDOCUMENTED_PREFIXES = ("/admin",)
+METHODS = ("get", "post", "put", "patch", "delete")
+_CONVERTER_TYPES = {"int": {"type": "integer"}, "float": {"type": "number"},
+                    "uuid": {"type": "string", "format": "uuid"}}
+# <name>, <converter:name> or <converter(args):name>, as werkzeug writes URL rules.
+_RULE_ARGUMENT = re.compile(r"<(?:(?P<converter>[a-zA-Z_]\w*)(?:\([^>]*\))?:)?(?P<name>[a-zA-Z_]\w*)>")
+
+DESCRIPTION = """Receive signed tickets, publish events, and deliver them to sinks (generic webhooks,
+Slack, Zapier and third-party plugins) with signing, retries and a delivery log.
+
+Errors are JSON: `{"error": code, "message": text, "fields": {field: [messages]}}` with a
+stable `code`. Admin endpoints take `Authorization: Bearer <admin_token>`."""
+
+ERROR_RESPONSES: dict[str, tuple[str, str]] = {
+    "BadRequest": ("400", "Malformed request: not JSON, an unknown event name, a bad parameter."),
+    "Unauthorized": ("401", "Missing credentials, or a missing or wrong signature."),
+    "Forbidden": ("403", "The credentials are not valid."),
+    "NotFound": ("404", "No such resource."),
+    "PayloadTooLarge": ("413", "The body is larger than `gateway.max_body_bytes`."),
+    "UnsupportedMediaType": ("415", "The body must be JSON (`Content-Type: application/json`)."),
+    "ValidationFailed": ("422", "The body has invalid fields; `fields` has a message list per field."),
+    "StorageUnavailable": ("503", "Redis is unavailable; nothing was stored. Retry after `Retry-After` "
+                                  "seconds."),
+}
+
+
+def _error_response(description: str, retry_after: bool = False) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": description,
+                                "content": {"application/json": {"schema": "ErrorSchema"}}}
+    if retry_after:
+        response["headers"] = {"Retry-After": {"description": "Seconds to wait before retrying.",
+                                               "schema": {"type": "integer"}}}
+    return response
+
+
+def openapi_path(rule: Rule) -> tuple[str, list[dict[str, Any]]]:
+    """``/api/deliveries/<delivery_id>`` -> ``/api/deliveries/{delivery_id}`` and its path
+    parameters (typed from the rule's converters)."""
+    parameters: list[dict[str, Any]] = []
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group("name")
+        schema = dict(_CONVERTER_TYPES.get(match.group("converter") or "", {"type": "string"}))
+        parameters.append({"name": name, "in": "path", "required": True, "schema": schema})
+        return "{" + name + "}"
+
+    return _RULE_ARGUMENT.sub(replace, rule.rule), parameters
+
+
+def _operations(view: Callable[..., Any], methods: set[str]) -> dict[str, Any]:
+    from apispec.yaml_utils import load_operations_from_docstring
+
+    doc = inspect.getdoc(view) or ""
+    documented = load_operations_from_docstring(doc)
+    summary = doc.split("\n", 1)[0].strip() if doc and not doc.startswith("---") else ""
+    operations: dict[str, Any] = {}
+    for method in METHODS:
+        if method.upper() not in methods:
+            continue
+        operation = copy.deepcopy(documented.get(method)) or {
+            "summary": summary or view.__name__.replace("_", " "),
+            "description": "Not described yet: the view has no OpenAPI YAML in its docstring.",
+            "responses": {"default": {"description": "Not described yet."}},
+        }
+        operations[method] = operation
+    return operations
+
+
+def _documented(rule: Rule) -> bool:
+    if rule.endpoint == "static" or rule.endpoint.endswith(".static"):
+        return False
+    return not any(rule.rule == p or rule.rule.startswith(p + "/") for p in UNDOCUMENTED_PREFIXES)
+
+
+def build_spec(app: Flask) -> dict[str, Any]:
+    """The OpenAPI document for ``app`` (every routed, documented endpoint)."""
+    from apispec import APISpec
+    from apispec.ext.marshmallow import MarshmallowPlugin
+
+    from gateway import __version__
+
+    spec = APISpec(title="Ticket event gateway", version=__version__, openapi_version=OPENAPI_VERSION,
+                   plugins=[MarshmallowPlugin()], info={"description": DESCRIPTION})
+    spec.components.security_scheme("adminToken", {
+        "type": "http", "scheme": "bearer", "description": "`Authorization: Bearer <gateway.admin_token>`"})
+    spec.components.security_scheme("zapierApiKey", {
+        "type": "apiKey", "in": "header", "name": "X-API-Key",
+        "description": "A key from a Zapier sink's `api_keys` (or the admin token)."})
+    spec.components.security_scheme("webhookSignature", {
+        "type": "apiKey", "in": "header", "name": "X-Webhook-Signature",
+        "description": "Hex HMAC-SHA256 of the raw body with `gateway.secret` (required when it is set); "
+                       "Standard Webhooks headers are accepted instead."})
+    for name, (status, description) in ERROR_RESPONSES.items():
+        spec.components.response(name, _error_response(description, retry_after=status == "503"))
+    spec.components.response("Error", _error_response("An error, as `{error, message, fields}`."))
+    rules = sorted((r for r in app.url_map.iter_rules() if _documented(r)), key=lambda r: r.rule)
+    by_path: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+    for rule in rules:
+        path, parameters = openapi_path(rule)
+        operations = _operations(app.view_functions[rule.endpoint], set(rule.methods or ()))
+        known, _ = by_path.setdefault(path, ({}, parameters))
+        known.update(operations)
+    for path, (operations, parameters) in by_path.items():
+        for operation in operations.values():
+            declared = {(p.get("name"), p.get("in")) for p in operation.get("parameters", [])
+                        if isinstance(p, dict)}
+            missing = [p for p in parameters if (p["name"], "path") not in declared]
+            if missing:
+                operation["parameters"] = missing + list(operation.get("parameters", []))
+        spec.path(path=path, operations=operations)
+    return spec.to_dict()
+
+
+@bp.get("/api/openapi.json")
+def openapi_document() -> Response:
+    """This API's OpenAPI 3 document.
+    ---
+    get:
+      tags: [operations]
+      summary: The OpenAPI document
+      description: Every endpoint of this gateway, the ones plugins add included.
+      security: []
+      responses:
+        200:
+          description: An OpenAPI 3.0 document.
+          content:
+            application/json:
+              schema: {type: object}
+    """
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    document = app.extensions.get(EXTENSION_KEY)
+    if document is None:
+        # Built once per process: the URL map does not change after start-up.
+        document = app.extensions[EXTENSION_KEY] = build_spec(app)
+    return jsonify(document)
+
+
+@hookimpl
+def register_blueprints(register: Callable[[Blueprint], None]) -> None:
+    register(bp)
