@@ -15,8 +15,9 @@ $(STAMP): setup.cfg pyproject.toml $(foreach p,$(PLUGINS),$(p)/setup.cfg)
 
 venv: $(STAMP)
 
+# Options for `gateway run`, e.g. make run ARGS="--port 9000 --workers 2"
 run: $(STAMP)
-	$(BIN)/gateway run
+	$(BIN)/gateway run $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow and not browser" -q
