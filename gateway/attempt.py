@@ -69,8 +69,35 @@ def hide_headers(headers: Mapping[str, str], secrets: Sequence[str]) -> dict[str
     return shown
 
 
-def _excerpt(body: bytes) -> str:
-    return body[:EXCERPT_BYTES].decode("utf-8", "replace")
+def sent_secrets(headers: Mapping[str, str], secrets: Sequence[str], url: str) -> list[str]:
+    """Every secret value a request carried: the configured secrets, the URL's password, and
+    each header value :func:`hide_headers` hides, whole and token by token (signatures and
+    credentials: ``v1,<base64>`` entries, ``Basic <base64>``), longest first."""
+    import base64
+    from urllib.parse import unquote, urlsplit
+
+    found = {s for s in secrets if s}
+    parts = urlsplit(url)
+    if parts.password:
+        # The client sends URL credentials as Basic auth (gateway.http), so hide that form too.
+        credentials = unquote(f"{parts.username or ''}:{parts.password}")
+        found.update({parts.password, unquote(parts.password),
+                      base64.b64encode(credentials.encode("latin-1", "replace")).decode(),
+                      base64.b64encode(credentials.encode("utf-8")).decode()})
+    for name, value in hide_headers(headers, secrets).items():
+        if value == HIDDEN and headers[name]:
+            found.add(headers[name])
+            found.update(part for part in headers[name].replace(",", " ").split() if len(part) >= 8)
+    return sorted(found, key=len, reverse=True)
+
+
+def _excerpt(body: bytes, hidden: Sequence[str] = ()) -> str:
+    # Destinations echo requests back (request inspectors, "signature mismatch: got ..."
+    # errors): what we sent that is secret must not reach the delivery log that way.
+    text = body.decode("utf-8", "replace")
+    for value in hidden:
+        text = text.replace(value, HIDDEN)
+    return text.encode("utf-8")[:EXCERPT_BYTES].decode("utf-8", "ignore")
 
 
 def _sink_secrets(options: Mapping[str, Any], configured: Sequence[str]) -> list[str]:
@@ -161,7 +188,7 @@ class AttemptRunner:
                 return self._failed_attempt(sink_config, round_attempts, None,
                                             {"code": exc.code, "message": exc.message}), request_view
             return Verdict("failed", "give_up", error={"code": exc.code, "message": exc.message}), request_view
-        excerpt = _excerpt(response.body)
+        excerpt = _excerpt(response.body, sent_secrets(headers, secrets, request.url))
         try:
             outcome = sink.classify(response, target)
         except Exception as exc:

@@ -14,6 +14,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from marshmallow import ValidationError
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from gateway import signing
 from gateway.errors import ApiError
@@ -50,6 +51,17 @@ def verify_request_signature(body: bytes, headers: Any, secret: str, tolerance: 
         return
     raise ApiError(401, "signature_missing", "A webhook secret is configured: send X-Webhook-Signature "
                    "(hex HMAC-SHA256 of the body) or Standard Webhooks headers.")
+
+
+def read_body() -> bytes:
+    """The raw request body; 413 when it is over MAX_CONTENT_LENGTH, chunked bodies included."""
+    body = request.get_data(cache=False)
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    # Without a Content-Length (chunked), werkzeug stops reading at the limit and returns what
+    # it has, silently: a body that reaches the limit may have gone on, so it is refused.
+    if request.content_length is None and limit is not None and len(body) >= limit:
+        raise RequestEntityTooLarge()
+    return body
 
 
 def parse_json(body: bytes) -> Any:
@@ -98,7 +110,7 @@ def receive() -> tuple[Response, int] | Response:
     settings = runtime.settings
     if not _is_json(request.content_type):
         raise ApiError(415, "unsupported_media_type", "Send the body as JSON with Content-Type: application/json.")
-    body = request.get_data(cache=False)
+    body = read_body()
     if settings.secret is not None:
         verify_request_signature(body, request.headers, settings.secret, settings.signature_tolerance)
     doc = parse_json(body)
