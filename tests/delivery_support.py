@@ -67,6 +67,8 @@ class SinkServer:
         self.script: collections.deque[Answer] = collections.deque()
         self.received: list[Received] = []
         self.lock = threading.Lock()
+        self.active = 0
+        self.max_active = 0
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -78,8 +80,12 @@ class SinkServer:
                 with server.lock:
                     server.received.append(Received(self.path, dict(self.headers.items()), body, time.time()))
                     answer = server.script.popleft() if server.script else server.default
+                    server.active += 1
+                    server.max_active = max(server.max_active, server.active)
                 if answer.delay:
                     time.sleep(answer.delay)
+                with server.lock:
+                    server.active -= 1
                 try:
                     self.send_response(answer.status)
                     for key, value in answer.headers.items():

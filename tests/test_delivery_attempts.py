@@ -1,0 +1,181 @@
+"""Attempt outcomes and engine limits, with the real drainer run in this process against
+real local HTTP servers and the test Redis (drain_queued)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from delivery_support import (
+    Answer,
+    PlainSink,
+    PlainSinkPlugin,
+    SinkServer,
+    UrlOptions,
+    drain_queued,
+    engine_config,
+    sink_table,
+)
+
+from gateway import deliverylog, hookimpl
+from gateway.drainer import Drainer
+from gateway.events import Event
+from gateway.sinks import SinkType
+from gateway.sweeper import Sweeper
+
+
+class BrokenSink(PlainSink):
+    def render(self, event: Any, target: Any, delivery: Any) -> Any:
+        raise RuntimeError("template exploded; secret=hunter2")
+
+
+class Observer:
+    """A plugin that registers a broken sink type and records every attempt it observes."""
+
+    __name__ = "observer"
+
+    def __init__(self) -> None:
+        self.attempts: list[dict[str, Any]] = []
+
+    @hookimpl
+    def register_sink_types(self, register: Callable[[SinkType], None]) -> None:
+        register(SinkType(name="broken", options_schema=UrlOptions, factory=BrokenSink))
+
+    @hookimpl
+    def delivery_attempted(self, attempt: dict[str, Any]) -> None:
+        self.attempts.append(attempt)
+
+
+@pytest.fixture
+def server():
+    with SinkServer() as running:
+        yield running
+
+
+@pytest.fixture
+def build(make_runtime: Any, redis_url: str, tmp_path: Path):
+    def runtime_for(sinks: list[dict[str, Any]], plugins: list[Any] | None = None, **delivery: Any) -> Any:
+        config = engine_config(redis_url, tmp_path, sinks, **delivery)
+        return make_runtime(config, plugins=[PlainSinkPlugin(), *(plugins or [])])
+
+    return runtime_for
+
+
+def publish(runtime: Any, n: int = 1) -> list[str]:
+    ids: list[str] = []
+    for i in range(n):
+        ids.extend(runtime.publisher.publish(Event.new("ticket.created", {"ticket": {"id": f"t{i}"}})).delivery_ids)
+    return ids
+
+
+def shown(runtime: Any, delivery_id: str) -> dict[str, Any]:
+    found = deliverylog.get_delivery(runtime, delivery_id)
+    assert found is not None
+    return found
+
+
+def test_a_sink_that_raises_costs_a_failed_attempt_not_the_worker(build, server):
+    observer = Observer()
+    runtime = build([sink_table("broken", server.url, type="broken", retry_schedule=[]),
+                     sink_table("hook", server.url, retry_schedule=[])], plugins=[observer])
+    broken_id, good_id = publish(runtime)
+    drain_queued(runtime)
+
+    broken = shown(runtime, broken_id)
+    assert broken["status"] == "failed"
+    [attempt] = broken["attempt_log"]
+    assert attempt["error"]["code"] == "render_error" and "RuntimeError" in attempt["error"]["message"]
+    assert "hunter2" not in str(broken)  # the exception text may hold anything: not logged
+    assert shown(runtime, good_id)["status"] == "delivered"
+    # The observer hook saw every attempt, as recorded.
+    assert sorted(a["delivery_id"] for a in observer.attempts) == sorted([broken_id, good_id])
+    assert {a["delivery_id"]: a["status"] for a in observer.attempts} == {broken_id: "failed", good_id: "delivered"}
+
+
+def test_a_redirect_is_not_followed_and_counts_as_a_failure(build, server):
+    server.answer(Answer(302, headers={"Location": "http://127.0.0.1:1/elsewhere"}))
+    runtime = build([sink_table("hook", server.url, retry_schedule=[60])])
+    [delivery_id] = publish(runtime)
+    drain_queued(runtime)
+    found = shown(runtime, delivery_id)
+    assert found["status"] == "retrying" and found["last_status_code"] == 302 and found["next_attempt_at"]
+    assert server.count() == 1
+
+
+def test_private_destinations_are_refused_unless_allowed(build, server):
+    runtime = build([sink_table("hook", server.url)], allow_private_networks=False)
+    [delivery_id] = publish(runtime)
+    drain_queued(runtime)
+    found = shown(runtime, delivery_id)
+    assert found["status"] == "failed" and found["attempt_log"][0]["error"]["code"] == "ssrf_refused"
+    assert server.count() == 0
+
+
+def test_the_in_flight_cap_holds_for_a_slow_sink(build, server):
+    server.default = Answer(200, delay=0.5)
+    runtime = build([sink_table("hook", server.url, max_in_flight=2)])
+    ids = publish(runtime, 6)
+    drain_queued(runtime, concurrency=8)
+    assert all(shown(runtime, i)["status"] == "delivered" for i in ids)
+    assert server.max_active == 2
+
+
+def test_the_rate_limit_spaces_claims(build, server):
+    runtime = build([sink_table("hook", server.url, rate_limit=4)])
+    publish(runtime, 5)
+    drain_queued(runtime)
+    times = [r.at for r in server.received]
+    assert len(times) == 5
+    # Four intervals of 250 ms between five claims (less a little for send-time noise).
+    assert times[-1] - times[0] >= 0.75
+
+
+def test_an_expired_event_fails_its_delivery_clearly(build, server):
+    runtime = build([sink_table("hook", server.url)])
+    [delivery_id] = publish(runtime)
+    event_id = shown(runtime, delivery_id)["event_id"]
+    runtime.redis.delete(runtime.keys.event(event_id))
+    drain_queued(runtime)
+    found = shown(runtime, delivery_id)
+    assert found["status"] == "failed" and found["attempt_log"][0]["error"]["code"] == "event_expired"
+    assert server.count() == 0
+
+
+def test_the_sweeper_fails_deliveries_of_a_sink_no_longer_configured(build, server):
+    before = build([sink_table("hook", server.url), sink_table("gone", server.url)])
+    hook_id, gone_id = publish(before)
+    # As if the publishing process died before enqueuing the wake-ups and their drainer
+    # leases lapsed: the sweeper must cope.
+    keys = before.keys
+    before.redis.delete(before.queue.key, keys.drainers("hook"), keys.drainers("gone"))
+
+    after = build([sink_table("hook", server.url)])
+    drainer = Drainer(after, 4)
+    try:
+        Sweeper(drainer).sweep()
+        drain_queued(after)
+    finally:
+        drainer.stop()
+    gone = shown(after, gone_id)
+    assert gone["status"] == "failed"
+    assert gone["attempt_log"][0]["error"]["code"] == "sink_not_configured"
+    assert shown(after, hook_id)["status"] == "delivered"  # re-woken by the sweeper
+
+
+def test_an_expired_in_flight_lease_goes_back_to_the_front_of_the_ready_list(build, server):
+    runtime = build([sink_table("hook", server.url)])
+    first, second = publish(runtime, 2)
+    keys = runtime.keys
+    # As if a worker claimed `first` and died: its lease ran out.
+    runtime.redis.lrem(keys.ready("hook"), 0, first)
+    runtime.redis.zadd(keys.inflight("hook"), {first: int(time.time() * 1000) - 1})
+    drainer = Drainer(runtime, 4)
+    try:
+        assert Sweeper(drainer).sweep() == 1
+    finally:
+        drainer.stop()
+    assert [i.decode() for i in runtime.redis.lrange(keys.ready("hook"), 0, -1)] == [first, second]
+    assert runtime.redis.zcard(keys.inflight("hook")) == 0
