@@ -335,3 +335,27 @@ def test_deliveries_older_than_the_chosen_period_are_left_out(console: Any) -> N
     runtime.redis.zadd(runtime.keys.sink_deliveries("crm"), {row["id"]: 1})
     assert listed_ids(console, "since=24h") == []
     assert listed_ids(console, "") == [row["id"]]
+
+
+def test_redis_down_is_a_clear_503_page_not_a_crash(make_runtime: Any, tmp_path: Any) -> None:
+    cfg = config()
+    cfg["gateway"]["redis_url"] = "redis://127.0.0.1:1/0"  # nothing listens there
+    client = create_app(make_runtime(cfg, [SINK_PLUGIN])).test_client()
+    assert sign_in(client).status_code == 302  # signing in needs no Redis
+    page = client.get("/admin/integrations")
+    assert page.status_code == 503 and "cannot reach Redis" in page.text
+    assert page.headers["Retry-After"] == "5"
+    poll = client.get("/admin/deliveries/dlv_0.json")
+    assert poll.status_code == 503 and poll.get_json()["error"] == "storage_unavailable"
+
+
+def test_unknown_console_pages_are_html_404s(admin: Any) -> None:
+    response = admin.get("/admin/no-such-page")
+    assert response.status_code == 404 and "no such page in the admin console" in response.text
+
+
+def test_stylesheet_and_script_are_served_without_a_session(client: Any) -> None:
+    css = client.get("/admin/static/admin.css")
+    assert css.status_code == 200 and css.mimetype == "text/css" and ":focus-visible" in css.text
+    script = client.get("/admin/static/admin.js")
+    assert script.status_code == 200 and "data-poll-url" in script.text

@@ -7,12 +7,15 @@ catalogue); importing :mod:`gateway.admin` attaches them to :data:`bp`.
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
 
+import redis
 from flask import (
     Blueprint,
+    abort,
     current_app,
     redirect,
     render_template,
@@ -27,8 +30,9 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from gateway.admin import security
 from gateway.app import HTTP_CODES
-from gateway.errors import ApiError
+from gateway.errors import ApiError, redis_unavailable
 
+log = logging.getLogger("gateway.admin")
 _PACKAGE = resources.files("gateway")
 bp = Blueprint("admin", __name__, url_prefix="/admin",
                template_folder=str(_PACKAGE / "templates"),
@@ -87,6 +91,22 @@ def _http_error(error: HTTPException) -> Any:
         return ApiError(code, HTTP_CODES.get(code, f"http_{code}"), error.description or error.name).response()
     return render_template("admin/error.html", title=error.name,
                            message=error.description or error.name), error.code or 500
+
+
+@bp.errorhandler(redis.RedisError)
+def _storage_down(error: redis.RedisError) -> Any:
+    log.warning("admin console: redis unavailable: %s", type(error).__name__)
+    if wants_json():
+        return redis_unavailable().response()
+    return render_template("admin/error.html", title="Storage unavailable",
+                           message="The gateway cannot reach Redis right now, so this page cannot be shown. "
+                                   "Nothing was changed. Try again in a few seconds."), 503, {"Retry-After": "5"}
+
+
+@bp.route("/<path:unknown>")
+def not_found(unknown: str) -> Any:
+    """Unknown console paths get the console's own 404 page, not the API's JSON."""
+    abort(404, description="There is no such page in the admin console.")
 
 
 @bp.app_template_filter("when")
