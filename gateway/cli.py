@@ -215,10 +215,13 @@ def web(host: str, port: int, web_workers: int) -> None:
     ensure_multiprocess_dir(settings.data_dir)
     if settings.source:
         os.environ["GATEWAY_CONFIG"] = settings.source
+    master = os.getpid()
     try:
         GatewayServer(settings.source, host=host, port=port, workers=web_workers).run()
     finally:
-        if embedded is not None:
+        # gunicorn's forked workers leave through this frame too (SystemExit): only the
+        # master stops the Redis it started.
+        if embedded is not None and os.getpid() == master:
             embedded.stop()
 
 

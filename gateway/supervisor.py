@@ -137,10 +137,11 @@ class Supervisor:
         deadline = time.monotonic() + self.grace
         while any(c.running() for c in live) and time.monotonic() < deadline and self.stop_requested < 2:
             time.sleep(0.05)
-        for child in live:
+        for child in self.children:
             if child.running():
                 self.echo(f"{child.name} did not stop in time; killing it")
-            # The whole group: a gunicorn master's workers too, should any outlive it.
+            # The whole process group, exited leaders' too: a gunicorn master that died
+            # (the reason we are stopping) leaves its workers behind in its group.
             _signal(child, signal.SIGKILL, group=True)
             if child.process is not None:
                 child.process.wait()

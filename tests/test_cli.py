@@ -320,3 +320,51 @@ def test_gateway_run_restarts_a_crashed_worker(tmp_path: Path) -> None:
         assert process.poll() is None
     finally:
         assert stop_process(process, signal.SIGTERM) == 0, log.read_text()
+
+
+def test_gateway_run_stops_everything_when_the_web_server_dies(tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "run.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--port", str(port),
+                                    "--web-workers", "1", "--workers", "1"],
+                                   cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, env=child_env())
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/readyz", process, log)
+        started = descendants(process.pid)
+        [web] = [pid for pid in process_tree().get(process.pid, [])
+                 if b"\x00web\x00" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        os.kill(web, signal.SIGKILL)
+        assert process.wait(DEADLINE_S) == 1
+    finally:
+        stop_process(process)
+    assert "web exited with code -9; stopping everything" in log.read_text()
+    assert [pid for pid in started if alive(pid)] == [], log.read_text()
+
+
+def test_gateway_web_alone_with_the_embedded_redis(tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "web.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "gateway", "web", "--port", str(port),
+                                    "--web-workers", "2"],
+                                   cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, env=child_env())
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(base + "/readyz", process, log)
+        created = requests.post(base + "/api/webhooks/receive", data=GUIDE_CURL_BODY, timeout=10,
+                                headers={"Content-Type": "application/json"})
+        assert created.status_code == 201
+        started = descendants(process.pid)
+    finally:
+        code = stop_process(process, signal.SIGTERM)
+    assert code == 0, log.read_text()
+    assert [pid for pid in started if alive(pid)] == [], log.read_text()
+    # The embedded Redis kept the ticket (append-only file): a new server on the same data sees it.
+    from gateway.store import EmbeddedRedis
+
+    again = EmbeddedRedis(tmp_path / ".gateway").start()
+    try:
+        assert connect(again.url).zcard("gw:tickets") == 1
+    finally:
+        again.stop()
