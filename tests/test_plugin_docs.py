@@ -114,3 +114,36 @@ def test_a_registered_plugin_is_gone_in_the_next_test(make_runtime):
     with pytest.raises(ConfigError) as error:
         make_runtime({"sinks": [{"name": "echo", "type": "echo", "events": ["*"], "url": "http://x.example"}]})
     assert "Unknown sink type 'echo'" in str(error.value)
+
+
+# docs/configuration.md: every configuration key, with its default.
+
+CONFIG_DOC = DOC.parent / "configuration.md"
+
+
+def test_every_config_key_is_in_the_configuration_reference():
+    from gateway.config import DeliverySection, GatewaySection, SinkCommon
+    from gateway.plugins import load_plugins
+
+    text = CONFIG_DOC.read_text(encoding="utf-8")
+    schemas = {"[gateway]": GatewaySection, "[delivery]": DeliverySection, "[[sinks]]": SinkCommon}
+    schemas.update({f'type = "{name}"': sink_type.options_schema
+                    for name, sink_type in load_plugins().sink_types.items()
+                    if name in ("generic_webhook", "slack", "zapier")})
+    missing = [f"{section} {key}" for section, schema in schemas.items() for key in schema().fields
+               if f"`{key}`" not in text]
+    assert missing == []
+
+
+def test_the_documented_defaults_are_the_real_ones():
+    from gateway.config import DeliverySection, GatewaySection
+
+    text = CONFIG_DOC.read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| `(\w+)` \| `([^`]+)` \|", text, re.MULTILINE))
+    assert len(rows) >= 15
+    for schema in (GatewaySection(), DeliverySection()):
+        for key, value in schema.load({}).items():
+            if key in rows:
+                documented = rows[key].strip('"')
+                shown = str(value).lower() if isinstance(value, bool) else str(value)
+                assert documented.replace(" ", "") == shown.replace(" ", "").removesuffix(".0"), key
