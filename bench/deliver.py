@@ -12,7 +12,7 @@ from typing import Any
 
 from bench.procs import MemoryWatch
 from bench.report import progress
-from bench.stack import SECRET, SinkHandle, Stack
+from bench.stack import SECRET, SinkHandle, Stack, watch_drain
 from gateway.events import Event
 
 
@@ -83,17 +83,16 @@ def drain_rate(
     for proc in procs:
         memory.watch(proc.pid)
     try:
-        seen = sink.wait_for(count, timeout)
+        drain = watch_drain(stack, sink, count, [p.pid for p in procs], timeout)
         progress("all delivered; stopping")
     finally:
         memory.sample()
         stack.stop(*procs)
-    stats = sink.stats()
-    span = seen["last"] - seen["first"]
     return {
-        "rps": round((count - 1) / span, 1) if span > 0 else 0.0,
+        "rps": drain.rps,
         "wall_s": round(time.monotonic() - started, 2),
-        "duplicates": stats["duplicates"],
+        "duplicates": drain.duplicates,
+        "cpu_us": drain.cpu_us,
     }
 
 
@@ -112,6 +111,7 @@ def deliver_vs_plain(
         "deliver_count": count,
         "deliver_wall_s": ours["wall_s"],
         "deliver_duplicates": ours["duplicates"],
+        "deliver_cpu_us_per_delivery": ours["cpu_us"],
         **plain,
         "deliver_ratio": round(ratio, 1),
     }
@@ -130,6 +130,7 @@ def slow_sink(
     result = drain_rate(stack, sink, config, count, 1, memory, timeout)
     return {
         "slow_sink_rps": result["rps"],
+        "slow_sink_cpu_us_per_delivery": result["cpu_us"],
         "slow_sink_count": count,
         "slow_sink_max_in_flight": SLOW_MAX_IN_FLIGHT,
     }

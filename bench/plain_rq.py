@@ -18,7 +18,7 @@ from rq import Queue
 from bench.procs import VENV_BIN
 from bench.report import progress
 from bench.rq_job import deliver
-from bench.stack import SECRET, SinkHandle, Stack
+from bench.stack import SECRET, SinkHandle, Stack, watch_drain
 
 QUEUE = "plain"
 
@@ -76,12 +76,13 @@ def plain_rq_rps(stack: Stack, sink: SinkHandle, count: int, workers: int, timeo
         )
         for i in range(workers)
     ]
-    seen = sink.wait_for(count, timeout)
-    wall = time.monotonic() - started
-    stack.stop(*procs)
-    span = seen["last"] - seen["first"]
+    try:
+        drain = watch_drain(stack, sink, count, [p.pid for p in procs], timeout)
+    finally:
+        stack.stop(*procs)
     return {
-        "plain_rq_rps": round((count - 1) / span, 1) if span > 0 else 0.0,
+        "plain_rq_rps": drain.rps,
         "plain_rq_jobs": count,
-        "plain_rq_wall_s": round(wall, 2),
+        "plain_rq_wall_s": round(time.monotonic() - started, 2),
+        "plain_rq_cpu_us_per_delivery": drain.cpu_us,
     }

@@ -185,3 +185,27 @@ def _vm_hwm(pid: int) -> int:
     except OSError:
         pass
     return 0
+
+
+def cpu_seconds(*pids: int) -> float:
+    """CPU time (user + system) used so far by these processes and all their descendants,
+    including descendants already reaped (rq's work horses). On a shared machine CPU time
+    per operation is a steadier measure than the rate, which depends on what else runs."""
+    total = 0.0
+    seen: set[int] = set()
+    for pid in pids:
+        try:
+            root = psutil.Process(pid)
+            tree = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            continue
+        for proc in tree:
+            if proc.pid in seen:
+                continue
+            seen.add(proc.pid)
+            try:
+                times = proc.cpu_times()
+            except psutil.Error:
+                continue
+            total += times.user + times.system + times.children_user + times.children_system
+    return total

@@ -5,10 +5,12 @@ and the sink's own capacity, so the delivery figures can show the sink was not t
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from bench import load
+from bench.procs import cpu_seconds
 from bench.stack import SECRET, SinkHandle, Stack
 from gateway.signing import hex_signature
 
@@ -41,28 +43,64 @@ def sink_capacity(stack: Stack, sink: SinkHandle, seconds: float) -> dict[str, A
     return {"sink_capacity_rps": round(result.rps), "sink_capacity_p99_ms": result.latency_p99_ms}
 
 
+class CpuTally:
+    """CPU seconds spent per part (server, Redis, wrk) over some loaded turns."""
+
+    def __init__(self) -> None:
+        self.server = self.redis = self.client = 0.0
+        self.requests = 0
+
+    def per_request_us(self) -> dict[str, float]:
+        n = max(1, self.requests)
+        return {"server": 1e6 * self.server / n, "redis": 1e6 * self.redis / n, "wrk": 1e6 * self.client / n}
+
+
+def _loaded_turn(
+    stack: Stack, server_pid: int, url: str, body: Path, signature: str, seconds: float, tally: CpuTally
+) -> load.WrkResult:
+    redis_pid = stack.redis_pid
+    server0, redis0, client0 = cpu_seconds(server_pid), cpu_seconds(redis_pid), _children_cpu()
+    result = load.post_load(url, body, signature, CONNECTIONS, seconds)
+    tally.server += cpu_seconds(server_pid) - server0
+    tally.redis += cpu_seconds(redis_pid) - redis0
+    tally.client += _children_cpu() - client0
+    tally.requests += result.requests
+    return result
+
+
+def _children_cpu() -> float:
+    # wrk runs as our child: once reaped its CPU time shows up here.
+    times = os.times()
+    return times.children_user + times.children_system
+
+
 def receive_vs_hello(
     stack: Stack, sink_table: dict[str, Any] | None, seconds: float, rounds: int = 2
 ) -> dict[str, Any]:
     """``hello_rps``, ``receive_rps`` and their ratio. Both servers run side by side (an
     idle one costs nothing) and are loaded in turns, hello, receive, receive, hello, ...,
-    so a change in what else the machine is doing hits both alike."""
+    so a change in what else the machine is doing hits both alike. CPU time per request
+    of each part is measured too: on a busy machine it is steadier than the rate."""
     body, signature = ticket_body(stack.run_dir)
     stack.flush()
     config = stack.write_config("receive", [sink_table] if sink_table else [])
     hello_url, hello_proc = stack.start_hello()
     web_url, web_proc = stack.start_web(config)
+    servers = {"hello": (hello_url, hello_proc.pid), "receive": (web_url, web_proc.pid)}
     try:
-        for url in (hello_url, web_url):  # warm-up: imports, pools, the Lua script cached
+        for url, _ in servers.values():  # warm-up: imports, pools, the Lua script cached
             load.post_load(url, body, signature, CONNECTIONS, 1)
         assert stack.redis is not None
         stored_before = stack.redis.zcard("gw:tickets")
-        turns = {"hello": [], "receive": []}
+        turns: dict[str, list[load.WrkResult]] = {"hello": [], "receive": []}
+        cpu = {"hello": CpuTally(), "receive": CpuTally()}
         order = ("hello", "receive")
         for index in range(rounds):
             for name in order if index % 2 == 0 else reversed(order):
-                url = hello_url if name == "hello" else web_url
-                turns[name].append(load.post_load(url, body, signature, CONNECTIONS, seconds / rounds))
+                url, pid = servers[name]
+                turns[name].append(
+                    _loaded_turn(stack, pid, url, body, signature, seconds / rounds, cpu[name])
+                )
         stored = stack.redis.zcard("gw:tickets") - stored_before
     finally:
         stack.stop(hello_proc, web_proc)
@@ -74,6 +112,7 @@ def receive_vs_hello(
         )
     hello_rps = sum(r.ok for r in turns["hello"]) / sum(r.duration_s for r in turns["hello"])
     receive_rps = sum(r.ok for r in turns["receive"]) / sum(r.duration_s for r in turns["receive"])
+    hello_cpu, receive_cpu = cpu["hello"].per_request_us(), cpu["receive"].per_request_us()
     return {
         "hello_rps": round(hello_rps, 1),
         "receive_rps": round(receive_rps, 1),
@@ -85,4 +124,9 @@ def receive_vs_hello(
         # Each 201 is a stored ticket (wrk stops counting at its deadline: late answers add a few more).
         "receive_answered_201": sum(r.ok for r in turns["receive"]),
         "receive_tickets_stored": stored,
+        "hello_cpu_us_per_request": {k: round(v) for k, v in hello_cpu.items()},
+        "receive_cpu_us_per_request": {k: round(v) for k, v in receive_cpu.items()},
+        # What the ratio would be if CPU were the only limit (an idle machine): total CPU
+        # per hello request over total CPU per receive request, wrk's share included.
+        "receive_ratio_by_cpu": round(sum(hello_cpu.values()) / sum(receive_cpu.values()), 3),
     }

@@ -15,7 +15,7 @@ from typing import Any, Self
 import redis
 import requests
 
-from bench.procs import PYTHON, VENV_BIN, Processes, free_port, http_ok, read_port, wait_until
+from bench.procs import PYTHON, VENV_BIN, Processes, cpu_seconds, free_port, http_ok, read_port, wait_until
 from gateway.store import EmbeddedRedis, connect
 
 SECRET = "bench-secret-3f9a"
@@ -60,6 +60,37 @@ class SinkHandle:
         return seen
 
 
+@dataclasses.dataclass(frozen=True)
+class Drain:
+    """How a backlog drained into a sink: the rate from the sink's first to its last
+    arrival, and CPU time per delivery of the senders, Redis and the sink over that span
+    (so process start-up counts for neither the rate nor the CPU)."""
+
+    rps: float
+    duplicates: int
+    cpu_us: dict[str, float]
+
+    @property
+    def cpu_total_us(self) -> float:
+        return sum(self.cpu_us.values())
+
+
+def watch_drain(stack: Stack, sink: SinkHandle, count: int, senders: list[int], timeout: float) -> Drain:
+    """Wait for ``count`` deliveries at ``sink`` (sent by the processes ``senders``)."""
+    parts = {"senders": senders, "redis": [stack.redis_pid], "sink": [sink.proc.pid]}
+    first = sink.wait_for(1, timeout)
+    before = {name: cpu_seconds(*pids) for name, pids in parts.items()}
+    seen = sink.wait_for(count, timeout)
+    after = {name: cpu_seconds(*pids) for name, pids in parts.items()}
+    measured = max(1, seen["deliveries"] - first["deliveries"])
+    span = seen["last"] - seen["first"]
+    return Drain(
+        rps=round((count - 1) / span, 1) if span > 0 else 0.0,
+        duplicates=sink.stats()["duplicates"],
+        cpu_us={name: round(1e6 * (after[name] - before[name]) / measured) for name in parts},
+    )
+
+
 class Stack:
     """Redis, sinks, web servers and workers of one bench run."""
 
@@ -84,6 +115,12 @@ class Stack:
     @property
     def redis_url(self) -> str:
         return self.redis_server.url
+
+    @property
+    def redis_pid(self) -> int:
+        """The bench's redis-server process (for its CPU time)."""
+        assert self.redis_server.process is not None
+        return self.redis_server.process.pid
 
     def flush(self) -> None:
         """Empty Redis between scenarios, so one's backlog cannot slow the next."""
