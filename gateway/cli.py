@@ -83,10 +83,19 @@ def cli_settings(path: str | None = None) -> Settings:
 
 def cli_runtime() -> Runtime:
     """A :class:`Runtime` for a command: config validated (exit 2 on errors), Redis
-    reached (the embedded one started when none is configured)."""
+    reached. With no Redis configured the embedded one is used; if it is not already running
+    (under ``gateway run``), it is started for this command and stopped when it ends, so no
+    redis-server outlives the command."""
     from gateway.runtime import Runtime
+    from gateway.store import RedisUnavailable
 
-    return Runtime.from_settings(cli_settings(), cli_plugins())
+    try:
+        runtime = Runtime.from_settings(cli_settings(), cli_plugins())
+    except RedisUnavailable as exc:
+        raise click.ClickException(f"could not start the embedded Redis: {exc}") from None
+    if runtime.embedded is not None and runtime.embedded.process is not None:
+        click.get_current_context().call_on_close(runtime.embedded.stop)
+    return runtime
 
 
 def echo_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

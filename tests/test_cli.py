@@ -368,3 +368,22 @@ def test_gateway_web_alone_with_the_embedded_redis(tmp_path: Path) -> None:
         assert connect(again.url).zcard("gw:tickets") == 1
     finally:
         again.stop()
+
+
+def test_a_command_that_starts_the_embedded_redis_stops_it(tmp_path: Path) -> None:
+    # `gateway deliveries` outside `gateway run`: it may start the embedded Redis to read the
+    # data under .gateway/, but no redis-server may outlive the command.
+    result = gateway("deliveries", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []
+    marker = str(tmp_path).encode()
+    lingering = [entry.name for entry in Path("/proc").iterdir()
+                 if entry.name.isdigit() and alive(int(entry.name)) and _cmdline_has(entry, marker)]
+    assert lingering == []
+
+
+def _cmdline_has(proc_entry: Path, marker: bytes) -> bool:
+    try:
+        return marker in (proc_entry / "cmdline").read_bytes()
+    except OSError:
+        return False
