@@ -270,3 +270,51 @@ def test_real_deliveries_are_counted_with_their_latency(make_runtime, recording_
     assert value(after, "gateway_deliveries_in_flight", sink="hooked") == 0
     # The failed attempt waits in rq's scheduled registry for its retry time.
     assert value(after, "gateway_retry_backlog") == 1
+
+
+RECORD_ATTEMPTS = """
+from gateway import metrics
+for outcome in ("delivered", "delivered", "retry"):
+    metrics.get().observe_attempt({"sink": "crm", "outcome": outcome, "duration_ms": 12})
+"""
+
+
+def test_metrics_server_serves_worker_processes_of_a_machine(tmp_path):
+    """A worker-only machine: processes record into the shared directory, and
+    `gateway metrics-server` serves their sum."""
+    directory = tmp_path / "metrics"
+    directory.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env[metrics.MULTIPROC_ENV] = str(directory)
+    for _ in range(2):  # two "worker" processes
+        subprocess.run([sys.executable, "-c", RECORD_ATTEMPTS], env=env, check=True, timeout=60)
+    port = _free_port()
+    gateway = Path(sys.executable).with_name("gateway")
+    proc = subprocess.Popen([str(gateway), "metrics-server", "--port", str(port)], env=env, cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+                break
+            except requests.ConnectionError:
+                assert proc.poll() is None and time.monotonic() < deadline, "metrics-server did not start"
+                time.sleep(0.1)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    found = samples(text)
+    assert value(found, "gateway_delivery_attempts_total", sink="crm", outcome="delivered") == 4
+    assert value(found, "gateway_delivery_attempts_total", sink="crm", outcome="retry") == 2
+    assert value(found, "gateway_delivery_attempt_duration_seconds_count", sink="crm") == 6
+
+
+def test_metrics_server_refuses_without_a_shared_directory(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != metrics.MULTIPROC_ENV and not k.startswith("GATEWAY_")}
+    gateway = Path(sys.executable).with_name("gateway")
+
+    result = subprocess.run([str(gateway), "metrics-server"], env=env, cwd=tmp_path, capture_output=True,
+                            text=True, timeout=60)
+
+    assert result.returncode == 1 and "PROMETHEUS_MULTIPROC_DIR is not set" in result.stderr

@@ -8,10 +8,12 @@ Recording never raises: a metrics bug must not fail a request or a delivery.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import click
 from flask import Blueprint, Response, current_app, g, request
 
 from gateway import metrics
@@ -64,6 +66,42 @@ def scrape() -> Response:
 @hookimpl
 def register_blueprints(register: Callable[[Blueprint], None]) -> None:
     register(bp)
+
+
+@click.command("metrics-server")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=9464, show_default=True,
+              help="Port to listen on.")
+def metrics_server_command(host: str, port: int) -> None:
+    """Serve the metrics of this machine's worker processes for Prometheus.
+
+    For machines that run `gateway worker` without `gateway web` (whose /metrics already
+    includes the workers started next to it): give the workers and this command the same
+    PROMETHEUS_MULTIPROC_DIR. Backlog gauges (queue depth, circuits) come from any web
+    process's /metrics, since they are read from Redis.
+    """
+    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    directory = os.environ.get(metrics.MULTIPROC_ENV)
+    if not directory or not os.path.isdir(directory):
+        raise click.ClickException(f"{metrics.MULTIPROC_ENV} is not set to a directory: set it, to the same "
+                                   "directory, for the worker processes and for this command.")
+    registry = CollectorRegistry(auto_describe=False)
+    MultiProcessCollector(registry, path=directory)
+    server, thread = start_http_server(port, host, registry)
+    click.echo(f"Serving worker metrics from {directory} on http://{host}:{port}/metrics", err=True)
+    try:
+        thread.join()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    cli.add_command(metrics_server_command)
 
 
 @hookimpl
