@@ -72,6 +72,12 @@ _V6_RANGES: tuple[tuple[ipaddress.IPv6Network, str], ...] = tuple(
 _V4_COMPATIBLE = ipaddress.IPv6Network("::/96")
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
+# IPv6 forms that carry IPv4 addresses, named with their article for messages.
+MAPPED, NAT64, COMPATIBLE, SIX_TO_FOUR, TEREDO = (
+    "an IPv4-mapped", "a NAT64", "an IPv4-compatible", "a 6to4", "a Teredo")
+# Forms whose packets are delivered to the inner IPv4 address: its verdict is the verdict.
+_TRANSLATED = (MAPPED, NAT64)
+
 
 def _ipv4_reason(ip: ipaddress.IPv4Address) -> str | None:
     for network, reason in _V4_RANGES:
@@ -85,16 +91,16 @@ def _ipv4_reason(ip: ipaddress.IPv4Address) -> str | None:
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> tuple[str, list[ipaddress.IPv4Address]] | None:
     """The IPv4 address(es) an IPv6 transition form carries, with the form's name (and article)."""
     if ip.ipv4_mapped is not None:
-        return "an IPv4-mapped", [ip.ipv4_mapped]
+        return MAPPED, [ip.ipv4_mapped]
     if ip in _NAT64:
-        return "a NAT64", [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)]
+        return NAT64, [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)]
     if ip in _V4_COMPATIBLE and int(ip) > 1:  # :: and ::1 are not IPv4-compatible forms
-        return "an IPv4-compatible", [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)]
+        return COMPATIBLE, [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)]
     if ip.sixtofour is not None:
-        return "a 6to4", [ip.sixtofour]
+        return SIX_TO_FOUR, [ip.sixtofour]
     if ip.teredo is not None:
         server, client = ip.teredo
-        return "a Teredo", [client, server]
+        return TEREDO, [client, server]
     return None
 
 
@@ -110,10 +116,10 @@ def refusal_reason(ip: IPAddress) -> str | None:
             reason = _ipv4_reason(inner)
             if reason is not None:
                 return f"{form} form of {inner}, {reason}"
-        if form == "an IPv4-compatible":
+        if form == COMPATIBLE:  # deprecated since 2006; nothing legitimate uses it
             return "a deprecated IPv4-compatible address"
-        if form in ("an IPv4-mapped", "a NAT64"):
-            return None  # the packets go to the public IPv4 address inside
+        if form in _TRANSLATED:
+            return None
     for network, reason in _V6_RANGES:
         if ip in network:
             return reason
