@@ -10,6 +10,10 @@ get past it, and no packet is ever sent to a refused address.
 IPv6 forms that carry an IPv4 address (IPv4-mapped ``::ffff:a.b.c.d``, IPv4-compatible
 ``::a.b.c.d``, NAT64 ``64:ff9b::/96``, 6to4 ``2002::/16``, Teredo) are judged by the IPv4
 address inside them, because that is where the packets end up.
+
+Ports are not restricted: the guard decides which machines may be reached, and a public
+receiver on port 8443 is as legitimate as one on 443. Schemes other than http(s) are
+refused by :mod:`gateway.http` before any of this runs.
 """
 
 from __future__ import annotations
