@@ -1,0 +1,416 @@
+"""Real parts for the process-killing reliability tests: gateway web and worker processes
+(each in its own process group, so a SIGKILL takes its children too), a Redis server the
+test owns, a destination that records every request and can be taken down, and a load
+generator that POSTs tickets the way a careful client would."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import requests
+
+RECEIVE = "/api/webhooks/receive"
+ADMIN_TOKEN = "reliability-admin-token"
+
+
+def wait_until(predicate: Callable[[], Any], what: str, timeout: float = 30.0, interval: float = 0.2) -> Any:
+    """Poll until ``predicate`` is truthy; fail after ``timeout`` seconds (a deadline, not a
+    measurement: machines are noisy)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_config(path: Path, config: dict[str, Any]) -> Path:
+    """``config`` (``gateway``/``delivery`` tables, ``sinks`` array) as a TOML file."""
+    lines: list[str] = []
+    for section, body in config.items():
+        if isinstance(body, list):
+            for table in body:
+                lines.append(f"[[{section}]]")
+                lines.extend(f"{key} = {json.dumps(value)}" for key, value in table.items())
+        else:
+            lines.append(f"[{section}]")
+            lines.extend(f"{key} = {json.dumps(value)}" for key, value in body.items())
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def base_config(redis_url: str, data_dir: Path, sink_url: str, **delivery: Any) -> dict[str, Any]:
+    """One generic webhook sink on ``ticket.created``, private networks allowed (the sink is
+    on 127.0.0.1), short timeouts and retries so a test sees several rounds."""
+    return {
+        "gateway": {"redis_url": redis_url, "data_dir": str(data_dir), "admin_token": ADMIN_TOKEN},
+        "delivery": {
+            "allow_private_networks": True,
+            "timeout": 2,
+            "retry_schedule": [1, 1, 2, 2, 3, 3, 5, 5, 5, 5],
+            "retry_jitter": 0.2,
+            "failure_threshold": 1000,
+            **delivery,
+        },
+        "sinks": [{"name": "rec", "type": "generic_webhook", "url": sink_url, "events": ["ticket.created"]}],
+    }
+
+
+# -- processes -----------------------------------------------------------------------------------
+
+
+def _child_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("GATEWAY_REDIS_URL", "GATEWAY_CONFIG")}
+    env.update(extra)
+    return env
+
+
+@dataclasses.dataclass
+class Proc:
+    """A gateway process started by a test, leading its own process group."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL the whole group: the process and anything it forked (rq's scheduler)."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait()
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if not self.alive():
+            self._reap_group()
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        except ProcessLookupError:
+            pass
+        self._reap_group()
+
+    def _reap_group(self) -> None:
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if self.process.poll() is None:
+            self.process.wait()
+
+
+def _start(name: str, argv: list[str], log: Path, **env: str) -> Proc:
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=_child_env(**env),
+            start_new_session=True,
+        )
+    return Proc(name, process, log)
+
+
+def start_worker(config: Path, log: Path, concurrency: int = 8) -> Proc:
+    """``gateway worker`` as a real process."""
+    return _start(
+        "worker",
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "--config",
+            str(config),
+            "worker",
+            "--concurrency",
+            str(concurrency),
+        ],
+        log,
+    )
+
+
+def start_web(config: Path, log: Path, port: int, web_workers: int = 2) -> Proc:
+    """``gateway web`` (gunicorn) as a real process; returns once it answers /healthz."""
+    proc = _start(
+        "web",
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "--config",
+            str(config),
+            "web",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--web-workers",
+            str(web_workers),
+        ],
+        log,
+    )
+
+    def healthy() -> bool:
+        if not proc.alive():
+            raise AssertionError(f"gateway web exited:\n{proc.output()}")
+        try:
+            return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    wait_until(healthy, "gateway web to answer /healthz")
+    return proc
+
+
+def children_of(pid: int) -> list[int]:
+    """Live child processes of ``pid`` (read from /proc: gunicorn's forked workers)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(entry))
+    return sorted(found)
+
+
+# -- the destination -----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Arrival:
+    delivery_id: str
+    ticket_id: str
+    at: float
+    status: int
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a worker killed mid-request resets its connection: expected here, not news
+
+
+class Destination:
+    """A real HTTP receiver on a fixed 127.0.0.1 port that records every request.
+
+    ``delay`` (a range, seconds) keeps requests in flight for a while, so that kills hit
+    deliveries mid-attempt. :meth:`go_down` closes the listening socket (connections are
+    refused) and :meth:`come_back` listens on the same port again. ``answers`` is a queue of
+    scripted (status, headers) replies used before the default 200.
+    """
+
+    def __init__(self, delay: tuple[float, float] = (0.0, 0.0)) -> None:
+        self.delay = delay
+        self.port = free_port()
+        self.arrivals: list[Arrival] = []
+        self.answers: list[tuple[int, dict[str, str]]] = []
+        self.lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self.come_back()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                try:
+                    ticket_id = json.loads(body)["data"]["ticket"]["id"]
+                except (ValueError, KeyError, TypeError):
+                    ticket_id = ""
+                # Recorded when the request arrives, before answering: an attempt whose
+                # worker is killed while waiting for the answer still shows here.
+                with owner.lock:
+                    status, headers = owner.answers.pop(0) if owner.answers else (200, {})
+                    owner.arrivals.append(
+                        Arrival(self.headers.get("X-Webhook-Delivery", ""), ticket_id, time.time(), status)
+                    )
+                if owner.delay[1] > 0:
+                    time.sleep(random.uniform(*owner.delay))
+                try:
+                    self.send_response(status)
+                    for key, value in headers.items():
+                        self.send_header(key, value)
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"ok")
+                except OSError:
+                    pass
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        return Handler
+
+    def go_down(self) -> None:
+        """Stop listening: from now on connections are refused."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+
+    def come_back(self) -> None:
+        """Listen again on the same port."""
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                server = _QuietServer(("127.0.0.1", self.port), self._handler())
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self._server = server
+
+    def script(self, *answers: tuple[int, dict[str, str]]) -> None:
+        with self.lock:
+            self.answers.extend(answers)
+
+    def snapshot(self) -> list[Arrival]:
+        with self.lock:
+            return list(self.arrivals)
+
+    def delivered_tickets(self) -> set[str]:
+        return {a.ticket_id for a in self.snapshot() if 200 <= a.status < 300}
+
+
+# -- the load ------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Outcome:
+    """One request's answer: the HTTP status (0 = no answer), the ticket, Retry-After."""
+
+    key: str
+    status: int
+    ticket_id: str | None = None
+    error: str | None = None
+    retry_after: str | None = None
+    at: float = 0.0
+
+
+class Load:
+    """A thread POSTing tickets to ``url`` at about ``rate`` per second, each with its own
+    Idempotency-Key. With ``retry_unanswered`` a request that got no answer (the server
+    died under it) is sent again with the SAME key until it gets one, as the guide's
+    careful client would; every answer is recorded in :attr:`outcomes`."""
+
+    def __init__(self, base_url: str, rate: float = 25.0, retry_unanswered: bool = False) -> None:
+        self.url = base_url + RECEIVE
+        self.rate = rate
+        self.retry_unanswered = retry_unanswered
+        self.outcomes: list[Outcome] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="load", daemon=True)
+
+    def __enter__(self) -> Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(60)
+
+    def _post(self, key: str, n: int) -> Outcome:
+        body = {
+            "event": "ticket.create",
+            "data": {
+                "subject": f"Reliability {n}",
+                "message": "Load test ticket.",
+                "customer_email": f"load{n}@example.com",
+            },
+        }
+        try:
+            response = requests.post(self.url, json=body, headers={"Idempotency-Key": key}, timeout=15)
+        except requests.RequestException as exc:
+            return Outcome(key, 0, error=type(exc).__name__, at=time.time())
+        ticket = None
+        try:
+            doc = response.json()
+            ticket = (doc.get("ticket") or {}).get("id") if isinstance(doc, dict) else None
+        except ValueError:
+            doc = None
+        return Outcome(
+            key,
+            response.status_code,
+            ticket,
+            error=None if response.ok else response.text[:300],
+            retry_after=response.headers.get("Retry-After"),
+            at=time.time(),
+        )
+
+    def _run(self) -> None:
+        n = 0
+        while not self._stop.is_set():
+            n += 1
+            key = f"load-{uuid.uuid4().hex}"
+            outcome = self._post(key, n)
+            self.outcomes.append(outcome)
+            while self.retry_unanswered and outcome.status == 0 and not self._stop.is_set():
+                time.sleep(0.2)
+                outcome = self._post(key, n)
+                self.outcomes.append(outcome)
+            self._stop.wait(1.0 / self.rate)
+
+    def acknowledged(self) -> dict[str, str]:
+        """Idempotency key -> ticket id, for every 201 (and every 200 replay)."""
+        return {o.key: o.ticket_id for o in self.outcomes if o.status in (200, 201) and o.ticket_id}
+
+    def statuses(self) -> dict[int, int]:
+        counts: dict[int, int] = {}
+        for outcome in self.outcomes:
+            counts[outcome.status] = counts.get(outcome.status, 0) + 1
+        return counts
