@@ -103,6 +103,6 @@ def test_killed_web_processes_lose_no_acknowledged_ticket(
     )
     replays = statuses.get(200, 0)
     print(
-        f"\n{len(acknowledged)} tickets, {killed_workers} gunicorn workers and {SERVER_KILLS} servers killed, "
+        f"\n{len(acknowledged)} tickets, {killed_workers} gunicorn workers, {SERVER_KILLS} servers killed, "
         f"{statuses.get(0, 0)} requests cut off and retried, {replays} answered by an idempotent replay"
     )
