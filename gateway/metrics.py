@@ -95,8 +95,11 @@ class Metrics:
     """The gateway's counters and histograms. Use :func:`get` for the process's instance."""
 
     def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Histogram
+        from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 
+        # *_created series exist only without multiprocess mode; leave them out so one
+        # process and many report the same series.
+        disable_created_metrics()
         # Our own registry, not the global one: in multiprocess mode a scrape reads the
         # files instead, and nothing else in the process (rq, a test) registers into it.
         self.registry = CollectorRegistry(auto_describe=True)

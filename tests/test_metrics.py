@@ -232,14 +232,14 @@ def test_counts_add_up_across_gunicorn_worker_processes(gunicorn_two_workers):
     session = requests.Session()
     for _ in range(30):
         # A fresh connection each time, so both workers get a share of the requests.
-        response = requests.post(f"{base}/api/webhooks/receive", json=TICKET, timeout=10,
+        response = requests.post(f"{base}/api/webhooks/receive", json=TICKET, timeout=60,
                                  headers={"Connection": "close"})
         assert response.status_code == 201, response.text
 
     writers = {path.name for path in metrics_dir.glob("counter_*.db")}
     assert len(writers) >= 3, writers
     for _ in range(4):
-        found = samples(session.get(f"{base}/metrics", timeout=10).text)
+        found = samples(session.get(f"{base}/metrics", timeout=60).text)
         assert value(found, "gateway_tickets_received_total") == 30
         assert value(found, "gateway_http_requests_total", endpoint="/api/webhooks/receive", method="POST",
                      status="201") == 30

@@ -147,3 +147,15 @@ def test_the_documented_defaults_are_the_real_ones():
                 documented = rows[key].strip('"')
                 shown = str(value).lower() if isinstance(value, bool) else str(value)
                 assert documented.replace(" ", "") == shown.replace(" ", "").removesuffix(".0"), key
+
+
+def test_every_metric_is_in_the_deployment_guide(make_client):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    client = make_client({"sinks": []})
+    client.post("/api/webhooks/receive", json=TICKET)
+    families = {f.name for f in text_string_to_metric_families(client.get("/metrics").get_data(as_text=True))}
+    text = (DOC.parent / "deployment.md").read_text(encoding="utf-8")
+    assert "gateway_queue_depth" in families and "gateway_http_requests" in families
+    missing = [name for name in sorted(families) if not re.search(rf"`{name}(_total)?`", text)]
+    assert missing == []
