@@ -233,7 +233,9 @@ def test_failed_delivery_is_found_by_filters_shown_with_its_attempt_and_replayed
     assert len(failed) == 1 and len(delivered) == 1
     assert listed_ids(console, "event=ticket.created") == failed
     assert listed_ids(console, "sink=crm&since=1h") == delivered + failed  # newest first
-    assert "HTTP 503" in console.get("/admin/deliveries?status=failed").text
+    filtered = console.get("/admin/deliveries?status=failed&since=1h").text
+    assert "HTTP 503" in filtered
+    assert '<option value="failed" selected>' in filtered and '<option value="1h" selected>' in filtered
 
     page = console.get(f"/admin/deliveries/{failed[0]}").text
     attempt = page.split('id="attempt-1"', 1)[1]

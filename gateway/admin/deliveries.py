@@ -50,10 +50,15 @@ def deliveries() -> str:
     # One more than shown tells whether a "Show more" link is needed.
     rows = deliverylog.list_deliveries(rt, sink=filters.get("sink"), status=filters.get("status"),
                                        event=filters.get("event"), since=since, limit=limit + 1)
+    choices = [  # (query parameter, label, [(value, text), ...]) for the filter form
+        ("sink", "Sink", [("", "All sinks")] + [(name, name) for name in rt.sinks]),
+        ("event", "Event", [("", "All events")] + [(name, name) for name in rt.plugins.catalog.names()]),
+        ("status", "Status", [("", "Any status")] + [(name, name) for name in deliverylog.STATUSES]),
+        ("since", "Created", list(PERIODS)),
+    ]
     return render_template("admin/deliveries.html", title="Deliveries", rows=rows[:limit],
                            more=len(rows) > limit and limit < deliverylog.MAX_LIMIT, limit=limit,
-                           filters=filters, sink_names=list(rt.sinks), event_names=rt.plugins.catalog.names(),
-                           statuses=deliverylog.STATUSES, periods=PERIODS)
+                           filters=filters, choices=choices)
 
 
 def _delivery_or_404(delivery_id: str) -> dict[str, Any]:
