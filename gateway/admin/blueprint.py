@@ -89,8 +89,7 @@ def _http_error(error: HTTPException) -> Any:
     code = error.code or 500
     if wants_json():
         return ApiError(code, HTTP_CODES.get(code, f"http_{code}"), error.description or error.name).response()
-    return render_template("admin/error.html", title=error.name,
-                           message=error.description or error.name), error.code or 500
+    return render_template("admin/error.html", title=error.name, message=error.description or error.name), code
 
 
 @bp.errorhandler(redis.RedisError)
