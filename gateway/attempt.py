@@ -259,17 +259,34 @@ class AttemptRunner:
             circuit.failure_threshold, circuit.cooldown_ms, circuit.max_cooldown_ms, verdict.pause_reason,
             now.strftime("%Y%m%d%H"), STATS_TTL_S,
         ]
-        with runtime.redis.pipeline(transaction=True) as pipe:
-            self.scripts.finish(args=args, client=pipe)
-            if verdict.status == "retrying" and verdict.next_attempt is not None:
-                runtime.queue.enqueue_at(retry.rq_schedule_time(verdict.next_attempt), REQUEUE_JOB, delivery_id, str(attempt_no),
-                                         job_id=f"retry-{delivery_id}-{attempt_no}", result_ttl=0,
-                                         failure_ttl=86400, pipeline=pipe)
-            replies = pipe.execute()
-        opened_until = int(replies[0][0])
+        if verdict.status == "retrying" and verdict.next_attempt is not None:
+            reply = self._finish_with_retry(args, delivery_id, attempt_no, verdict.next_attempt)
+        else:
+            reply = self.scripts.finish(args=args)
+        opened_until = int(reply[0])
         if opened_until:
             log.warning("circuit of sink %s opened until %s", sink_name,
                         iso_z(datetime.fromtimestamp(opened_until / 1000, tz=UTC)))
             schedule_wake(runtime, sink_name, opened_until)
         if verdict.pause_reason:
             log.warning("sink %s paused: %s", sink_name, verdict.pause_reason)
+
+    def _finish_with_retry(self, args: list[Any], delivery_id: str, attempt_no: int, when: datetime) -> Any:
+        """finish.lua and the rq job that requeues the delivery, in one MULTI/EXEC: a
+        retrying delivery always has its retry scheduled."""
+        import redis
+
+        runtime = self.runtime
+        with runtime.redis.pipeline(transaction=True) as pipe:
+            # EVALSHA by hand: redis-py's Script in a pipeline costs a SCRIPT EXISTS round trip.
+            pipe.evalsha(self.scripts.finish.sha, 0, *args)
+            runtime.queue.enqueue_at(retry.rq_schedule_time(when), REQUEUE_JOB, delivery_id, str(attempt_no),
+                                     job_id=f"retry-{delivery_id}-{attempt_no}", result_ttl=0, failure_ttl=86400,
+                                     pipeline=pipe)
+            replies = pipe.execute(raise_on_error=False)
+        if isinstance(replies[0], redis.exceptions.NoScriptError):
+            # Redis lost its script cache (restart): the retry job is in; record the attempt now.
+            return self.scripts.finish(args=args)
+        if isinstance(replies[0], Exception):
+            raise replies[0]
+        return replies[0]
