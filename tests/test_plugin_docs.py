@@ -159,3 +159,82 @@ def test_every_metric_is_in_the_deployment_guide(make_client):
     assert "gateway_queue_depth" in families and "gateway_http_requests" in families
     missing = [name for name in sorted(families) if not re.search(rf"`{name}(_total)?`", text)]
     assert missing == []
+
+
+# docs/troubleshooting.md mirrors the guide's Troubleshooting, with commands that exist.
+
+TROUBLE_DOC = DOC.parent / "troubleshooting.md"
+GUIDE = Path(__file__).resolve().parents[2] / "shared" / "seed" / "webhooks-guide.md"
+
+
+def _normal(text: str) -> str:
+    text = re.sub(r"[*`.,()]", " ", text.lower()).replace(" in settings", " ")
+    return " ".join(word for word in text.split() if word not in ("the", "a", "your"))
+
+
+def _guide_troubleshooting() -> dict[str, list[str]]:
+    text = GUIDE.read_text(encoding="utf-8").split("## Troubleshooting", 1)[1]
+    found = {}
+    for block in text.split("### ")[1:]:
+        title, body = block.split("\n", 1)
+        found[title.strip()] = [line[2:].strip() for line in body.splitlines() if line.startswith("- ")]
+    return found
+
+
+@pytest.mark.skipif(not GUIDE.exists(), reason="the Webhooks Guide is not next to this checkout")
+def test_troubleshooting_mirrors_every_section_and_check_of_the_guide():
+    guide = _guide_troubleshooting()
+    assert len(guide) == 3 and sum(len(v) for v in guide.values()) >= 12
+    ours = sections_of(TROUBLE_DOC)
+    for title, checks in guide.items():
+        assert title in ours, f"no '## {title}' section"
+        body = _normal(ours[title])
+        missing = [check for check in checks if _normal(check) not in body]
+        assert missing == [], f"{title}: {missing}"
+
+
+def sections_of(path: Path) -> dict[str, str]:
+    parts = re.split(r"^## ", path.read_text(encoding="utf-8"), flags=re.MULTILINE)[1:]
+    return {part.split("\n", 1)[0].strip(): part.split("\n", 1)[1] for part in parts}
+
+
+def _documented_commands(text: str) -> list[list[str]]:
+    import shlex
+
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.DOTALL):
+        for line in block.splitlines():
+            for match in re.finditer(r"(?:^|\$\(|&& )\s*gateway ((?:[^#|)&]|&(?!&))*)", line):
+                commands.append(shlex.split(match.group(1).strip(), posix=True))
+    return commands
+
+
+def test_every_command_in_the_troubleshooting_guide_exists():
+    import click
+
+    from gateway.cli import cli
+
+    commands = _documented_commands(TROUBLE_DOC.read_text(encoding="utf-8"))
+    assert len(commands) >= 15
+    with click.Context(cli) as ctx:
+        for argv in commands:
+            shown = "gateway " + " ".join(argv)
+            command: click.Command = cli
+            params = {opt: p for p in cli.params for opt in p.opts}
+            tokens = iter(argv)
+            for token in tokens:
+                if ">" in token:
+                    break  # a shell redirection ends the command
+                if token.startswith("-"):
+                    param = params.get(token.split("=")[0])
+                    assert param is not None, f"{shown}: unknown option {token}"
+                    if not getattr(param, "is_flag", False) and "=" not in token:
+                        next(tokens, None)
+                    continue
+                if isinstance(command, click.Group):
+                    sub = command.get_command(ctx, token)
+                    if sub is None and command is not cli:
+                        continue  # an argument of a group that also runs without a subcommand
+                    assert sub is not None, f"{shown}: no command {token!r}"
+                    command = sub
+                    params.update({opt: p for p in command.params for opt in p.opts})
