@@ -85,6 +85,9 @@ def summarize(collapsed: str, top: int = 25) -> str:
     lines += [f"  {pct(n)}  {frame}" for frame, n in own.most_common(top)]
     lines += ["", "top functions by inclusive time:"]
     lines += [f"  {pct(n)}  {frame}" for frame, n in inclusive.most_common(top)]
+    ours = [(f, n) for f, n in inclusive.most_common() if _bucket(f) == "gateway (ours)"]
+    lines += ["", "the gateway's own functions by inclusive time:"]
+    lines += [f"  {pct(n)}  {frame}" for frame, n in ours[: top * 2]]
     return "\n".join(lines) + "\n"
 
 
@@ -101,6 +104,8 @@ def py_spy(pid: int, seconds: float, output: Path, subprocesses: bool = False) -
         "--rate",
         "200",
         "--nonblocking",
+        # Only samples holding the GIL: where Python spends CPU, not where it waits on sockets.
+        "--gil",
         "--duration",
         str(int(seconds)),
         "--output",
