@@ -24,6 +24,15 @@ from gateway.config import url_field
 from gateway.sinks import DeliveryInfo, OutgoingRequest, Sink, SinkType, Target
 
 DEADLINE_S = 30.0
+# The guide's "Test Incoming Webhook" curl body, byte for byte.
+GUIDE_CURL_BODY = b"""{
+    "event": "ticket.create",
+    "data": {
+      "subject": "Test Ticket",
+      "message": "This is a test",
+      "customer_email": "test@example.com"
+    }
+  }"""
 
 
 class UrlOptions(Schema):
@@ -36,6 +45,19 @@ class EnvelopeSink(Sink):
     def render(self, event: Any, target: Target, delivery: DeliveryInfo) -> OutgoingRequest:
         return OutgoingRequest(url=target.url, body=event.envelope_bytes(), sign=True,
                                headers={"Content-Type": "application/json"})
+
+
+class EventRecorder:
+    """A plugin recording the name of every event published (what sinks are told about)."""
+
+    __name__ = "event_recorder"
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    @hookimpl
+    def event_published(self, event: Any, sinks: Any) -> None:
+        self.names.append(event.name)
 
 
 class EnvelopeSinkPlugin:
@@ -90,14 +112,20 @@ def child_env(**extra: str) -> dict[str, str]:
 
 
 @dataclasses.dataclass
-class ServedGateway:
+class Started:
+    """A ``python -m gateway <command>`` subprocess serving on ``url``."""
+
     url: str
-    admin_token: str
     process: subprocess.Popen[bytes]
     log: Path
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+
+@dataclasses.dataclass
+class ServedGateway(Started):
+    admin_token: str = ""
 
 
 def wait_for_http(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = DEADLINE_S) -> None:
@@ -128,6 +156,31 @@ def stop_process(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, ti
     return process.returncode
 
 
+def start_gateway(cwd: Path, command: str, *args: str, ready_path: str = "/readyz") -> Started:
+    """Start ``python -m gateway <command> --port <free port> <args>`` in ``cwd`` and wait until
+    ``ready_path`` answers 200 (stopping it again if it never does). The caller stops it."""
+    for attempt in range(3):
+        port = free_port()
+        log = cwd / f"{command}.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen([sys.executable, "-m", "gateway", command, "--port", str(port), *args],
+                                       stdout=out, stderr=subprocess.STDOUT, env=child_env(), cwd=cwd)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_for_http(url + ready_path, process, log)
+        except AssertionError:
+            stop_process(process)
+            # The free port can be taken by someone else before the server binds it.
+            if "in use" in log.read_text(errors="replace") and attempt < 2:
+                continue
+            raise
+        except BaseException:
+            stop_process(process)
+            raise
+        return Started(url, process, log)
+    raise AssertionError("unreachable")
+
+
 @contextmanager
 def served_gateway(tmp_path: Path, redis_url: str, config: Mapping[str, Any] | None = None,
                    web_workers: int = 2) -> Iterator[ServedGateway]:
@@ -138,16 +191,9 @@ def served_gateway(tmp_path: Path, redis_url: str, config: Mapping[str, Any] | N
     gateway.setdefault("data_dir", str(tmp_path / "data"))
     gateway.setdefault("admin_token", "test-admin-token-0123456789")
     path = write_config(tmp_path / "gateway.toml", config)
-    port = free_port()
-    log = tmp_path / "gunicorn.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "web", "--config", str(path), "--port", str(port),
-             "--web-workers", str(web_workers)],
-            stdout=out, stderr=subprocess.STDOUT, env=child_env(), cwd=tmp_path)
-    url = f"http://127.0.0.1:{port}"
+    started = start_gateway(tmp_path, "web", "--config", str(path), "--web-workers", str(web_workers),
+                            ready_path="/healthz")
     try:
-        wait_for_http(url + "/healthz", process, log)
-        yield ServedGateway(url, gateway["admin_token"], process, log)
+        yield ServedGateway(started.url, started.process, started.log, gateway["admin_token"])
     finally:
-        stop_process(process)
+        stop_process(started.process)

@@ -18,18 +18,17 @@ from typing import Any, ClassVar
 
 import pytest
 import requests
-from served_gateway import DEADLINE_S, child_env, free_port, stop_process, wait_for_http, write_config
+from served_gateway import (
+    DEADLINE_S,
+    GUIDE_CURL_BODY,
+    child_env,
+    free_port,
+    start_gateway,
+    stop_process,
+    write_config,
+)
 
 from gateway.store import connect
-
-GUIDE_CURL_BODY = """{
-    "event": "ticket.create",
-    "data": {
-      "subject": "Test Ticket",
-      "message": "This is a test",
-      "customer_email": "test@example.com"
-    }
-  }"""
 
 
 def gateway(*args: str, stdin: bytes | None = None, cwd: Path | None = None,
@@ -114,7 +113,7 @@ def test_config_errors_stop_other_commands_too(tmp_path: Path) -> None:
 # -- sign ---------------------------------------------------------------------------------------
 
 def test_sign_prints_the_hex_hmac_of_the_exact_bytes(tmp_path: Path) -> None:
-    body = GUIDE_CURL_BODY.encode()
+    body = GUIDE_CURL_BODY
     expected = hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
     (tmp_path / "body.json").write_bytes(body)
     assert invoke("sign", "--secret", "s3cret", str(tmp_path / "body.json")).stdout == expected + "\n"
@@ -234,7 +233,18 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-@pytest.mark.skipif(not Path("/proc").is_dir(), reason="walks /proc to find child processes")
+def run_gateway(cwd: Path) -> Any:
+    """``gateway run`` with one web and one delivery worker, in ``cwd`` (no --config:
+    ./gateway.toml if there is one, as after ``make run``)."""
+    return start_gateway(cwd, "run", "--web-workers", "1", "--workers", "1")
+
+
+def direct_children(pid: int, argument: bytes) -> list[int]:
+    """Live children of ``pid`` started with ``argument`` (e.g. b"worker") on their command line."""
+    return [child for child in process_tree().get(pid, [])
+            if alive(child) and b"\x00" + argument + b"\x00" in Path(f"/proc/{child}/cmdline").read_bytes() + b"\x00"]
+
+
 def test_gateway_run_serves_delivers_and_stops_everything(tmp_path: Path, receiver: Any) -> None:
     sink_url, received = receiver
     secret = "guide-secret"
@@ -243,22 +253,13 @@ def test_gateway_run_serves_delivers_and_stops_everything(tmp_path: Path, receiv
         "delivery": {"allow_private_networks": True},
         "sinks": [sink_table("local", url=sink_url, secret="sink-secret")],
     })
-    port = free_port()
-    log = tmp_path / "run.log"
-    with log.open("wb") as out:
-        # No --config: ./gateway.toml in the working directory, as after `make run`.
-        process = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--port", str(port),
-                                    "--web-workers", "1", "--workers", "1"],
-                                   cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, env=child_env())
-    base = f"http://127.0.0.1:{port}"
+    run = run_gateway(tmp_path)
     try:
-        wait_for_http(base + "/readyz", process, log)
-        body = GUIDE_CURL_BODY.encode()
-        unsigned = requests.post(base + "/api/webhooks/receive", data=body,
+        unsigned = requests.post(run.url + "/api/webhooks/receive", data=GUIDE_CURL_BODY,
                                  headers={"Content-Type": "application/json"}, timeout=10)
         assert unsigned.status_code == 401
-        signature = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-        created = requests.post(base + "/api/webhooks/receive", data=body, timeout=10,
+        signature = hmac.new(secret.encode(), GUIDE_CURL_BODY, hashlib.sha256).hexdigest()
+        created = requests.post(run.url + "/api/webhooks/receive", data=GUIDE_CURL_BODY, timeout=10,
                                 headers={"Content-Type": "application/json", "X-Webhook-Signature": signature})
         assert created.status_code == 201, created.text
         ticket = created.json()["ticket"]
@@ -267,99 +268,73 @@ def test_gateway_run_serves_delivers_and_stops_everything(tmp_path: Path, receiv
         deadline = time.monotonic() + DEADLINE_S
         while not received and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert received, f"the sink received nothing within {DEADLINE_S}s:\n{log.read_text()}"
+        assert received, f"the sink received nothing within {DEADLINE_S}s:\n{run.output()}"
         headers, delivered = received[0]
         assert json.loads(delivered)["data"]["ticket"]["ticket_number"] == ticket["ticket_number"]
         assert headers["X-Webhook-Signature"] == hmac.new(b"sink-secret", delivered, hashlib.sha256).hexdigest()
 
-        banner = log.read_text()
-        assert f"http://127.0.0.1:{port}" in banner
+        banner = run.output()
+        assert run.url in banner
         assert "local (generic_webhook)" in banner
         embedded = connect(f"unix://{tmp_path / '.gateway' / 'redis.sock'}")
         assert embedded.config_get("appendonly") == {"appendonly": "yes"}
         embedded.close()
         token = (tmp_path / ".gateway" / "admin_token").read_text().strip()
         assert token not in banner
-        listed = requests.get(base + "/api/tickets", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        listed = requests.get(run.url + "/api/tickets", headers={"Authorization": f"Bearer {token}"}, timeout=10)
         assert [t["id"] for t in listed.json()["tickets"]] == [ticket["id"]]
 
-        started = descendants(process.pid)
+        started = descendants(run.process.pid)
         assert len(started) >= 4  # redis, gunicorn master + worker, delivery worker
     finally:
-        code = stop_process(process, signal.SIGINT)
-    assert code == 0, log.read_text()
-    leftovers = [pid for pid in started if alive(pid)]
-    assert leftovers == [], log.read_text()
+        code = stop_process(run.process, signal.SIGINT)
+    assert code == 0, run.output()
+    assert [pid for pid in started if alive(pid)] == [], run.output()
 
 
 def test_gateway_run_restarts_a_crashed_worker(tmp_path: Path) -> None:
-    port = free_port()
-    log = tmp_path / "run.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--port", str(port),
-                                    "--web-workers", "1", "--workers", "1"],
-                                   cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, env=child_env())
+    run = run_gateway(tmp_path)
     try:
-        wait_for_http(f"http://127.0.0.1:{port}/readyz", process, log)
-
-        def worker_pids() -> list[int]:
-            # Direct children only: a worker may have processes of its own (rq's scheduler).
-            return [pid for pid in process_tree().get(process.pid, [])
-                    if alive(pid) and b"\x00worker" in Path(f"/proc/{pid}/cmdline").read_bytes()]
-
+        # Direct children only: a worker may have processes of its own (rq's scheduler).
         deadline = time.monotonic() + DEADLINE_S
-        while not worker_pids() and time.monotonic() < deadline:
+        while not direct_children(run.process.pid, b"worker") and time.monotonic() < deadline:
             time.sleep(0.1)
-        [first] = worker_pids()
+        [first] = direct_children(run.process.pid, b"worker")
         os.kill(first, signal.SIGKILL)
         deadline = time.monotonic() + DEADLINE_S
-        while time.monotonic() < deadline and not [p for p in worker_pids() if p != first]:
+        while time.monotonic() < deadline and direct_children(run.process.pid, b"worker") in ([], [first]):
             time.sleep(0.1)
-        assert [p for p in worker_pids() if p != first], log.read_text()
-        assert "worker-1 exited with code -9; restarting" in log.read_text()
-        assert process.poll() is None
+        assert direct_children(run.process.pid, b"worker") not in ([], [first]), run.output()
+        assert "worker-1 exited with code -9; restarting" in run.output()
+        assert run.process.poll() is None
     finally:
-        assert stop_process(process, signal.SIGTERM) == 0, log.read_text()
+        assert stop_process(run.process, signal.SIGTERM) == 0, run.output()
 
 
 def test_gateway_run_stops_everything_when_the_web_server_dies(tmp_path: Path) -> None:
-    port = free_port()
-    log = tmp_path / "run.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "gateway", "run", "--port", str(port),
-                                    "--web-workers", "1", "--workers", "1"],
-                                   cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, env=child_env())
+    run = run_gateway(tmp_path)
     try:
-        wait_for_http(f"http://127.0.0.1:{port}/readyz", process, log)
-        started = descendants(process.pid)
-        [web] = [pid for pid in process_tree().get(process.pid, [])
-                 if b"\x00web\x00" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        started = descendants(run.process.pid)
+        [web] = direct_children(run.process.pid, b"web")
         os.kill(web, signal.SIGKILL)
-        assert process.wait(DEADLINE_S) == 1
+        assert run.process.wait(DEADLINE_S) == 1
     finally:
-        stop_process(process)
-    assert "web exited with code -9; stopping everything" in log.read_text()
-    assert [pid for pid in started if alive(pid)] == [], log.read_text()
+        stop_process(run.process)
+    assert "web exited with code -9; stopping everything" in run.output()
+    assert [pid for pid in started if alive(pid)] == [], run.output()
 
 
 def test_gateway_web_alone_with_the_embedded_redis(tmp_path: Path) -> None:
-    port = free_port()
-    log = tmp_path / "web.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "gateway", "web", "--port", str(port),
-                                    "--web-workers", "2"],
-                                   cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, env=child_env())
-    base = f"http://127.0.0.1:{port}"
+    web = start_gateway(tmp_path, "web", "--web-workers", "2")
     try:
-        wait_for_http(base + "/readyz", process, log)
-        created = requests.post(base + "/api/webhooks/receive", data=GUIDE_CURL_BODY, timeout=10,
+        created = requests.post(web.url + "/api/webhooks/receive", data=GUIDE_CURL_BODY, timeout=10,
                                 headers={"Content-Type": "application/json"})
         assert created.status_code == 201
-        started = descendants(process.pid)
+        started = descendants(web.process.pid)
     finally:
-        code = stop_process(process, signal.SIGTERM)
-    assert code == 0, log.read_text()
-    assert [pid for pid in started if alive(pid)] == [], log.read_text()
+        code = stop_process(web.process, signal.SIGTERM)
+    assert code == 0, web.output()
+    assert [pid for pid in started if alive(pid)] == [], web.output()
     # The embedded Redis kept the ticket (append-only file): a new server on the same data sees it.
     from gateway.store import EmbeddedRedis
 

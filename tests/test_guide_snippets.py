@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import requests
-from served_gateway import ServedGateway, served_gateway
+from served_gateway import GUIDE_CURL_BODY, ServedGateway, served_gateway
 
 from gateway.signing import hex_signature
 
@@ -116,17 +116,9 @@ def test_guide_python_verifier_accepts_our_signatures(tmp_path: Path) -> None:
 
 
 def test_guide_curl_example_creates_a_ticket(tmp_path: Path, redis_url: str, redis_client: Any) -> None:
-    # The guide's curl body, byte for byte, to a gateway without a secret (as after `make run`).
-    body = b"""{
-    "event": "ticket.create",
-    "data": {
-      "subject": "Test Ticket",
-      "message": "This is a test",
-      "customer_email": "test@example.com"
-    }
-  }"""
+    # To a gateway without a secret, as after `make run`.
     with served_gateway(tmp_path, redis_url, web_workers=1) as served:
-        response = requests.post(served.url + "/api/webhooks/receive", data=body, timeout=30,
+        response = requests.post(served.url + "/api/webhooks/receive", data=GUIDE_CURL_BODY, timeout=30,
                                  headers={"Content-Type": "application/json"})
     assert response.status_code == 201
     ticket = response.json()["ticket"]

@@ -11,22 +11,11 @@ import json
 import time
 from typing import Any
 
-from gateway import hookimpl
+from served_gateway import EventRecorder
 
 URL = "/api/webhooks/receive"
 BODY = {"event": "ticket.create", "data": {"subject": "Printer on fire", "message": "Really.",
                                            "customer_email": "ops@example.com"}}
-
-
-class PublishedEvents:
-    """A plugin recording every event_published call (what sinks would be told about)."""
-
-    def __init__(self) -> None:
-        self.events: list[str] = []
-
-    @hookimpl
-    def event_published(self, event: Any, sinks: Any) -> None:
-        self.events.append(event.name)
 
 
 def stored_counts(redis_client: Any) -> tuple[int, int]:
@@ -34,7 +23,7 @@ def stored_counts(redis_client: Any) -> tuple[int, int]:
 
 
 def test_idempotency_key_replays_the_original_ticket(make_client: Any, redis_client: Any) -> None:
-    observer = PublishedEvents()
+    observer = EventRecorder()
     client = make_client(plugins=[observer])
     first = client.post(URL, json=BODY, headers={"Idempotency-Key": "order-7"})
     assert first.status_code == 201
@@ -49,7 +38,7 @@ def test_idempotency_key_replays_the_original_ticket(make_client: Any, redis_cli
         assert again.get_json() == first.get_json()
 
     assert stored_counts(redis_client) == (1, 1)
-    assert observer.events == ["ticket.created"]
+    assert observer.names == ["ticket.created"]
 
     other = client.post(URL, json=BODY, headers={"Idempotency-Key": "order-8"})
     assert other.status_code == 201

@@ -7,9 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from served_gateway import EnvelopeSinkPlugin
-
-from gateway import hookimpl
+from served_gateway import EnvelopeSinkPlugin, EventRecorder
 
 TOKEN = "tickets-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -123,17 +121,8 @@ def test_bad_list_parameters_are_400(client: Any, query: str) -> None:
 
 # -- patch --------------------------------------------------------------------------------------
 
-class Observed:
-    def __init__(self) -> None:
-        self.names: list[str] = []
-
-    @hookimpl
-    def event_published(self, event: Any, sinks: Any) -> None:
-        self.names.append(event.name)
-
-
 def test_patch_status_publishes_updated_then_resolved(make_client: Any, redis_client: Any) -> None:
-    observer = Observed()
+    observer = EventRecorder()
     client = make_client({"gateway": {"admin_token": TOKEN}}, plugins=[observer])
     ticket = create(client)
     response = client.patch(f"/api/tickets/{ticket['id']}", json={"status": "resolved", "priority": "high"},

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify
 from marshmallow import ValidationError
 
 from gateway.api.auth import require_admin
-from gateway.api.receive import idempotency_key, load_or_422, parse_json
+from gateway.api.bodies import json_object_body
+from gateway.api.receive import idempotency_key, load_or_422
 from gateway.bus import Plan
 from gateway.errors import ApiError
 from gateway.events import Event, UnknownEvent
@@ -45,12 +46,7 @@ def event_idempotency_key(runtime: Runtime, key: str) -> str:
 @require_admin
 def publish_event() -> tuple[Response, int]:
     runtime = current_app.extensions["gateway"]
-    if not request.is_json:
-        raise ApiError(415, "unsupported_media_type", "Send the body as JSON with Content-Type: application/json.")
-    doc: Any = parse_json(request.get_data(cache=False))
-    if not isinstance(doc, dict):
-        raise ApiError(400, "malformed_json", 'The body must be a JSON object: {"event": ..., "data": {...}}.')
-    body = load_or_422(PUBLISH_BODY, doc)
+    body = load_or_422(PUBLISH_BODY, json_object_body('{"event": "ticket.updated", "data": {"ticket": {...}}}'))
     name = body["event"]
     try:
         data = runtime.plugins.catalog.validate(name, body["data"])
