@@ -6,6 +6,7 @@ the embedded Redis, started and supervised together from one command.
   set so that every process uses the same Redis and configuration.
 * A worker that exits is restarted with exponential backoff (1 s doubling to 30 s, reset
   once it has stayed up a minute). The web server exiting is fatal: everything stops.
+* The embedded Redis, should it die, is started again on the same data (append-only file).
 * Ctrl-C / SIGTERM: web and workers get SIGTERM (graceful), then SIGKILL if they have
   not exited within the grace period; Redis stops last, so in-flight work can still write.
   A second Ctrl-C skips the grace period.
@@ -27,7 +28,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
 
-from gateway.store import EmbeddedRedis
+from gateway.store import EmbeddedRedis, RedisUnavailable
 
 GRACE_SECONDS = 20.0
 MAX_BACKOFF = 30.0
@@ -74,6 +75,7 @@ class Supervisor:
         self.grace = grace
         self.children: list[Child] = []
         self.stop_requested = 0
+        self.redis_retry_at = 0.0
 
     def add(self, name: str, argv: Sequence[str], restart: bool) -> Child:
         """Register and start a child."""
@@ -108,6 +110,7 @@ class Supervisor:
     def _loop(self) -> int:
         while not self.stop_requested:
             now = time.monotonic()
+            self._check_redis()
             for child in self.children:
                 if child.restart_at is not None:
                     if now >= child.restart_at:
@@ -128,6 +131,19 @@ class Supervisor:
                 self.echo(f"{child.name} exited with code {code}; restarting in {delay:.0f}s")
             time.sleep(POLL_SECONDS)
         return 0
+
+    def _check_redis(self) -> None:
+        # The embedded Redis is restarted in place (same socket, same append-only file), so
+        # web and workers reconnect to it with everything that was acknowledged.
+        process = self.redis.process if self.redis is not None else None
+        if process is None or process.poll() is None or time.monotonic() < self.redis_retry_at:
+            return
+        self.echo(f"embedded Redis exited with code {process.returncode}; restarting it")
+        try:
+            self.redis.start()
+        except RedisUnavailable as exc:
+            self.redis_retry_at = time.monotonic() + MAX_BACKOFF
+            self.echo(f"could not restart the embedded Redis ({exc}); trying again in {MAX_BACKOFF:.0f}s")
 
     def stop(self) -> None:
         """SIGTERM every child, SIGKILL what is left after the grace period, then Redis."""
