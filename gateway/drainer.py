@@ -29,10 +29,10 @@ log = logging.getLogger("gateway.drainer")
 BATCH = 32
 """Most deliveries one claim takes: amortises the round trip without hoarding work that
 another process could be doing."""
-LINGER_S = 0.25
-"""How long an idle drainer keeps polling before it releases: under steady load this
-spares an rq wake-up job per lull."""
-POLL_S = 0.02
+LINGER_S = 1.0
+"""How long an idle drainer waits for new work before it releases: under steady load this
+spares an rq wake-up job per lull. It waits blocked in Redis (see ``_await_work``), so new
+work is picked up at once and waiting costs nothing."""
 WAIT_S = 0.1
 TOUCH_EVERY_S = 5.0
 
@@ -133,7 +133,7 @@ class Drainer:
             return
         lease_ms = int(config.timeout * 1000) + INFLIGHT_MARGIN_MS
         interval_ms = int(1000 / config.rate_limit) if config.rate_limit else 0
-        idle_since: float | None = None
+        lingered = False
         last_touch = time.monotonic()
         while True:
             with self._cond:
@@ -150,7 +150,7 @@ class Drainer:
             result = self.scripts.claim(sink, token, min(BATCH, free), config.max_in_flight, lease_ms, interval_ms)
             last_touch = time.monotonic()
             if result.status == "ok":
-                idle_since = None
+                lingered = False
                 for claimed in result.deliveries:
                     self._submit(sink, claimed)
                 continue
@@ -160,16 +160,17 @@ class Drainer:
                 continue
             if result.status == "empty":
                 if self.in_flight(sink):
-                    self._wait_for(sink)
+                    # Attempts of this sink still run here: be back soon to release when
+                    # they are done, or at once when work arrives.
+                    self._await_work(sink, WAIT_S)
                     continue
-                now = time.monotonic()
-                idle_since = idle_since or now
-                if now - idle_since < LINGER_S:
-                    time.sleep(POLL_S)
+                if not lingered:
+                    lingered = True
+                    self._await_work(sink, LINGER_S)
                     continue
                 if self.scripts.release(sink, token):
                     return
-                idle_since = None
+                lingered = False
                 continue
             if result.status == "rate":
                 time.sleep(min(result.wait_ms / 1000, 1.0))
@@ -178,6 +179,13 @@ class Drainer:
             # (a circuit probe is out): wait for a completion here, or poll.
             self._wait_for(sink)
         self.scripts.drop(sink, token)
+
+    def _await_work(self, sink: str, timeout: float) -> None:
+        """Block until the sink's ready list is non-empty or ``timeout`` passes. BLMOVE from
+        the list's head to its own head moves nothing: it is Redis's "wait until non-empty"
+        (the claim that follows takes the work, atomically with its lease)."""
+        ready = self.runtime.keys.ready(sink)
+        self.runtime.redis.blmove(ready, ready, timeout, src="LEFT", dest="LEFT")
 
     def _wait_for(self, sink: str) -> None:
         with self._cond:
