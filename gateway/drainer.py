@@ -11,6 +11,7 @@ succeeds if no work arrived meanwhile. See docs/delivery-engine.md.
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -58,6 +59,8 @@ class Drainer:
         self._loops: dict[str, threading.Thread] = {}
         self._stopping = False
         self.attempts = 0
+        self.outcomes: collections.Counter[str] = collections.Counter()
+        """Attempts by the status they left their delivery in (for the worker's summary)."""
 
     # -- bookkeeping -------------------------------------------------------------------
     def in_flight(self, sink: str | None = None) -> int:
@@ -203,7 +206,9 @@ class Drainer:
 
     def _run(self, sink: str, claimed: ClaimedDelivery) -> None:
         try:
-            self.runner.run(claimed)
+            record = self.runner.run(claimed)
+            with self._cond:
+                self.outcomes[record["status"]] += 1
         except Exception:
             # Recording failed (Redis down?): the in-flight lease expires and the sweeper puts
             # the delivery back, so it is retried rather than lost.

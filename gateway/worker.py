@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from typing import Any
 
 import click
@@ -33,6 +34,7 @@ from gateway.sweeper import Sweeper
 log = logging.getLogger("gateway.worker")
 BURST_IDLE_WAIT_S = 600.0
 MAINTENANCE_INTERVAL_S = 30
+SUMMARY_INTERVAL_S = 60.0
 
 
 class GatewayScheduler(RQScheduler):
@@ -72,6 +74,7 @@ class GatewayWorker(SimpleWorker):
         super().__init__(queues, serializer=JSONSerializer, **kwargs)
         self.drainer = drainer
         self.sweeper = sweeper
+        self.summary = Summary(drainer)
         self._burst = False
 
     def work(self, burst: bool = False, **kwargs: Any) -> bool:  # type: ignore[override]
@@ -80,6 +83,7 @@ class GatewayWorker(SimpleWorker):
         try:
             return super().work(burst=burst, **kwargs)
         finally:
+            self.summary.stop()
             self.sweeper.stop()
             self.drainer.stop()
             jobs.install(None)
@@ -106,6 +110,7 @@ class GatewayWorker(SimpleWorker):
         # Started here, after rq has forked its scheduler process, so that the fork does
         # not copy a process with our threads running.
         self.sweeper.start()
+        self.summary.start()
 
     def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
         result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
@@ -120,6 +125,41 @@ class GatewayWorker(SimpleWorker):
             result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
             if result is not None or self.drainer.idle:
                 return result
+
+
+class Summary:
+    """Logs one line a minute while the worker delivers: attempts by outcome since the last
+    line, and what is in flight."""
+
+    def __init__(self, drainer: Drainer, interval: float = SUMMARY_INTERVAL_S) -> None:
+        self.drainer = drainer
+        self.interval = interval
+        self._stop = threading.Event()
+        self._last: dict[str, int] = {}
+        self._thread = threading.Thread(target=self._run, name="summary", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def line(self) -> str | None:
+        """The summary since the previous call; None when nothing happened."""
+        counts = dict(self.drainer.outcomes)
+        delta = {k: counts.get(k, 0) - self._last.get(k, 0) for k in ("delivered", "retrying", "failed")}
+        self._last = counts
+        in_flight = self.drainer.in_flight()
+        if not any(delta.values()) and not in_flight:
+            return None
+        return (f"last {self.interval:.0f}s: {delta['delivered']} delivered, {delta['retrying']} retrying, "
+                f"{delta['failed']} failed; {in_flight} in flight")
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            text = self.line()
+            if text:
+                log.info("%s", text)
 
 
 def build_worker(runtime: Runtime, concurrency: int | None = None, name: str | None = None) -> GatewayWorker:

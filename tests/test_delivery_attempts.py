@@ -179,3 +179,20 @@ def test_an_expired_in_flight_lease_goes_back_to_the_front_of_the_ready_list(bui
         drainer.stop()
     assert [i.decode() for i in runtime.redis.lrange(keys.ready("hook"), 0, -1)] == [first, second]
     assert runtime.redis.zcard(keys.inflight("hook")) == 0
+
+
+def test_the_worker_summary_counts_outcomes_since_the_last_line(build, server):
+    from gateway.worker import Summary
+
+    server.answer(Answer(500))
+    runtime = build([sink_table("hook", server.url, retry_schedule=[60])])
+    publish(runtime, 3)
+    [job_id] = [i.decode() for i in runtime.redis.lrange(runtime.queue.key, 0, -1)]
+    drainer = Drainer(runtime, 4)
+    try:
+        drainer.run_inline("hook", job_id)  # the drain job's id is its drainer token
+        summary = Summary(drainer, interval=60)
+        assert summary.line() == "last 60s: 2 delivered, 1 retrying, 0 failed; 0 in flight"
+        assert summary.line() is None
+    finally:
+        drainer.stop()
