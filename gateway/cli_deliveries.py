@@ -5,6 +5,7 @@ for scripts. (``worker`` lives in :mod:`gateway.worker`.)
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime
 from typing import Any
 
@@ -109,7 +110,14 @@ def replay_command(delivery_ids: tuple[str, ...], sink: str | None, status: str,
             raise SystemExit(1)
         return
     _require_sink(runtime, sink)
-    matched, queued = deliverylog.replay_matching(runtime, sink, status, _since(since))
+    after = _since(since)
+    if as_json or not sys.stderr.isatty():
+        matched, queued = deliverylog.replay_matching(runtime, sink, status, after)
+    else:
+        total = deliverylog.count_indexed(runtime, sink, after)
+        with click.progressbar(length=total, label=f"Replaying {status} deliveries of {sink}",
+                               file=sys.stderr) as bar:
+            matched, queued = deliverylog.replay_matching(runtime, sink, status, after, on_scanned=bar.update)
     if as_json:
         echo_json({"matched": matched, "queued": queued})
     else:

@@ -8,7 +8,7 @@ index entries are pruned lazily, when a query meets them.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -87,6 +87,12 @@ def iter_deliveries(runtime: Runtime, sink: str | None = None, since: datetime |
             return
 
 
+def count_indexed(runtime: Runtime, sink: str | None = None, since: datetime | None = None) -> int:
+    """How many index entries a scan from ``since`` will look at (an upper bound)."""
+    index = runtime.keys.sink_deliveries(sink) if sink else runtime.keys.deliveries
+    return int(runtime.redis.zcount(index, int(since.timestamp() * 1000) if since else "-inf", "+inf"))
+
+
 def list_deliveries(runtime: Runtime, sink: str | None = None, status: str | None = None,
                     event: str | None = None, since: datetime | None = None, limit: int = 50) -> list[dict[str, Any]]:
     """Deliveries newest first, filtered by sink, status, event name and creation time."""
@@ -132,12 +138,15 @@ def replay(runtime: Runtime, delivery_ids: list[str]) -> RequeueResult:
 
 
 def replay_matching(runtime: Runtime, sink: str | None, status: str | None = "failed",
-                    since: datetime | None = None) -> tuple[int, int]:
+                    since: datetime | None = None, on_scanned: Callable[[int], None] | None = None
+                    ) -> tuple[int, int]:
     """Replay every delivery of ``sink`` with ``status`` created since ``since``; returns
-    (matched, queued)."""
+    (matched, queued). ``on_scanned(1)`` is called per delivery looked at (progress)."""
     matched = queued = 0
     batch: list[str] = []
     for fields in iter_deliveries(runtime, sink, since):
+        if on_scanned is not None:
+            on_scanned(1)
         if status and fields.get("status") != status:
             continue
         batch.append(fields["id"])

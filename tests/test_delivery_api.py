@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from delivery_support import Answer, PlainSinkPlugin, SinkServer, drain_queued, engine_config, sink_table
 
+from gateway import deliverylog
 from gateway.app import create_app
 from gateway.events import Event
 
@@ -96,3 +97,19 @@ def test_unknown_ids_and_sinks_are_404s(gateway):
     assert client.get("/api/deliveries/dlv_nope", headers=AUTH).get_json()["error"] == "delivery_not_found"
     assert client.post("/api/deliveries/dlv_nope/replay", headers=AUTH).status_code == 404
     assert client.get("/api/deliveries?sink=nope", headers=AUTH).get_json()["error"] == "sink_not_found"
+
+
+def test_bulk_replay_takes_the_matching_deliveries_of_a_sink(gateway, server):
+    runtime, _ = gateway
+    server.answer(Answer(500), Answer(500))
+    failed = [publish(runtime), publish(runtime)]
+    delivered = publish(runtime)
+    drain_queued(runtime)
+    scanned: list[int] = []
+
+    assert deliverylog.replay_matching(runtime, "hook", "failed", on_scanned=scanned.append) == (2, 2)
+    assert len(scanned) == 3
+    assert deliverylog.replay_matching(runtime, "hook", "failed") == (0, 0)  # now pending
+    drain_queued(runtime)
+    assert {deliverylog.get_delivery(runtime, i)["status"] for i in [*failed, delivered]} == {"delivered"}
+    assert server.count() == 5

@@ -98,3 +98,5 @@ def test_send_test_resume_and_errors(setup):
     assert missing.exit_code == 1 and "No delivery" in missing.output
     both = gateway(path, "replay", "dlv_x", "--sink", "crm")
     assert both.exit_code == 2
+    bulk = gateway(path, "replay", "--sink", "crm", "--status", "failed", "--since", "1h", "--json")
+    assert bulk.exit_code == 0 and json.loads(bulk.output) == {"matched": 0, "queued": 0}
