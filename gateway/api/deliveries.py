@@ -50,6 +50,41 @@ def _not_found(delivery_id: str) -> ApiError:
 @bp.get("/api/deliveries")
 @require_admin
 def list_deliveries() -> Response:
+    """The delivery log, newest first.
+    ---
+    get:
+      tags: [deliveries]
+      summary: List deliveries
+      security: [{adminToken: []}]
+      parameters:
+        - {name: sink, in: query, required: false, schema: {type: string}, description: A configured sink.}
+        - name: status
+          in: query
+          required: false
+          schema: {type: string, enum: [pending, retrying, delivered, failed]}
+        - {name: event, in: query, required: false, schema: {type: string}, description: "e.g. ticket.created"}
+        - name: since
+          in: query
+          required: false
+          description: Created since an ISO-8601 time, or an age such as 30m, 2h, 7d.
+          schema: {type: string}
+        - {name: limit, in: query, required: false, schema: {type: integer, minimum: 1, maximum: 1000, default: 50}}
+      responses:
+        200:
+          description: Matching deliveries.
+          content:
+            application/json:
+              schema:
+                type: object
+                required: [deliveries]
+                properties:
+                  deliveries: {type: array, items: {$ref: '#/components/schemas/Delivery'}}
+        400: BadRequest
+        401: Unauthorized
+        403: Forbidden
+        404: NotFound
+        503: StorageUnavailable
+    """
     runtime = current_app.extensions["gateway"]
     status = request.args.get("status") or None
     if status is not None and status not in deliverylog.STATUSES:
@@ -66,6 +101,27 @@ def list_deliveries() -> Response:
 @bp.get("/api/deliveries/<delivery_id>")
 @require_admin
 def get_delivery(delivery_id: str) -> Response:
+    """One delivery with every attempt and the payload it sends.
+    ---
+    get:
+      tags: [deliveries]
+      summary: Get a delivery
+      security: [{adminToken: []}]
+      responses:
+        200:
+          description: The delivery, its attempts (oldest first) and its payload.
+          content:
+            application/json:
+              schema:
+                type: object
+                required: [delivery]
+                properties:
+                  delivery: {$ref: '#/components/schemas/DeliveryDetail'}
+        401: Unauthorized
+        403: Forbidden
+        404: NotFound
+        503: StorageUnavailable
+    """
     found = deliverylog.get_delivery(current_app.extensions["gateway"], delivery_id)
     if found is None:
         raise _not_found(delivery_id)
@@ -75,6 +131,31 @@ def get_delivery(delivery_id: str) -> Response:
 @bp.post("/api/deliveries/<delivery_id>/replay")
 @require_admin
 def replay_delivery(delivery_id: str) -> tuple[Response, int]:
+    """Send a delivery again, with the same delivery id.
+    ---
+    post:
+      tags: [deliveries]
+      summary: Replay a delivery
+      description: >-
+        Back to pending with a fresh round of the retry schedule; receivers deduplicate on
+        the unchanged delivery id (X-Webhook-Delivery, webhook-id).
+      security: [{adminToken: []}]
+      responses:
+        202:
+          description: Queued again.
+          content:
+            application/json:
+              schema:
+                type: object
+                required: [delivery]
+                properties:
+                  delivery: {$ref: '#/components/schemas/DeliveryDetail'}
+        401: Unauthorized
+        403: Forbidden
+        404: NotFound
+        409: Conflict
+        503: StorageUnavailable
+    """
     runtime = current_app.extensions["gateway"]
     outcome = deliverylog.replay(runtime, [delivery_id]).outcomes.get(delivery_id, "missing")
     if outcome == "missing":

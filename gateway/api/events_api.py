@@ -45,6 +45,48 @@ def event_idempotency_key(runtime: Runtime, key: str) -> str:
 @bp.post("/api/events")
 @require_admin
 def publish_event() -> tuple[Response, int]:
+    """Publish a catalogued event (the host application's way in).
+    ---
+    post:
+      tags: [events]
+      summary: Publish an event
+      description: >-
+        `data` is validated against the event type's schema (`GET /api/event-types` lists
+        the types with samples). The event is stored with one delivery per subscribed sink.
+        An `Idempotency-Key` seen within `idempotency_ttl` returns the original event id
+        with 200 and `Idempotent-Replayed: true`.
+      security: [{adminToken: []}]
+      parameters:
+        - name: Idempotency-Key
+          in: header
+          required: false
+          schema: {type: string, minLength: 1, maxLength: 255}
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: PublishBody
+      responses:
+        202:
+          description: Stored and queued for delivery.
+          content:
+            application/json:
+              schema: {type: object, required: [event_id], properties: {event_id: {type: string}}}
+        200:
+          description: The Idempotency-Key was seen before; the original event id.
+          headers:
+            Idempotent-Replayed: {schema: {type: string, enum: ["true"]}}
+          content:
+            application/json:
+              schema: {type: object, required: [event_id], properties: {event_id: {type: string}}}
+        400: BadRequest
+        401: Unauthorized
+        403: Forbidden
+        413: PayloadTooLarge
+        415: UnsupportedMediaType
+        422: ValidationFailed
+        503: StorageUnavailable
+    """
     runtime = current_app.extensions["gateway"]
     body = load_or_422(PUBLISH_BODY, json_object_body('{"event": "ticket.updated", "data": {"ticket": {...}}}'))
     name = body["event"]
@@ -84,6 +126,23 @@ def publish_event() -> tuple[Response, int]:
 
 @bp.get("/api/event-types")
 def event_types() -> Response:
+    """The event catalogue: every event a sink can subscribe to.
+    ---
+    get:
+      tags: [events]
+      summary: List event types
+      security: []
+      responses:
+        200:
+          description: Every event type, with a realistic sample of its data.
+          content:
+            application/json:
+              schema:
+                type: object
+                required: [event_types]
+                properties:
+                  event_types: {type: array, items: {$ref: '#/components/schemas/EventTypeInfo'}}
+    """
     catalog = current_app.extensions["gateway"].plugins.catalog
     return jsonify({"event_types": [
         {"name": t.name, "description": t.description, "plugin": t.plugin, "sample": t.sample} for t in catalog

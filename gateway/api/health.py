@@ -20,11 +20,39 @@ bp = Blueprint("health", __name__)
 
 @bp.get("/healthz")
 def healthz() -> Response:
+    """Liveness: the process answers.
+    ---
+    get:
+      tags: [operations]
+      summary: Liveness
+      security: []
+      responses:
+        200:
+          description: The process is up.
+          content:
+            application/json:
+              schema: {type: object, required: [status], properties: {status: {type: string, enum: [ok]}}}
+    """
     return jsonify({"status": "ok"})
 
 
 @bp.get("/readyz")
 def readyz() -> Response:
+    """Readiness: Redis answers.
+    ---
+    get:
+      tags: [operations]
+      summary: Readiness
+      description: For load balancers; 503 while Redis does not answer.
+      security: []
+      responses:
+        200:
+          description: Ready to take requests.
+          content:
+            application/json:
+              schema: {type: object, required: [status], properties: {status: {type: string, enum: [ready]}}}
+        503: StorageUnavailable
+    """
     try:
         current_app.extensions["gateway"].redis.ping()
     except redis.RedisError:

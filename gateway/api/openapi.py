@@ -48,11 +48,95 @@ ERROR_RESPONSES: dict[str, tuple[str, str]] = {
     "Unauthorized": ("401", "Missing credentials, or a missing or wrong signature."),
     "Forbidden": ("403", "The credentials are not valid."),
     "NotFound": ("404", "No such resource."),
+    "Conflict": ("409", "The request conflicts with the resource's current state."),
     "PayloadTooLarge": ("413", "The body is larger than `gateway.max_body_bytes`."),
     "UnsupportedMediaType": ("415", "The body must be JSON (`Content-Type: application/json`)."),
     "ValidationFailed": ("422", "The body has invalid fields; `fields` has a message list per field."),
     "StorageUnavailable": ("503", "Redis is unavailable; nothing was stored. Retry after `Retry-After` "
                                   "seconds."),
+}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {**schema, "nullable": True}
+
+
+_STRING = {"type": "string"}
+_TIME = {"type": "string", "description": "ISO-8601 UTC, e.g. 2026-01-15T10:30:00.000Z"}
+# Shapes the core's views return (built as dicts, not through marshmallow schemas).
+COMPONENT_SCHEMAS: dict[str, dict[str, Any]] = {
+    "Attempt": {
+        "type": "object", "description": "One delivery attempt, as the delivery log records it.",
+        "required": ["delivery_id", "attempt", "outcome", "status"],
+        "properties": {
+            "delivery_id": _STRING, "event_id": _nullable(_STRING), "event": _nullable(_STRING),
+            "event_timestamp": _nullable(_TIME), "sink": _STRING, "target": _nullable(_STRING),
+            "attempt": {"type": "integer", "minimum": 1}, "at": _TIME, "duration_ms": {"type": "number"},
+            "status_code": _nullable({"type": "integer"}),
+            "outcome": {"type": "string",
+                        "description": "delivered, retry, exhausted, give_up, gone or error"},
+            "status": {"type": "string", "enum": ["delivered", "retrying", "failed"]},
+            "error": _nullable({"type": "object", "properties": {"code": _STRING, "message": _STRING}}),
+            "response_excerpt": _nullable({"type": "string", "description": "The first 2 KB of the answer."}),
+            "request": _nullable({"type": "object", "description": "Method, URL (secrets hidden) and headers "
+                                  "(signature and credential values hidden)."}),
+            "next_attempt_at": _nullable(_TIME),
+        },
+    },
+    "Delivery": {
+        "type": "object", "description": "One event to one sink target; the id is the same on every retry "
+        "and replay (X-Webhook-Delivery, webhook-id).",
+        "required": ["id", "status", "attempts"],
+        "properties": {
+            "id": _STRING, "event_id": _nullable(_STRING), "event": _nullable(_STRING),
+            "sink": _nullable(_STRING),
+            "target": {"type": "object",
+                       "properties": {"key": _nullable(_STRING), "url": _nullable(_STRING)}},
+            "status": _nullable({"type": "string", "enum": ["pending", "retrying", "delivered", "failed"]}),
+            "attempts": {"type": "integer", "minimum": 0}, "created_at": _nullable(_TIME),
+            "updated_at": _nullable(_TIME), "next_attempt_at": _nullable(_TIME),
+            "last_status_code": _nullable({"type": "integer"}), "last_error": _nullable(_STRING),
+            "replays": {"type": "integer", "minimum": 0},
+        },
+    },
+    "DeliveryDetail": {"allOf": [{"$ref": "#/components/schemas/Delivery"}, {
+        "type": "object", "properties": {
+            "attempt_log": {"type": "array", "items": {"$ref": "#/components/schemas/Attempt"}},
+            "payload": _nullable({"type": "object", "description": "The event as sent: event, timestamp, "
+                                  "data (null once the event is past its retention)."}),
+        }}]},
+    "SinkState": {
+        "type": "object", "required": ["name", "type", "state", "counts"],
+        "properties": {
+            "name": _STRING, "type": _STRING, "events": {"type": "array", "items": _STRING},
+            "enabled": {"type": "boolean"}, "signed": {"type": "boolean"},
+            "max_in_flight": {"type": "integer"},
+            "timeout": {"type": "number"}, "retry_schedule": {"type": "array", "items": {"type": "number"}},
+            "rate_limit": _nullable({"type": "number"}),
+            "options": {"type": "object", "description": "The type's own options; secrets left out, URLs "
+                        "shortened, static header values hidden."},
+            "state": {"type": "string", "enum": ["ok", "circuit_open", "half_open", "paused"]},
+            "paused_reason": _nullable(_STRING), "paused_at": _nullable(_TIME),
+            "circuit_open_until": _nullable(_TIME), "failure_streak": {"type": "integer"},
+            "counts": {"type": "object", "properties": {
+                "queued": {"type": "integer"}, "in_flight": {"type": "integer"},
+                "last_24h": {"type": "object", "additionalProperties": {"type": "integer"}}}},
+        },
+    },
+    "PluginInfo": {
+        "type": "object", "required": ["name", "builtin"],
+        "properties": {
+            "name": _STRING, "version": _nullable(_STRING), "builtin": {"type": "boolean"},
+            "error": _nullable({"type": "string", "description": "Why it failed to load; it was skipped."}),
+            "sink_types": {"type": "array", "items": _STRING},
+            "event_types": {"type": "array", "items": _STRING},
+        },
+    },
+    "EventTypeInfo": {
+        "type": "object", "required": ["name", "description"],
+        "properties": {"name": _STRING, "description": _STRING, "plugin": _STRING,
+                       "sample": {"type": "object", "description": "A realistic `data`."}},
+    },
 }
 
 
@@ -122,6 +206,8 @@ def build_spec(app: Flask) -> dict[str, Any]:
         "type": "apiKey", "in": "header", "name": "X-Webhook-Signature",
         "description": "Hex HMAC-SHA256 of the raw body with `gateway.secret` (required when it is set); "
                        "Standard Webhooks headers are accepted instead."})
+    for name, schema in COMPONENT_SCHEMAS.items():
+        spec.components.schema(name, schema)
     for name, (status, description) in ERROR_RESPONSES.items():
         spec.components.response(name, _error_response(description, retry_after=status == "503"))
     spec.components.response("Error", _error_response("An error, as `{error, message, fields}`."))

@@ -106,6 +106,56 @@ def idempotency_key() -> str | None:
 
 @bp.post("/api/webhooks/receive")
 def receive() -> tuple[Response, int] | Response:
+    """Create a ticket: the Webhooks Guide's incoming webhook.
+    ---
+    post:
+      tags: [tickets]
+      summary: Create a ticket (the guide's incoming webhook)
+      description: >-
+        When `gateway.secret` is set the request must carry `X-Webhook-Signature` (hex
+        HMAC-SHA256 of the raw body, keyed with the secret) or Standard Webhooks headers
+        (`webhook-id`, `webhook-timestamp`, `webhook-signature`). An `Idempotency-Key` (else
+        `webhook-id`) seen within `idempotency_ttl` returns the original ticket with 200 and
+        `Idempotent-Replayed: true`; nothing new is stored or published.
+      security: [{}, {webhookSignature: []}]
+      parameters:
+        - name: Idempotency-Key
+          in: header
+          required: false
+          schema: {type: string, minLength: 1, maxLength: 255}
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema:
+              type: object
+              required: [event, data]
+              additionalProperties: false
+              properties:
+                event: {type: string, enum: [ticket.create]}
+                data: TicketCreateData
+      responses:
+        201:
+          description: The ticket, its ticket.created event and one delivery per subscribed sink are stored.
+          headers:
+            Location: {description: The ticket's URL in the admin API., schema: {type: string}}
+          content:
+            application/json:
+              schema: {type: object, required: [ticket], properties: {ticket: TicketSchema}}
+        200:
+          description: The Idempotency-Key was seen before; the original ticket, nothing new stored.
+          headers:
+            Idempotent-Replayed: {schema: {type: string, enum: ["true"]}}
+          content:
+            application/json:
+              schema: {type: object, required: [ticket], properties: {ticket: TicketSchema}}
+        400: BadRequest
+        401: Unauthorized
+        413: PayloadTooLarge
+        415: UnsupportedMediaType
+        422: ValidationFailed
+        503: StorageUnavailable
+    """
     runtime = current_app.extensions["gateway"]
     settings = runtime.settings
     if not _is_json(request.content_type):

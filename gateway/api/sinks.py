@@ -32,12 +32,53 @@ def _sink_not_found(name: str) -> ApiError:
 @bp.get("/api/sinks")
 @require_admin
 def list_sinks() -> Response:
+    """Every configured sink with its state and counts.
+    ---
+    get:
+      tags: [sinks]
+      summary: List sinks
+      security: [{adminToken: []}]
+      responses:
+        200:
+          description: Sinks in config order; secrets are never included.
+          content:
+            application/json:
+              schema:
+                type: object
+                required: [sinks]
+                properties:
+                  sinks: {type: array, items: {$ref: '#/components/schemas/SinkState'}}
+        401: Unauthorized
+        403: Forbidden
+        503: StorageUnavailable
+    """
     return jsonify({"sinks": sinkstate.sink_states(current_app.extensions["gateway"])})
 
 
 @bp.post("/api/sinks/<name>/resume")
 @require_admin
 def resume_sink(name: str) -> Response:
+    """Un-pause a sink and close its circuit; what waited is delivered.
+    ---
+    post:
+      tags: [sinks]
+      summary: Resume a sink
+      security: [{adminToken: []}]
+      responses:
+        200:
+          description: The sink's new state.
+          content:
+            application/json:
+              schema:
+                type: object
+                required: [sink]
+                properties:
+                  sink: {$ref: '#/components/schemas/SinkState'}
+        401: Unauthorized
+        403: Forbidden
+        404: NotFound
+        503: StorageUnavailable
+    """
     try:
         return jsonify({"sink": sinkstate.resume(current_app.extensions["gateway"], name)})
     except sinkstate.UnknownSink:
@@ -47,6 +88,40 @@ def resume_sink(name: str) -> Response:
 @bp.post("/api/sinks/<name>/test")
 @require_admin
 def test_sink(name: str) -> tuple[Response, int]:
+    """Publish a sample event to this sink alone, through the normal delivery path.
+    ---
+    post:
+      tags: [sinks]
+      summary: Send a test event to a sink
+      security: [{adminToken: []}]
+      requestBody:
+        required: false
+        content:
+          application/json:
+            schema:
+              type: object
+              properties:
+                event: {type: string, default: ticket.created, description: An event type name.}
+      responses:
+        202:
+          description: Published; the delivery ids show in the delivery log.
+          content:
+            application/json:
+              schema:
+                type: object
+                required: [event_id, event, delivery_ids]
+                properties:
+                  event_id: {type: string}
+                  event: {type: string}
+                  delivery_ids: {type: array, items: {type: string}}
+        400: BadRequest
+        401: Unauthorized
+        403: Forbidden
+        404: NotFound
+        413: PayloadTooLarge
+        422: ValidationFailed
+        503: StorageUnavailable
+    """
     runtime = current_app.extensions["gateway"]
     event_name = DEFAULT_TEST_EVENT
     body = request.get_data(cache=False)

@@ -49,6 +49,23 @@ def _limit() -> int:
 @bp.get("/api/tickets/<ticket_id>")
 @require_admin
 def get_ticket(ticket_id: str) -> Response:
+    """One ticket.
+    ---
+    get:
+      tags: [tickets]
+      summary: Get a ticket
+      security: [{adminToken: []}]
+      responses:
+        200:
+          description: The ticket.
+          content:
+            application/json:
+              schema: {type: object, required: [ticket], properties: {ticket: TicketSchema}}
+        401: Unauthorized
+        403: Forbidden
+        404: NotFound
+        503: StorageUnavailable
+    """
     try:
         return jsonify({"ticket": _store().get(ticket_id)})
     except TicketNotFound:
@@ -58,6 +75,35 @@ def get_ticket(ticket_id: str) -> Response:
 @bp.get("/api/tickets")
 @require_admin
 def list_tickets() -> Response:
+    """Tickets, newest first, a page at a time.
+    ---
+    get:
+      tags: [tickets]
+      summary: List tickets
+      security: [{adminToken: []}]
+      parameters:
+        - {name: limit, in: query, required: false, schema: {type: integer, minimum: 1, maximum: 200, default: 50}}
+        - name: cursor
+          in: query
+          required: false
+          description: The `next_cursor` of the previous page.
+          schema: {type: string}
+      responses:
+        200:
+          description: A page of tickets; `next_cursor` is null on the last page.
+          content:
+            application/json:
+              schema:
+                type: object
+                required: [tickets, next_cursor]
+                properties:
+                  tickets: {type: array, items: TicketSchema}
+                  next_cursor: {type: string, nullable: true}
+        400: BadRequest
+        401: Unauthorized
+        403: Forbidden
+        503: StorageUnavailable
+    """
     limit = _limit()
     try:
         page = _store().list(limit=limit, cursor=request.args.get("cursor") or None)
@@ -70,6 +116,45 @@ def list_tickets() -> Response:
 @bp.patch("/api/tickets/<ticket_id>")
 @require_admin
 def patch_ticket(ticket_id: str) -> Response:
+    """Change a ticket's status, priority or category.
+    ---
+    patch:
+      tags: [tickets]
+      summary: Update a ticket
+      description: >-
+        Publishes `ticket.updated`, plus `ticket.resolved` or `ticket.escalated` when the
+        status changes to one of those, in the same transaction as the change.
+      security: [{adminToken: []}]
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: TicketPatch
+      responses:
+        200:
+          description: The updated ticket, what changed and the events published.
+          content:
+            application/json:
+              schema:
+                type: object
+                required: [ticket, changed, events]
+                properties:
+                  ticket: TicketSchema
+                  changed: {type: array, items: {type: string}}
+                  events:
+                    type: array
+                    items:
+                      type: object
+                      properties: {event: {type: string}, event_id: {type: string}}
+        400: BadRequest
+        401: Unauthorized
+        403: Forbidden
+        404: NotFound
+        413: PayloadTooLarge
+        415: UnsupportedMediaType
+        422: ValidationFailed
+        503: StorageUnavailable
+    """
     changes = load_or_422(TICKET_PATCH, json_object_body('{"status": "resolved"}'))
     if not changes:
         raise ApiError(422, "validation_failed", "Give at least one of status, priority, category.",

@@ -118,7 +118,38 @@ def _body() -> dict[str, Any]:
 
 @bp.post("/hooks")
 def subscribe() -> tuple[Response, int, dict[str, str]]:
-    """Zapier's performSubscribe: remember where to send an event."""
+    """Zapier's performSubscribe: remember where to send an event.
+    ---
+    post:
+      tags: [zapier]
+      summary: Subscribe a Zap (REST Hooks)
+      description: >-
+        `X-API-Key` (a key from a zapier sink's `api_keys`, or the admin token) picks the
+        sink; `event` must be one of its `events`. Zapier's `hookUrl` is accepted for
+        `target_url`.
+      security: [{zapierApiKey: []}]
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: SubscribeBody
+      responses:
+        201:
+          description: The subscription.
+          headers:
+            Location: {schema: {type: string}}
+          content:
+            application/json:
+              schema: {type: object, required: [id, target_url, event, created_at, sink], properties: {id: {type: string}, target_url: {type: string}, event: {type: string}, created_at: {type: string}, sink: {type: string}}}
+        400: BadRequest
+        401: Unauthorized
+        404: NotFound
+        409: Conflict
+        413: PayloadTooLarge
+        415: UnsupportedMediaType
+        422: ValidationFailed
+        503: StorageUnavailable
+    """
     sinks = _authorised_sinks()
     body = _body()
     sink = _choose(sinks, body["sink"])
@@ -132,7 +163,18 @@ def subscribe() -> tuple[Response, int, dict[str, str]]:
 
 @bp.delete("/hooks/<sub_id>")
 def unsubscribe(sub_id: str) -> tuple[str, int]:
-    """Zapier's performUnsubscribe: forget a subscription."""
+    """Zapier's performUnsubscribe: forget a subscription.
+    ---
+    delete:
+      tags: [zapier]
+      summary: Unsubscribe a Zap
+      security: [{zapierApiKey: []}]
+      responses:
+        204: {description: Deleted.}
+        401: Unauthorized
+        404: NotFound
+        503: StorageUnavailable
+    """
     for sink in _authorised_sinks():
         if sink.subscriptions.delete(sub_id):
             return "", 204
@@ -141,14 +183,49 @@ def unsubscribe(sub_id: str) -> tuple[str, int]:
 
 @bp.get("/hooks")
 def list_hooks() -> Response:
-    """Every subscription the key may see (also a cheap way for Zapier to test a key)."""
+    """Every subscription the key may see (also a cheap way for Zapier to test a key).
+    ---
+    get:
+      tags: [zapier]
+      summary: List subscriptions
+      security: [{zapierApiKey: []}]
+      responses:
+        200:
+          description: The subscriptions of the sinks this key may manage.
+          content:
+            application/json:
+              schema: {type: object, required: [hooks], properties: {hooks: {type: array, items: {type: object, required: [id, target_url, event, created_at, sink], properties: {id: {type: string}, target_url: {type: string}, event: {type: string}, created_at: {type: string}, sink: {type: string}}}}}}
+        401: Unauthorized
+        404: NotFound
+        503: StorageUnavailable
+    """
     hooks = [sub.to_json() for sink in _authorised_sinks() for sub in sink.subscriptions.all()]
     return jsonify({"hooks": hooks})
 
 
 @bp.get("/samples/<event>")
 def sample_payloads(event: str) -> Response:
-    """Zapier's performList: recent payloads of ``event``, or one realistic sample."""
+    """Zapier's performList: recent payloads of ``event``, or one realistic sample.
+    ---
+    get:
+      tags: [zapier]
+      summary: Sample payloads of an event
+      description: Up to three recent payloads, flat as Zapier receives them, or one realistic sample.
+      security: [{zapierApiKey: []}]
+      responses:
+        200:
+          description: Flat payloads (`event`, `event_id`, `timestamp` and the event's fields).
+          content:
+            application/json:
+              schema:
+                type: array
+                maxItems: 3
+                items: {type: object, required: [event, event_id, timestamp]}
+        401: Unauthorized
+        404: NotFound
+        422: ValidationFailed
+        503: StorageUnavailable
+    """
     sinks = _authorised_sinks()
     _check_event(sinks, event)
     runtime = _runtime()
