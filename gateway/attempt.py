@@ -170,7 +170,7 @@ class AttemptRunner:
         secrets = _sink_secrets(sink_config.options, sink_config.secrets)
         try:
             request = sink.render(event, target, DeliveryInfo(delivery_id, attempt_no, sink_config.name))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a plugin's bug is a failed attempt, not a dead worker
             log.warning("sink %s failed to render delivery %s: %s", sink_config.name, delivery_id,
                         type(exc).__name__)
             return self._failed_attempt(sink_config, round_attempts, None, {
@@ -191,7 +191,7 @@ class AttemptRunner:
         excerpt = _excerpt(response.body, sent_secrets(headers, secrets, request.url))
         try:
             outcome = sink.classify(response, target)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - as for render
             log.warning("sink %s failed to classify a response: %s", sink_config.name, type(exc).__name__)
             verdict = self._failed_attempt(sink_config, round_attempts, response, {
                 "code": "classify_error", "message": f"The sink raised {type(exc).__name__} while classifying."})
@@ -218,7 +218,7 @@ class AttemptRunner:
             try:
                 if sink.on_gone(target, outcome.reason):
                     pause = outcome.reason or f"HTTP {code}"
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - as for render
                 log.warning("sink %s failed in on_gone: %s", sink_config.name, type(exc).__name__)
             return Verdict("failed", "gone", status_code=code, error=error, pause_reason=pause)
         return Verdict("failed", "give_up", status_code=code, error=error,

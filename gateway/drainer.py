@@ -18,6 +18,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+import redis
+
 from gateway.attempt import INFLIGHT_MARGIN_MS, AttemptRunner
 from gateway.scripts import ClaimedDelivery, EngineScripts, scripts_for
 
@@ -115,13 +117,12 @@ class Drainer:
     def _loop(self, sink: str, token: str) -> None:
         try:
             self._drain(sink, token)
-        except Exception:
-            # Redis down or a bug: drop the lease quietly; the sweeper re-wakes the sink.
+        except Exception:  # Redis down or a bug: this thread ends, the process lives
             log.exception("drainer for sink %s stopped on an error", sink)
             try:
                 self.scripts.drop(sink, token)
-            except Exception:
-                pass
+            except redis.RedisError as exc:  # the lease then lapses; the sweeper re-wakes the sink
+                log.warning("could not give up the drainer lease of sink %s: %s", sink, type(exc).__name__)
         finally:
             with self._cond:
                 self._loops.pop(token, None)

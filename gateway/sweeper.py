@@ -52,7 +52,7 @@ class Sweeper:
         while not self._stop.wait(self.interval):
             try:
                 self.sweep()
-            except Exception as exc:  # Redis down: try again next round
+            except Exception as exc:  # noqa: BLE001 - Redis down (or a bug): try again next round
                 log.warning("sweep failed: %s", type(exc).__name__)
 
     def sweep(self) -> int:
