@@ -166,7 +166,7 @@ def pyinstrument_receive(stack: Stack, requests_count: int) -> None:
     headers = {"Content-Type": "application/json", "X-Webhook-Signature": signature}
     for _ in range(50):  # warm caches and pools first
         client.post("/api/webhooks/receive", data=data, headers=headers)
-    profiler = Profiler(interval=0.0002)
+    profiler = Profiler(interval=0.001)
     profiler.start()
     for _ in range(requests_count):
         answer = client.post("/api/webhooks/receive", data=data, headers=headers)
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
         if "receive" in only:
             profile_receive(stack, args.seconds)
         if "pyinstrument" in only:
-            pyinstrument_receive(stack, 2000)
+            pyinstrument_receive(stack, 1000)
         if "worker" in only:
             profile_worker(stack, args.deliveries, args.seconds)
     for path in sorted(OUT.glob("*.txt")):
