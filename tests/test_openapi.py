@@ -99,3 +99,33 @@ def test_the_api_keeps_to_its_document(app):
             failures.append(f"{operation.label}: {exc}")
     assert operations >= 15
     assert failures == [], "\n\n".join(failures)
+
+
+def test_answers_about_real_resources_keep_to_the_document(app, client, recording_sink, drain_deliveries):
+    """The generated ids above mostly meet 404s; here the same checks run on a real ticket,
+    its delivery (with attempts), a replay and a Zapier subscription."""
+    schema = schemathesis.openapi.from_wsgi("/api/openapi.json", app)
+    ticket = client.post("/api/webhooks/receive", json={"event": "ticket.create", "data": {
+        "subject": "Printer", "message": "On fire", "customer_email": "a@example.com"}}).get_json()["ticket"]
+    recording_sink.reply(500)
+    attempts = drain_deliveries(app)
+    delivery_id = next(a["delivery_id"] for a in attempts if a["sink"] == "crm")
+
+    def check(label: str, **case_args):
+        case = schema[label.split(" ", 1)[1]][label.split(" ", 1)[0]].Case(**case_args)
+        return case.call_and_validate(headers=HEADERS, checks=CHECKS)
+
+    by_id = {"ticket_id": ticket["id"]}
+    assert check("GET /api/tickets/{ticket_id}", path_parameters=by_id).status_code == 200
+    assert check("PATCH /api/tickets/{ticket_id}", path_parameters=by_id, body={"status": "resolved"},
+                 media_type="application/json").status_code == 200
+    by_id = {"delivery_id": delivery_id}
+    shown = check("GET /api/deliveries/{delivery_id}", path_parameters=by_id)
+    assert shown.status_code == 200 and shown.json()["delivery"]["attempt_log"]
+    replayed = check("POST /api/deliveries/{delivery_id}/replay", path_parameters=by_id)
+    assert replayed.status_code == 202
+    zap = {"target_url": "https://hooks.zapier.com/hooks/standard/1/abc", "event": "ticket.created"}
+    subscribed = check("POST /api/zapier/hooks", media_type="application/json", body=zap)
+    assert subscribed.status_code == 201
+    deleted = check("DELETE /api/zapier/hooks/{sub_id}", path_parameters={"sub_id": subscribed.json()["id"]})
+    assert deleted.status_code == 204

@@ -57,12 +57,12 @@ def list_deliveries() -> Response:
       summary: List deliveries
       security: [{adminToken: []}]
       parameters:
-        - {name: sink, in: query, required: false, schema: {type: string}, description: A configured sink.}
+        - {name: sink, in: query, required: false, schema: {type: string, x-values: sinks}}
         - name: status
           in: query
           required: false
           schema: {type: string, enum: [pending, retrying, delivered, failed]}
-        - {name: event, in: query, required: false, schema: {type: string}, description: "e.g. ticket.created"}
+        - {name: event, in: query, required: false, schema: {type: string, x-values: event-types}}
         - name: since
           in: query
           required: false

@@ -65,7 +65,7 @@ def publish_event() -> tuple[Response, int]:
         required: true
         content:
           application/json:
-            schema: PublishBody
+            schema: {$ref: '#/components/schemas/PublishedEvent'}
       responses:
         202:
           description: Stored and queued for delivery.

@@ -9,7 +9,9 @@ shared responses below (``401: Unauthorized``). A view without YAML still appear
 its docstring's first line as summary and an undescribed response, so the document never
 silently loses an endpoint.
 
-Path parameters come from the URL rule (``<delivery_id>`` -> ``{delivery_id}``). The admin
+Path parameters come from the URL rule (``<delivery_id>`` -> ``{delivery_id}``). A schema
+marked ``x-values: event-types`` or ``x-values: sinks`` gets this deployment's event names
+or sink names as its ``enum``; ``PublishedEvent`` has one alternative per event type. The admin
 console under ``/admin`` is a browser UI (HTML forms with CSRF tokens), not part of the
 JSON API, and is left out, as are static files.
 """
@@ -188,6 +190,34 @@ def _documented(rule: Rule) -> bool:
     return not any(rule.rule == p or rule.rule.startswith(p + "/") for p in UNDOCUMENTED_PREFIXES)
 
 
+def _published_event_schema(spec: Any, plugin: Any, runtime: Any) -> dict[str, Any]:
+    """``{"event", "data"}`` for every catalogued event type: one alternative per type, its
+    ``data`` the type's marshmallow schema (plugins' event types included)."""
+    alternatives = []
+    for event_type in runtime.plugins.catalog:
+        alternatives.append({
+            "title": event_type.name, "description": event_type.description,
+            "type": "object", "required": ["event", "data"], "additionalProperties": False,
+            "properties": {"event": {"type": "string", "enum": [event_type.name]},
+                           "data": plugin.resolver.resolve_schema_dict(event_type.schema)},
+        })
+    return {"oneOf": alternatives, "description": "An event of the catalogue (GET /api/event-types)."}
+
+
+def _fill_values(node: Any, values: dict[str, list[str]]) -> None:
+    """``x-values: event-types`` / ``x-values: sinks`` in a schema becomes an ``enum`` of this
+    deployment's event names / configured sink names, so the document lists what exists."""
+    if isinstance(node, dict):
+        kind = node.get("x-values")
+        if isinstance(kind, str) and kind in values and values[kind]:
+            node["enum"] = list(values[kind])
+        for child in node.values():
+            _fill_values(child, values)
+    elif isinstance(node, list):
+        for child in node:
+            _fill_values(child, values)
+
+
 def build_spec(app: Flask) -> dict[str, Any]:
     """The OpenAPI document for ``app`` (every routed, documented endpoint)."""
     from apispec import APISpec
@@ -195,8 +225,10 @@ def build_spec(app: Flask) -> dict[str, Any]:
 
     from gateway import __version__
 
+    runtime = app.extensions["gateway"]
+    marshmallow_plugin = MarshmallowPlugin()
     spec = APISpec(title="Ticket event gateway", version=__version__, openapi_version=OPENAPI_VERSION,
-                   plugins=[MarshmallowPlugin()], info={"description": DESCRIPTION})
+                   plugins=[marshmallow_plugin], info={"description": DESCRIPTION})
     spec.components.security_scheme("adminToken", {
         "type": "http", "scheme": "bearer", "description": "`Authorization: Bearer <gateway.admin_token>`"})
     spec.components.security_scheme("zapierApiKey", {
@@ -208,6 +240,7 @@ def build_spec(app: Flask) -> dict[str, Any]:
                        "Standard Webhooks headers are accepted instead."})
     for name, schema in COMPONENT_SCHEMAS.items():
         spec.components.schema(name, schema)
+    spec.components.schema("PublishedEvent", _published_event_schema(spec, marshmallow_plugin, runtime))
     for name, (status, description) in ERROR_RESPONSES.items():
         spec.components.response(name, _error_response(description, retry_after=status == "503"))
     spec.components.response("Error", _error_response("An error, as `{error, message, fields}`."))
@@ -226,7 +259,10 @@ def build_spec(app: Flask) -> dict[str, Any]:
             if missing:
                 operation["parameters"] = missing + list(operation.get("parameters", []))
         spec.path(path=path, operations=operations)
-    return spec.to_dict()
+    document = spec.to_dict()
+    _fill_values(document, {"event-types": runtime.plugins.catalog.names(),
+                            "sinks": [sink.name for sink in runtime.settings.sinks]})
+    return document
 
 
 @bp.get("/api/openapi.json")

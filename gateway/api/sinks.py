@@ -64,6 +64,8 @@ def resume_sink(name: str) -> Response:
       tags: [sinks]
       summary: Resume a sink
       security: [{adminToken: []}]
+      parameters:
+        - {name: name, in: path, required: true, schema: {type: string, x-values: sinks}}
       responses:
         200:
           description: The sink's new state.
@@ -94,6 +96,8 @@ def test_sink(name: str) -> tuple[Response, int]:
       tags: [sinks]
       summary: Send a test event to a sink
       security: [{adminToken: []}]
+      parameters:
+        - {name: name, in: path, required: true, schema: {type: string, x-values: sinks}}
       requestBody:
         required: false
         content:
@@ -101,7 +105,7 @@ def test_sink(name: str) -> tuple[Response, int]:
             schema:
               type: object
               properties:
-                event: {type: string, default: ticket.created, description: An event type name.}
+                event: {type: string, default: ticket.created, x-values: event-types}
       responses:
         202:
           description: Published; the delivery ids show in the delivery log.

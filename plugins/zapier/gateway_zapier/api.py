@@ -132,7 +132,10 @@ def subscribe() -> tuple[Response, int, dict[str, str]]:
         required: true
         content:
           application/json:
-            schema: SubscribeBody
+            schema:
+              allOf:
+                - SubscribeBody
+                - {type: object, properties: {event: {type: string, x-values: event-types}}}
       responses:
         201:
           description: The subscription.
@@ -212,6 +215,8 @@ def sample_payloads(event: str) -> Response:
       summary: Sample payloads of an event
       description: Up to three recent payloads, flat as Zapier receives them, or one realistic sample.
       security: [{zapierApiKey: []}]
+      parameters:
+        - {name: event, in: path, required: true, schema: {type: string, x-values: event-types}}
       responses:
         200:
           description: Flat payloads (`event`, `event_id`, `timestamp` and the event's fields).
