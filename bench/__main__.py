@@ -46,12 +46,12 @@ FULL = Plan()
 QUICK = Plan(
     http_seconds=4,
     rounds=2,
-    deliver_count=2_000,
-    plain_count=24,
+    deliver_count=1_500,
+    plain_count=16,
     slow_count=300,
     isolation_rate=100,
-    isolation_seconds=3,
-    e2e_seconds=3,
+    isolation_seconds=2,
+    e2e_seconds=2,
     timeout=60,
 )
 SCENARIOS = ("sink", "receive", "deliver", "slow", "isolation", "e2e")

@@ -83,7 +83,7 @@ def drain_rate(
     for proc in procs:
         memory.watch(proc.pid)
     try:
-        drain = watch_drain(stack, sink, count, [p.pid for p in procs], timeout)
+        drain = watch_drain(stack, sink, count, procs, timeout)
         progress("all delivered; stopping")
     finally:
         memory.sample()

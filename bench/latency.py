@@ -55,7 +55,7 @@ def paced_latencies(
         connections = _connections(rate)
         measured.reset()
         warm = load.paced_creates(url, SECRET, rate, 1, connections)
-        measured.wait_for(warm.ok, timeout)
+        measured.wait_for(warm.ok, timeout, workers)
         time.sleep(0.2)  # let stragglers of the warm-up land before the record is cleared
         measured.reset()
         progress(f"sending {rate:.0f} creates/s for {seconds:.0f}s")
@@ -65,13 +65,13 @@ def paced_latencies(
                 f"receive answered {sent.status_errors} non-2xx and {sent.errors} socket errors"
             )
         progress(f"sent {sent.ok}; waiting for the sink")
-        measured.wait_for(sent.ok, timeout)
+        measured.wait_for(sent.ok, timeout, workers)
         progress("all delivered; stopping")
         latencies = measured.stats()["latencies_ms"]
     finally:
         memory.sample()
         # A worker waits for its in-flight attempts when stopped; the dead sink's never end.
-        stack.stop(*workers, web, timeout=2)
+        stack.stop(*workers, web, timeout=1)
     return {"latencies": latencies, "sent": sent.ok, "rate": round(sent.ok / sent.duration_s, 1)}
 
 

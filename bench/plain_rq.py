@@ -77,7 +77,7 @@ def plain_rq_rps(stack: Stack, sink: SinkHandle, count: int, workers: int, timeo
         for i in range(workers)
     ]
     try:
-        drain = watch_drain(stack, sink, count, [p.pid for p in procs], timeout)
+        drain = watch_drain(stack, sink, count, procs, timeout)
     finally:
         stack.stop(*procs)
     return {

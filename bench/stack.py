@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -45,13 +46,24 @@ class SinkHandle:
     def reset(self) -> None:
         requests.post(self.url.rsplit("/", 1)[0] + "/_reset", timeout=10)
 
-    def wait_for(self, deliveries: int, timeout: float) -> dict[str, Any]:
-        """Counts once the sink has seen ``deliveries``; RuntimeError after ``timeout`` s."""
+    def wait_for(
+        self, deliveries: int, timeout: float, senders: Sequence[subprocess.Popen[bytes]] = ()
+    ) -> dict[str, Any]:
+        """Counts once the sink has seen ``deliveries``; RuntimeError after ``timeout`` s,
+        or as soon as every one of ``senders`` (the processes doing the work) has exited."""
         seen: dict[str, Any] = {}
 
         def enough() -> bool:
             seen.update(self.counts())
-            return seen["deliveries"] >= deliveries
+            if seen["deliveries"] >= deliveries:
+                return True
+            if senders and all(p.poll() is not None for p in senders):
+                codes = ", ".join(str(p.returncode) for p in senders)
+                raise RuntimeError(
+                    f"the processes sending to sink {self.name} exited ({codes}) after "
+                    f"{seen['deliveries']} of {deliveries} deliveries; see their logs"
+                )
+            return False
 
         try:
             wait_until(enough, f"{deliveries} deliveries at sink {self.name}", timeout, interval=0.2)
@@ -75,12 +87,14 @@ class Drain:
         return sum(self.cpu_us.values())
 
 
-def watch_drain(stack: Stack, sink: SinkHandle, count: int, senders: list[int], timeout: float) -> Drain:
+def watch_drain(
+    stack: Stack, sink: SinkHandle, count: int, senders: list[subprocess.Popen[bytes]], timeout: float
+) -> Drain:
     """Wait for ``count`` deliveries at ``sink`` (sent by the processes ``senders``)."""
-    parts = {"senders": senders, "redis": [stack.redis_pid], "sink": [sink.proc.pid]}
-    first = sink.wait_for(1, timeout)
+    parts = {"senders": [p.pid for p in senders], "redis": [stack.redis_pid], "sink": [sink.proc.pid]}
+    first = sink.wait_for(1, timeout, senders)
     before = {name: cpu_seconds(*pids) for name, pids in parts.items()}
-    seen = sink.wait_for(count, timeout)
+    seen = sink.wait_for(count, timeout, senders)
     after = {name: cpu_seconds(*pids) for name, pids in parts.items()}
     measured = max(1, seen["deliveries"] - first["deliveries"])
     span = seen["last"] - seen["first"]
