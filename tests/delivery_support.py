@@ -147,6 +147,25 @@ class PlainSinkPlugin:
         register(SinkType(name="plain", options_schema=UrlOptions, factory=PlainSink))
 
 
+def publish_tickets(runtime: Any, n: int = 1) -> list[str]:
+    """Publish ``n`` ticket.created events through the normal path; their delivery ids."""
+    from gateway.events import Event
+
+    ids: list[str] = []
+    for i in range(n):
+        ids.extend(runtime.publisher.publish(Event.new("ticket.created", {"ticket": {"id": f"t{i}"}})).delivery_ids)
+    return ids
+
+
+def shown(runtime: Any, delivery_id: str) -> dict[str, Any]:
+    """The delivery as the API shows it (it must exist)."""
+    from gateway import deliverylog
+
+    found = deliverylog.get_delivery(runtime, delivery_id)
+    assert found is not None, delivery_id
+    return found
+
+
 def sink_table(name: str, url: str, **extra: Any) -> dict[str, Any]:
     return {"name": name, "type": "plain", "url": url, "events": ["*"], **extra}
 

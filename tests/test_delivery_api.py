@@ -6,15 +6,23 @@ real local HTTP sink, on the test Redis.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from delivery_support import Answer, PlainSinkPlugin, SinkServer, drain_queued, engine_config, sink_table
+from delivery_support import (
+    Answer,
+    PlainSinkPlugin,
+    SinkServer,
+    drain_queued,
+    engine_config,
+    publish_tickets,
+    sink_table,
+)
 
 from gateway import deliverylog
 from gateway.app import create_app
-from gateway.events import Event
 
 AUTH = {"Authorization": "Bearer admin-token-1"}
 
@@ -35,11 +43,6 @@ def gateway(make_runtime: Any, redis_url: str, tmp_path: Path, server: SinkServe
     return runtime, app.test_client()
 
 
-def publish(runtime: Any, name: str = "ticket.created") -> str:
-    [delivery_id] = runtime.publisher.publish(Event.new(name, {"ticket": {"id": "t1"}})).delivery_ids
-    return delivery_id
-
-
 def test_deliveries_need_the_admin_token(gateway):
     _, client = gateway
     assert client.get("/api/deliveries").get_json()["error"] == "unauthorized"
@@ -51,9 +54,10 @@ def test_deliveries_need_the_admin_token(gateway):
 def test_list_filters_show_and_replay(gateway, server):
     runtime, client = gateway
     server.answer(Answer(500, b"nope"))
-    failed_id = publish(runtime)
-    delivered_id = publish(runtime)
-    drain_queued(runtime)
+    [failed_id] = publish_tickets(runtime)
+    time.sleep(0.01)  # distinct creation times (ms), so "newest first" has one answer
+    [delivered_id] = publish_tickets(runtime)
+    drain_queued(runtime, concurrency=1)  # one at a time: the scripted 500 goes to the first
 
     listed = client.get("/api/deliveries", headers=AUTH).get_json()["deliveries"]
     assert [d["id"] for d in listed] == [delivered_id, failed_id]  # newest first
@@ -102,9 +106,8 @@ def test_unknown_ids_and_sinks_are_404s(gateway):
 def test_bulk_replay_takes_the_matching_deliveries_of_a_sink(gateway, server):
     runtime, _ = gateway
     server.answer(Answer(500), Answer(500))
-    failed = [publish(runtime), publish(runtime)]
-    delivered = publish(runtime)
-    drain_queued(runtime)
+    *failed, delivered = publish_tickets(runtime, 3)
+    drain_queued(runtime, concurrency=1)  # one at a time: the scripted 500s go to the first two
     scanned: list[int] = []
 
     assert deliverylog.replay_matching(runtime, "hook", "failed", on_scanned=scanned.append) == (2, 2)

@@ -17,12 +17,13 @@ from delivery_support import (
     UrlOptions,
     drain_queued,
     engine_config,
+    publish_tickets,
+    shown,
     sink_table,
 )
 
-from gateway import deliverylog, hookimpl
+from gateway import hookimpl
 from gateway.drainer import Drainer
-from gateway.events import Event
 from gateway.sinks import SinkType
 from gateway.sweeper import Sweeper
 
@@ -64,24 +65,11 @@ def build(make_runtime: Any, redis_url: str, tmp_path: Path):
     return runtime_for
 
 
-def publish(runtime: Any, n: int = 1) -> list[str]:
-    ids: list[str] = []
-    for i in range(n):
-        ids.extend(runtime.publisher.publish(Event.new("ticket.created", {"ticket": {"id": f"t{i}"}})).delivery_ids)
-    return ids
-
-
-def shown(runtime: Any, delivery_id: str) -> dict[str, Any]:
-    found = deliverylog.get_delivery(runtime, delivery_id)
-    assert found is not None
-    return found
-
-
 def test_a_sink_that_raises_costs_a_failed_attempt_not_the_worker(build, server):
     observer = Observer()
     runtime = build([sink_table("broken", server.url, type="broken", retry_schedule=[]),
                      sink_table("hook", server.url, retry_schedule=[])], plugins=[observer])
-    broken_id, good_id = publish(runtime)
+    broken_id, good_id = publish_tickets(runtime)
     drain_queued(runtime)
 
     broken = shown(runtime, broken_id)
@@ -98,7 +86,7 @@ def test_a_sink_that_raises_costs_a_failed_attempt_not_the_worker(build, server)
 def test_a_redirect_is_not_followed_and_counts_as_a_failure(build, server):
     server.answer(Answer(302, headers={"Location": "http://127.0.0.1:1/elsewhere"}))
     runtime = build([sink_table("hook", server.url, retry_schedule=[60])])
-    [delivery_id] = publish(runtime)
+    [delivery_id] = publish_tickets(runtime)
     drain_queued(runtime)
     found = shown(runtime, delivery_id)
     assert found["status"] == "retrying" and found["last_status_code"] == 302 and found["next_attempt_at"]
@@ -107,7 +95,7 @@ def test_a_redirect_is_not_followed_and_counts_as_a_failure(build, server):
 
 def test_private_destinations_are_refused_unless_allowed(build, server):
     runtime = build([sink_table("hook", server.url)], allow_private_networks=False)
-    [delivery_id] = publish(runtime)
+    [delivery_id] = publish_tickets(runtime)
     drain_queued(runtime)
     found = shown(runtime, delivery_id)
     assert found["status"] == "failed" and found["attempt_log"][0]["error"]["code"] == "ssrf_refused"
@@ -117,7 +105,7 @@ def test_private_destinations_are_refused_unless_allowed(build, server):
 def test_the_in_flight_cap_holds_for_a_slow_sink(build, server):
     server.default = Answer(200, delay=0.5)
     runtime = build([sink_table("hook", server.url, max_in_flight=2)])
-    ids = publish(runtime, 6)
+    ids = publish_tickets(runtime, 6)
     drain_queued(runtime, concurrency=8)
     assert all(shown(runtime, i)["status"] == "delivered" for i in ids)
     assert server.max_active == 2
@@ -125,7 +113,7 @@ def test_the_in_flight_cap_holds_for_a_slow_sink(build, server):
 
 def test_the_rate_limit_spaces_claims(build, server):
     runtime = build([sink_table("hook", server.url, rate_limit=4)])
-    publish(runtime, 5)
+    publish_tickets(runtime, 5)
     drain_queued(runtime)
     times = [r.at for r in server.received]
     assert len(times) == 5
@@ -135,7 +123,7 @@ def test_the_rate_limit_spaces_claims(build, server):
 
 def test_an_expired_event_fails_its_delivery_clearly(build, server):
     runtime = build([sink_table("hook", server.url)])
-    [delivery_id] = publish(runtime)
+    [delivery_id] = publish_tickets(runtime)
     event_id = shown(runtime, delivery_id)["event_id"]
     runtime.redis.delete(runtime.keys.event(event_id))
     drain_queued(runtime)
@@ -146,7 +134,7 @@ def test_an_expired_event_fails_its_delivery_clearly(build, server):
 
 def test_the_sweeper_fails_deliveries_of_a_sink_no_longer_configured(build, server):
     before = build([sink_table("hook", server.url), sink_table("gone", server.url)])
-    hook_id, gone_id = publish(before)
+    hook_id, gone_id = publish_tickets(before)
     # As if the publishing process died before enqueuing the wake-ups and their drainer
     # leases lapsed: the sweeper must cope.
     keys = before.keys
@@ -167,7 +155,7 @@ def test_the_sweeper_fails_deliveries_of_a_sink_no_longer_configured(build, serv
 
 def test_an_expired_in_flight_lease_goes_back_to_the_front_of_the_ready_list(build, server):
     runtime = build([sink_table("hook", server.url)])
-    first, second = publish(runtime, 2)
+    first, second = publish_tickets(runtime, 2)
     keys = runtime.keys
     # As if a worker claimed `first` and died: its lease ran out.
     runtime.redis.lrem(keys.ready("hook"), 0, first)
@@ -186,7 +174,7 @@ def test_the_worker_summary_counts_outcomes_since_the_last_line(build, server):
 
     server.answer(Answer(500))
     runtime = build([sink_table("hook", server.url, retry_schedule=[60])])
-    publish(runtime, 3)
+    publish_tickets(runtime, 3)
     [job_id] = [i.decode() for i in runtime.redis.lrange(runtime.queue.key, 0, -1)]
     drainer = Drainer(runtime, 4)
     try:

@@ -18,6 +18,8 @@ from delivery_support import (
     SinkServer,
     WorkerProcess,
     engine_config,
+    publish_tickets,
+    shown,
     sink_table,
     start_worker,
     wait_until,
@@ -25,7 +27,6 @@ from delivery_support import (
 )
 
 from gateway import deliverylog, sinkstate
-from gateway.events import Event
 from gateway.signing import hex_signature
 
 
@@ -65,26 +66,13 @@ def sink_server(servers: list[SinkServer], default: Answer | None = None) -> Sin
     return server
 
 
-def publish(runtime: Any, n: int = 1) -> list[str]:
-    ids: list[str] = []
-    for i in range(n):
-        ids.extend(runtime.publisher.publish(Event.new("ticket.created", {"ticket": {"id": f"t{i}"}})).delivery_ids)
-    return ids
-
-
-def delivery(runtime: Any, delivery_id: str) -> dict[str, Any]:
-    found = deliverylog.get_delivery(runtime, delivery_id)
-    assert found is not None
-    return found
-
-
 def test_500_500_200_is_delivered_on_the_third_attempt_with_three_attempts_logged(engine, servers):
     server = sink_server(servers).answer(Answer(500, b"boom"), Answer(500, b"boom again"))
     runtime, worker = engine([sink_table("hook", server.url, retry_schedule=[0.2, 0.2], secret="s3cret")])
     worker()
-    [delivery_id] = publish(runtime)
+    [delivery_id] = publish_tickets(runtime)
 
-    found = wait_until(lambda: (d := delivery(runtime, delivery_id))["status"] == "delivered" and d,
+    found = wait_until(lambda: (d := shown(runtime, delivery_id))["status"] == "delivered" and d,
                        what="delivered")
     assert found["attempts"] == 3
     assert [a["status_code"] for a in found["attempt_log"]] == [500, 500, 200]
@@ -104,30 +92,30 @@ def test_retry_after_on_429_is_honoured(engine, servers):
     server = sink_server(servers).answer(Answer(429, headers={"Retry-After": "2"}))
     runtime, worker = engine([sink_table("hook", server.url, retry_schedule=[0.1])])
     worker()
-    [delivery_id] = publish(runtime)
+    [delivery_id] = publish_tickets(runtime)
 
-    wait_until(lambda: delivery(runtime, delivery_id)["status"] == "delivered", what="delivered")
+    wait_until(lambda: shown(runtime, delivery_id)["status"] == "delivered", what="delivered")
     first, second = server.received
     assert second.at - first.at >= 2.0
-    assert [a["status_code"] for a in delivery(runtime, delivery_id)["attempt_log"]] == [429, 200]
+    assert [a["status_code"] for a in shown(runtime, delivery_id)["attempt_log"]] == [429, 200]
 
 
 def test_410_gone_fails_the_delivery_and_pauses_the_sink_until_resumed(engine, servers):
     server = sink_server(servers).answer(Answer(410, b"gone"))
     runtime, worker = engine([sink_table("hook", server.url, retry_schedule=[0.1, 0.1])])
     worker()
-    [gone_id] = publish(runtime)
-    wait_until(lambda: delivery(runtime, gone_id)["status"] == "failed", what="failed")
+    [gone_id] = publish_tickets(runtime)
+    wait_until(lambda: shown(runtime, gone_id)["status"] == "failed", what="failed")
     [state] = sinkstate.sink_states(runtime)
     assert state["state"] == "paused" and "410" in state["paused_reason"]
-    assert delivery(runtime, gone_id)["attempts"] == 1  # no retries after 410
+    assert shown(runtime, gone_id)["attempts"] == 1  # no retries after 410
 
-    [waiting_id] = publish(runtime)
-    assert delivery(runtime, waiting_id)["status"] == "pending"
+    [waiting_id] = publish_tickets(runtime)
+    assert shown(runtime, waiting_id)["status"] == "pending"
     assert sinkstate.sink_states(runtime)[0]["counts"]["queued"] == 1
 
     sinkstate.resume(runtime, "hook")
-    wait_until(lambda: delivery(runtime, waiting_id)["status"] == "delivered", what="delivered after resume")
+    wait_until(lambda: shown(runtime, waiting_id)["status"] == "delivered", what="delivered after resume")
     assert server.count() == 2
 
 
@@ -135,9 +123,9 @@ def test_a_sink_that_does_not_answer_in_time_is_a_timeout_and_retried(engine, se
     server = sink_server(servers).answer(Answer(200, delay=3))
     runtime, worker = engine([sink_table("hook", server.url, timeout=0.5, retry_schedule=[0.2])])
     worker()
-    [delivery_id] = publish(runtime)
+    [delivery_id] = publish_tickets(runtime)
 
-    found = wait_until(lambda: (d := delivery(runtime, delivery_id))["status"] == "delivered" and d,
+    found = wait_until(lambda: (d := shown(runtime, delivery_id))["status"] == "delivered" and d,
                        what="delivered")
     first = found["attempt_log"][0]
     assert first["error"]["code"] == "timeout" and first["status_code"] is None
@@ -148,12 +136,12 @@ def test_replay_sends_a_failed_delivery_again_with_the_same_id(engine, servers):
     server = sink_server(servers).answer(Answer(500))
     runtime, worker = engine([sink_table("hook", server.url, retry_schedule=[])])
     worker()
-    [delivery_id] = publish(runtime)
-    wait_until(lambda: delivery(runtime, delivery_id)["status"] == "failed", what="failed")
+    [delivery_id] = publish_tickets(runtime)
+    wait_until(lambda: shown(runtime, delivery_id)["status"] == "failed", what="failed")
 
     result = deliverylog.replay(runtime, [delivery_id])
     assert result.outcomes == {delivery_id: "queued"}
-    found = wait_until(lambda: (d := delivery(runtime, delivery_id))["status"] == "delivered" and d,
+    found = wait_until(lambda: (d := shown(runtime, delivery_id))["status"] == "delivered" and d,
                        what="delivered after replay")
     assert [r.headers["X-Webhook-Delivery"] for r in server.received] == [delivery_id, delivery_id]
     assert found["replays"] == 1 and found["attempts"] == 2
@@ -165,12 +153,12 @@ def test_a_sink_answering_in_5_s_does_not_delay_another_sinks_deliveries(engine,
     runtime, worker = engine([sink_table("slow", slow.url, max_in_flight=4), sink_table("fast", fast.url)],
                              concurrency=16)
     worker()
-    ids = publish(runtime, 20)
-    slow_ids = [i for i in ids if delivery(runtime, i)["sink"] == "slow"]
+    ids = publish_tickets(runtime, 20)
+    slow_ids = [i for i in ids if shown(runtime, i)["sink"] == "slow"]
 
     wait_until(lambda: fast.count() == 20, what="all 20 fast deliveries")
     # The fast sink got everything while the slow one had not answered a single request.
-    assert all(delivery(runtime, i)["status"] == "pending" for i in slow_ids)
+    assert all(shown(runtime, i)["status"] == "pending" for i in slow_ids)
     assert slow.count() <= 4  # its in-flight cap
 
 
@@ -178,13 +166,13 @@ def test_a_killed_workers_in_flight_delivery_is_delivered_again_with_the_same_id
     server = sink_server(servers).answer(Answer(200, delay=30))
     runtime, worker = engine([sink_table("hook", server.url, timeout=5)])
     first = worker()
-    [delivery_id] = publish(runtime)
+    [delivery_id] = publish_tickets(runtime)
     wait_until(lambda: server.count() == 1, what="first attempt under way")
     first.process.send_signal(signal.SIGKILL)
     first.process.wait()
 
     worker()
-    found = wait_until(lambda: (d := delivery(runtime, delivery_id))["status"] == "delivered" and d,
+    found = wait_until(lambda: (d := shown(runtime, delivery_id))["status"] == "delivered" and d,
                        timeout=60, what="delivered after the kill")
     assert [r.headers["X-Webhook-Delivery"] for r in server.received] == [delivery_id, delivery_id]
     assert found["attempts"] == 1  # the interrupted attempt never finished, so was never charged
@@ -194,19 +182,19 @@ def test_circuit_opens_after_n_failures_and_a_good_probe_closes_it(engine, serve
     server = sink_server(servers, Answer(500))
     runtime, worker = engine([sink_table("hook", server.url, retry_schedule=[], failure_threshold=3,
                                          max_in_flight=1)], circuit_cooldown=5)
-    ids = publish(runtime, 6)
+    ids = publish_tickets(runtime, 6)
     worker()
     wait_until(lambda: sinkstate.sink_states(runtime)[0]["state"] in ("circuit_open", "half_open"),
                what="circuit open")
     assert server.count() == 3
-    waiting = [i for i in ids if delivery(runtime, i)["status"] == "pending"]
+    waiting = [i for i in ids if shown(runtime, i)["status"] == "pending"]
     assert len(waiting) == 3
 
     server.default = Answer(200)
-    wait_until(lambda: all(delivery(runtime, i)["status"] == "delivered" for i in waiting),
+    wait_until(lambda: all(shown(runtime, i)["status"] == "delivered" for i in waiting),
                what="the waiting deliveries delivered after the probe")
     [state] = sinkstate.sink_states(runtime)
     assert state["state"] == "ok" and state["failure_streak"] == 0
     # Deferred while the circuit was open, not charged an attempt.
-    assert all(delivery(runtime, i)["attempts"] == 1 for i in waiting)
+    assert all(shown(runtime, i)["attempts"] == 1 for i in waiting)
     assert state["counts"]["last_24h"] == {"delivered": 3, "retrying": 0, "failed": 3}
