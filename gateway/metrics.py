@@ -20,6 +20,7 @@ import functools
 import logging
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
@@ -65,8 +66,6 @@ def prepare_multiprocess_dir(path: str | os.PathLike[str]) -> Path:
                 entry.unlink()
     target.mkdir(parents=True, exist_ok=True)
     os.environ[MULTIPROC_ENV] = str(target)
-    import sys
-
     if "prometheus_client.values" in sys.modules:
         # prometheus_client picks its value store when first imported; a process that
         # imported it before the variable was set would otherwise keep per-process values.
@@ -141,8 +140,14 @@ class Metrics:
             self.attempt_duration.labels(sink).observe(duration)
         if outcome == "delivered":
             received = _epoch_seconds(attempt.get("event_timestamp"))
+            started = _epoch_seconds(attempt.get("at"))
             if received is not None:
-                finished = _epoch_seconds(attempt.get("finished_at")) or (time.time() if now is None else now)
+                # The attempt's own end (start + duration) rather than "now": observers may
+                # run a little later than the attempt finished.
+                if started is not None and duration is not None:
+                    finished = started + duration
+                else:
+                    finished = time.time() if now is None else now
                 self.delivered_latency.labels(sink).observe(max(0.0, finished - received))
 
     def observe_request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
