@@ -1,0 +1,144 @@
+"""``python -m bench.costs``: the receive path's CPU budget, part by part.
+
+Each part of a ticket create runs many times in this process and is timed with the
+thread's own CPU clock, so waiting (on Redis, on a busy CPU) does not count: the figures
+hold on a shared machine where rates do not. The whole request is timed the same way, as a
+WSGI call of the gateway's app and of the hello-world app (the same environ), so the parts
+can be set against the whole and against the baseline. Redis's own time per publish comes
+from ``INFO commandstats``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from werkzeug.test import EnvironBuilder
+
+from bench.deliver import sink_table
+from bench.receive import TICKET
+from bench.stack import SECRET, Stack
+from gateway.signing import hex_signature
+
+
+def cpu_us(action: Callable[[], Any], count: int) -> float:
+    """Mean thread CPU time of ``action()`` in microseconds, over ``count`` calls."""
+    for _ in range(min(100, count)):
+        action()
+    total = 0
+    for _ in range(count):
+        started = time.thread_time_ns()
+        action()
+        total += time.thread_time_ns() - started
+    return total / count / 1000
+
+
+def wsgi_call(app: Any, body: bytes, headers: dict[str, str]) -> Callable[[], Any]:
+    """One POST of ``body`` through ``app`` as gunicorn would call it (a fresh environ)."""
+
+    def start_response(status: str, response_headers: list[Any], exc_info: Any = None) -> None:
+        call.status = status  # type: ignore[attr-defined]
+
+    def call() -> None:
+        environ = EnvironBuilder(
+            path="/api/webhooks/receive", method="POST", data=body, headers=headers
+        ).get_environ()
+        for _ in app(environ, start_response):
+            pass
+
+    return call
+
+
+def measure(count: int) -> dict[str, float]:
+    """CPU µs per request of the whole receive, of hello, and of each part of receive."""
+    from bench.hello import app as hello_app
+    from gateway import logs
+    from gateway.api import receive as view
+    from gateway.app import create_app
+    from gateway.events import Event, iso_z, utc_now
+
+    body = json.dumps(TICKET, separators=(",", ":")).encode()
+    headers = {"Content-Type": "application/json", "X-Webhook-Signature": hex_signature(body, SECRET)}
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="gateway-costs-") as tmp, Stack(Path(tmp)) as stack:
+        sink = stack.start_sink("costs")
+        config = stack.write_config("costs", [sink_table("fast", sink)])
+        # As `gateway web` runs it: the access log on, to a stream nobody reads.
+        logs.configure("text", "INFO", stream=io.StringIO())
+        app = create_app(config_path=config)
+        runtime = app.extensions["gateway"]
+        out["hello: whole request (WSGI)"] = cpu_us(wsgi_call(hello_app, body, headers), count)
+        assert stack.redis is not None
+        stack.redis.config_resetstat()
+        whole = wsgi_call(app, body, headers)
+        out["receive: whole request (WSGI)"] = cpu_us(whole, count)
+        stats = stack.redis.info("commandstats").get("cmdstat_evalsha", {})
+        parsed = json.loads(body)
+        out["  signature check (HMAC)"] = cpu_us(
+            lambda: view.verify_request_signature(body, headers, SECRET, 300), count
+        )
+        out["  json.loads"] = cpu_us(lambda: json.loads(body), count)
+        out["  marshmallow: envelope + data"] = cpu_us(
+            lambda: view.TICKET_DATA.load(view.RECEIVE_BODY.load(parsed)["data"]), count
+        )
+
+        def build() -> tuple[dict[str, Any], Event]:
+            now = utc_now()
+            ticket = {
+                "id": str(uuid.uuid4()),
+                "ticket_number": "x",
+                **parsed["data"],
+                "status": "new",
+                "category": None,
+                "source": "webhook",
+                "created_at": iso_z(now),
+            }
+            return ticket, Event.new("ticket.created", {"ticket": ticket}, at=now)
+
+        out["  ticket + event objects"] = cpu_us(build, count)
+
+        def publish() -> None:
+            ticket, event = build()
+            runtime.publisher.publish(event, ticket=ticket)
+
+        out["  publish (Python side, incl. the objects)"] = cpu_us(publish, count)
+        out["  access log line"] = cpu_us(
+            lambda: logs.access_log.info(
+                "%s %s %s %sms",
+                "POST",
+                "/api/webhooks/receive",
+                201,
+                1.0,
+                extra={
+                    "method": "POST",
+                    "path": "/api/webhooks/receive",
+                    "status": 201,
+                    "duration_ms": 1.0,
+                    "remote_addr": "127.0.0.1",
+                },
+            ),
+            count,
+        )
+        if stats:
+            out["redis: publish.lua per call (Redis time)"] = float(stats["usec_per_call"])
+        logs.reset()
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.costs", description=__doc__.split("\n")[0])
+    parser.add_argument("--count", type=int, default=2000)
+    args = parser.parse_args(argv)
+    for name, value in measure(args.count).items():
+        print(f"{value:9.1f} µs  {name}")
+
+
+if __name__ == "__main__":
+    main()
