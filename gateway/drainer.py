@@ -91,11 +91,14 @@ class Drainer:
     def start(self, sink: str, token: str) -> None:
         """Start a drainer loop for ``token`` (called from the rq drain job; returns at once)."""
         with self._cond:
-            if self._stopping or token in self._loops:
-                return
-            thread = threading.Thread(target=self._loop, args=(sink, token), name=f"drain:{sink}", daemon=True)
-            self._loops[token] = thread
-        thread.start()
+            stopping = self._stopping
+            if not stopping and token not in self._loops:
+                thread = threading.Thread(target=self._loop, args=(sink, token), name=f"drain:{sink}", daemon=True)
+                self._loops[token] = thread
+                thread.start()
+        if stopping:
+            # Shutting down: hand the sink back at once rather than when the lease lapses.
+            self.scripts.drop(sink, token)
 
     def run_inline(self, sink: str, token: str) -> None:
         """Drain until released, in the calling thread (for an rq worker that is not ours)."""
