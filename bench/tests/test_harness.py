@@ -190,3 +190,25 @@ def test_profile_summary_counts_own_time_by_library() -> None:
     assert " 10.0%  gateway (ours)" in text
     assert "100.0%  main (gateway/cli.py)" in text
     assert summarize("") == "no samples\n"
+
+
+def test_costs_measures_every_part_of_a_receive() -> None:
+    from bench.costs import measure
+
+    costs = measure(count=20)
+    assert costs["receive: whole request (WSGI)"] > costs["hello: whole request (WSGI)"] > 0
+    parts = [name for name in costs if name.startswith("  ")]
+    assert len(parts) >= 6 and all(costs[name] > 0 for name in parts)
+
+
+@needs_wrk
+def test_a_run_writes_every_key_even_for_the_scenarios_it_skips(tmp_path: Path) -> None:
+    from bench.__main__ import main
+
+    output = tmp_path / "results.json"
+    assert main(["--quick", "--only", "sink", "--output", str(output)]) == 0
+    results = json.loads(output.read_text())
+    assert set(report.REQUIRED_KEYS) <= set(results)
+    assert all(results[key] is None for key in report.REQUIRED_KEYS)
+    assert results["sink_capacity_rps"] > 0
+    assert results["context"]["machine"]["cores"] >= 1 and results["errors"] == {}
