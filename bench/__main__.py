@@ -39,6 +39,7 @@ class Plan:
     isolation_rate: float = 100
     isolation_seconds: float = 15
     e2e_seconds: float = 15
+    cost_count: int = 2_000
     timeout: float = 300
 
 
@@ -52,9 +53,10 @@ QUICK = Plan(
     isolation_rate=100,
     isolation_seconds=2,
     e2e_seconds=2,
+    cost_count=200,
     timeout=60,
 )
-SCENARIOS = ("sink", "receive", "deliver", "slow", "isolation", "e2e")
+SCENARIOS = ("sink", "receive", "costs", "deliver", "slow", "isolation", "e2e")
 
 
 def ensure_tools() -> None:
@@ -97,7 +99,7 @@ class CpuShare:
 
 def run(plan: Plan, only: set[str], run_dir: Path) -> dict[str, Any]:
     """Every scenario in ``only``; a failing scenario is recorded and the others still run."""
-    from bench import deliver, latency, receive
+    from bench import costs, deliver, latency, receive
     from bench.stack import Stack
 
     results: dict[str, Any] = {key: None for key in report.REQUIRED_KEYS}
@@ -128,6 +130,14 @@ def run(plan: Plan, only: set[str], run_dir: Path) -> dict[str, Any]:
             lambda: receive.receive_vs_hello(
                 stack, deliver.sink_table("fast", fast), plan.http_seconds, plan.rounds
             ),
+        )
+        step(
+            "costs",
+            lambda: {
+                "receive_cpu_budget_us": {
+                    name.strip(): round(value, 1) for name, value in costs.measure(plan.cost_count).items()
+                }
+            },
         )
         step(
             "deliver",

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import logging
+import statistics
 import tempfile
 import time
 import uuid
@@ -28,16 +30,20 @@ from bench.stack import SECRET, Stack
 from gateway.signing import hex_signature
 
 
-def cpu_us(action: Callable[[], Any], count: int) -> float:
-    """Mean thread CPU time of ``action()`` in microseconds, over ``count`` calls."""
+def cpu_us(action: Callable[[], Any], count: int, batches: int = 10) -> float:
+    """Thread CPU time of one ``action()`` in microseconds: the median over ``batches``
+    batches of the batch mean (a burst of contention from other processes spoils a batch,
+    not the figure)."""
     for _ in range(min(100, count)):
         action()
-    total = 0
-    for _ in range(count):
+    size = max(1, count // batches)
+    means = []
+    for _ in range(batches):
         started = time.thread_time_ns()
-        action()
-        total += time.thread_time_ns() - started
-    return total / count / 1000
+        for _ in range(size):
+            action()
+        means.append((time.thread_time_ns() - started) / size / 1000)
+    return statistics.median(means)
 
 
 def wsgi_call(app: Any, body: bytes, headers: dict[str, str]) -> Callable[[], Any]:
@@ -78,7 +84,15 @@ def measure(count: int) -> dict[str, float]:
         assert stack.redis is not None
         stack.redis.config_resetstat()
         whole = wsgi_call(app, body, headers)
-        out["receive: whole request (WSGI)"] = cpu_us(whole, count)
+        # With and without the access log, in alternating rounds so drift hits both alike.
+        rounds: dict[str, list[float]] = {"on": [], "off": []}
+        for _ in range(3):
+            for state, level in (("on", logging.NOTSET), ("off", logging.WARNING)):
+                logs.access_log.setLevel(level)
+                rounds[state].append(cpu_us(whole, max(1, count // 3)))
+        logs.access_log.setLevel(logging.NOTSET)
+        out["receive: whole request (WSGI)"] = statistics.median(rounds["on"])
+        out["receive: whole request, access log off"] = statistics.median(rounds["off"])
         stats = stack.redis.info("commandstats").get("cmdstat_evalsha", {})
         parsed = json.loads(body)
         out["  signature check (HMAC)"] = cpu_us(
