@@ -119,25 +119,21 @@ def machine() -> dict[str, Any]:
     }
 
 
+def _git(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["git", *args], capture_output=True, text=True, check=False, cwd=Path(__file__).parent
+    )
+
+
 def _git_commit() -> str | None:
+    """The checkout's commit, ``+dirty`` when tracked files have uncommitted changes (others
+    work in the same tree: the run measured what was on disk)."""
     try:
-        done = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=False,
-            cwd=Path(__file__).parent,
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=False,
-            cwd=Path(__file__).parent,
-        ).stdout.strip()
-        return done.stdout.strip() + ("+dirty" if dirty else "") if done.returncode == 0 else None
+        done = _git("rev-parse", "--short", "HEAD")
+        dirty = _git("status", "--porcelain", "--untracked-files=no").stdout.strip()
     except OSError:
         return None
+    return done.stdout.strip() + ("+dirty" if dirty else "") if done.returncode == 0 else None
 
 
 def load_average() -> list[float]:

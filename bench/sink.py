@@ -68,6 +68,7 @@ class Record:
         return len(self.ids) if self.ids else self.requests - self.duplicates
 
     def counts(self) -> dict[str, Any]:
+        """The counts and the first and last arrival (epoch s): cheap to poll."""
         return {
             "requests": self.requests,
             "deliveries": self.deliveries,
@@ -76,14 +77,8 @@ class Record:
         }
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "requests": self.requests,
-            "deliveries": self.deliveries,
-            "duplicates": self.duplicates,
-            "first": self.first,
-            "last": self.last,
-            "latencies_ms": self.latencies_ms,
-        }
+        """Everything, each latency included."""
+        return {**self.counts(), "duplicates": self.duplicates, "latencies_ms": self.latencies_ms}
 
 
 class SinkProtocol(asyncio.Protocol):
@@ -133,21 +128,9 @@ class SinkProtocol(asyncio.Protocol):
 
     def handle(self, method: bytes, path: bytes, delivery_id: bytes | None, body: bytes, close: bool) -> None:
         assert self.transport is not None
-        if path == b"/_stats":
-            payload = json.dumps(self.record.to_json()).encode()
-            self.transport.write(
-                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-                b"Connection: close\r\n\r\n%s" % (len(payload), payload)
-            )
-            self.transport.close()
-            return
-        if path == b"/_count":
-            payload = json.dumps(self.record.counts()).encode()
-            self.transport.write(
-                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-                b"Connection: close\r\n\r\n%s" % (len(payload), payload)
-            )
-            self.transport.close()
+        control = {b"/_stats": self.record.to_json, b"/_count": self.record.counts}.get(path)
+        if control is not None:
+            self.answer_json(control())
             return
         if path == b"/_reset":
             self.record.reset()
@@ -167,6 +150,15 @@ class SinkProtocol(asyncio.Protocol):
                 self.transport.close()
             return
         self.previous = asyncio.ensure_future(self.answer_later(self.previous, answer, close))
+
+    def answer_json(self, doc: dict[str, Any]) -> None:
+        assert self.transport is not None
+        payload = json.dumps(doc).encode()
+        self.transport.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+            b"Connection: close\r\n\r\n%s" % (len(payload), payload)
+        )
+        self.transport.close()
 
     async def answer_later(self, previous: asyncio.Future[None] | None, answer: bytes, close: bool) -> None:
         await asyncio.sleep(self.delay)
