@@ -123,6 +123,7 @@ class Metrics:
         self.delivered_latency = Histogram(
             "gateway_delivery_latency_seconds", "From the event's timestamp (received) to its successful "
             "delivery, retries included, by sink.", ["sink"], buckets=LATENCY_BUCKETS, registry=reg)
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def observe_event(self, event: Event) -> None:
         """Count one published event."""
@@ -152,8 +153,16 @@ class Metrics:
 
     def observe_request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
         """Count one answered HTTP request."""
-        self.http_requests.labels(endpoint, method, str(status)).inc()
-        self.http_duration.labels(endpoint).observe(seconds)
+        key = (endpoint, method, status)
+        children = self._request_children.get(key)
+        if children is None:
+            # labels() takes a lock and builds a key on every call; the request path keeps
+            # its few (endpoint, method, status) children at hand instead.
+            children = (self.http_requests.labels(endpoint, method, str(status)),
+                        self.http_duration.labels(endpoint))
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 @functools.cache

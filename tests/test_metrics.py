@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -81,6 +81,7 @@ def test_ticket_counts_requests_events_and_queue_depth(make_client):
     assert client.post("/api/webhooks/receive", json=TICKET).status_code == 201
     assert client.post("/api/webhooks/receive", data="x", content_type="text/plain").status_code == 415
     assert client.get("/no/such/page").status_code == 404
+    assert client.open("/api/webhooks/receive", method="BREW").status_code == 405
 
     after = scrape(client)
     assert delta(before, after, "gateway_tickets_received_total") == 1
@@ -91,7 +92,9 @@ def test_ticket_counts_requests_events_and_queue_depth(make_client):
                      status=status) == 1, status
     # Unrouted paths share one label value, so a scanner cannot blow up the series count.
     assert value(after, "gateway_http_requests_total", endpoint="unmatched", method="GET", status="404") >= 1
-    assert not any("no/such" in str(labels) for _, labels in after)
+    assert not any("no/such" in str(labels) or "BREW" in str(labels) for _, labels in after)
+    assert value(after, "gateway_http_requests_total", endpoint="unmatched", method="other",
+                 status="405") >= 1
     # Nothing drains in this test: both subscribed sinks hold the one delivery each.
     assert value(after, "gateway_queue_depth", sink="crm") == 1
     assert value(after, "gateway_queue_depth", sink="audit") == 1
@@ -110,8 +113,8 @@ def test_delivery_attempts_feed_outcomes_duration_and_latency(make_runtime):
     # Received 2 s ago; the attempt started 0.5 s after that and took 42 ms.
     attempt = {"delivery_id": "dlv_1", "event_id": event.id, "event": event.name, "sink": "crm", "attempt": 1,
                "status_code": 200, "duration_ms": 42.0, "outcome": "delivered",
-               "event_timestamp": iso_z(datetime.fromtimestamp(received, timezone.utc)),
-               "at": iso_z(datetime.fromtimestamp(received + 0.5, timezone.utc))}
+               "event_timestamp": iso_z(datetime.fromtimestamp(received, UTC)),
+               "at": iso_z(datetime.fromtimestamp(received + 0.5, UTC))}
     runtime.plugins.hook.delivery_attempted(attempt=attempt)
     runtime.plugins.hook.delivery_attempted(attempt={**attempt, "status_code": 500, "outcome": "retry"})
 

@@ -22,6 +22,8 @@ from gateway.hookspecs import hookimpl
 
 bp = Blueprint("metrics", __name__)
 UNMATCHED = "unmatched"
+# Label values come from this fixed set: a client inventing methods must not invent series.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 @bp.before_app_request
@@ -37,7 +39,8 @@ def _count_request(response: Response) -> Response:
     seconds = time.perf_counter() - started if started is not None else 0.0
     rule = request.url_rule
     endpoint = rule.rule if rule is not None else UNMATCHED
-    method, status = request.method, response.status_code
+    method = request.method if request.method in KNOWN_METHODS else "other"
+    status = response.status_code
     metrics.safely("request", lambda: metrics.get().observe_request(endpoint, method, status, seconds))
     return response
 
