@@ -55,6 +55,14 @@ def verdicts(results: Mapping[str, Any]) -> dict[str, bool | None]:
     return out
 
 
+def _number(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:,.2f}" if abs(value) < 10 else f"{value:,.1f}"
+    return f"{value:,}"
+
+
 def table(results: Mapping[str, Any]) -> str:
     """The results as a Markdown table (readable in a terminal, pasted as-is into
     docs/performance.md)."""
@@ -62,7 +70,7 @@ def table(results: Mapping[str, Any]) -> str:
     rows = [("key", "value", "target", "met", "what")]
     for target in TARGETS:
         value = results.get(target.key)
-        shown = "n/a" if value is None else (f"{value:,.1f}" if isinstance(value, float) else f"{value:,}")
+        shown = _number(value)
         met = checks.get(target.key)
         verdict = "" if target.met is None else {True: "yes", False: "**no**", None: "n/a"}[met]
         rows.append((f"`{target.key}`", shown, target.goal, verdict, target.what))
@@ -151,3 +159,40 @@ _STARTED = time.monotonic()
 def progress(message: str) -> None:
     """A progress line on stderr, with the seconds since the bench started."""
     print(f"bench [{time.monotonic() - _STARTED:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def markdown(results: Mapping[str, Any]) -> str:
+    """A full run as docs/performance.md records it: the machine, how busy it was, the
+    table, and the supporting figures."""
+    context = results.get("context") or {}
+    box = context.get("machine") or {}
+    versions = ", ".join(f"{k} {v}" for k, v in (box.get("versions") or {}).items() if v)
+    lines = [
+        f"Machine: {box.get('cpu')}, {box.get('cores')} cores, {box.get('memory_gb')} GB; Linux "
+        f"{box.get('kernel')}; Python {box.get('python')}; {versions}; {box.get('wrk')}.",
+        f"Checkout: {box.get('commit')}. {'Quick' if context.get('quick') else 'Full'} run, "
+        f"{context.get('seconds')} s. While it ran, other processes used "
+        f"{context.get('other_processes_cores')} of the {box.get('cores')} cores on average "
+        f"(load average {context.get('load_average_before')} before, "
+        f"{context.get('load_average_after')} after).",
+        "",
+        table(results),
+        "",
+        "Supporting figures (`bench/results.json`):",
+        "",
+        "```",
+        details(results),
+        "```",
+    ]
+    if results.get("errors"):
+        lines += [
+            "",
+            "Scenarios that failed: " + "; ".join(f"{k}: {v}" for k, v in results["errors"].items()),
+        ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    # python -m bench.report [results.json]: the Markdown section for docs/performance.md.
+    source = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "results.json"
+    print(markdown(json.loads(source.read_text(encoding="utf-8"))))
