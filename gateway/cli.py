@@ -203,6 +203,17 @@ def _redis_for(settings: Settings) -> tuple[str, Any]:
             embedded.start()
         except RedisUnavailable as exc:
             raise click.ClickException(f"could not start the embedded Redis: {exc}") from None
+    else:
+        import redis
+
+        from gateway.store import connect
+
+        try:
+            connect(url).ping()
+        except redis.RedisError as exc:
+            # Not fatal: Redis may come up later; meanwhile receive answers 503 (nothing lost).
+            click.echo(f"warning: Redis at {_without_password(url)} does not answer ({type(exc).__name__}); "
+                       "requests get 503 until it does", err=True)
     return url, embedded
 
 
