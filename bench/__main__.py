@@ -32,7 +32,7 @@ class Plan:
     """How much of everything: the full run, or the quick one (same keys, smaller counts)."""
 
     http_seconds: float = 20
-    rounds: int = 4
+    rounds: int = 10
     deliver_count: int = 10_000
     plain_count: int = 150
     slow_count: int = 2_000
