@@ -124,7 +124,7 @@ def run(plan: Plan, only: set[str], run_dir: Path) -> dict[str, Any]:
                 traceback.print_exc()
             report.progress(f"{name} done in {time.monotonic() - begun:.1f}s")
 
-        step("sink", lambda: receive.sink_capacity(stack, fast, plan.http_seconds / plan.rounds))
+        step("sink", lambda: receive.sink_capacity(stack, fast, plan.http_seconds / 4))
         step(
             "receive",
             lambda: receive.receive_vs_hello(
