@@ -19,6 +19,7 @@ import threading
 from typing import Any
 
 import click
+import redis
 from rq import Queue, SimpleWorker
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
@@ -35,6 +36,7 @@ log = logging.getLogger("gateway.worker")
 BURST_IDLE_WAIT_S = 600.0
 MAINTENANCE_INTERVAL_S = 30
 SUMMARY_INTERVAL_S = 60.0
+REDIS_RETRY_S = 2.0
 
 
 class GatewayScheduler(RQScheduler):
@@ -187,11 +189,43 @@ def worker_command(concurrency: int | None, burst: bool, name: str | None) -> No
 
 def run_worker(runtime: Runtime, concurrency: int | None = None, burst: bool = False, name: str | None = None,
                log_level: str = "INFO") -> None:
-    """Run a worker for ``runtime`` in this process until stopped (or idle, with ``burst``)."""
-    worker = build_worker(runtime, concurrency, name)
-    log.info("worker %s: queue %s, %d delivery threads, sinks: %s", worker.name, runtime.settings.queue,
-             worker.drainer.concurrency, ", ".join(s.name for s in runtime.settings.sinks) or "none")
-    worker.work(burst=burst, with_scheduler=True, logging_level=log_level)
+    """Run a worker for ``runtime`` in this process until stopped (or idle, with ``burst``).
+
+    rq's work loop quits on any Redis error outside its blocking dequeue (Redis restarted
+    while the worker records a job, say), and its teardown then raises too. So when the loop
+    ends without a stop request, a fresh rq worker starts as soon as Redis answers again:
+    a Redis restart needs no operator. Deliveries that were in flight meanwhile are put back
+    by the sweeper when their lease expires."""
+    while True:
+        worker = build_worker(runtime, concurrency, name)
+        log.info("worker %s: queue %s, %d delivery threads, sinks: %s", worker.name, runtime.settings.queue,
+                 worker.drainer.concurrency, ", ".join(s.name for s in runtime.settings.sinks) or "none")
+        try:
+            worker.work(burst=burst, with_scheduler=True, logging_level=log_level)
+        except redis.RedisError as exc:
+            log.warning("worker %s: stopped by a Redis error (%s)", worker.name, type(exc).__name__)
+        if burst or worker._shutdown_requested_date is not None or not _wait_for_redis(runtime):
+            return
+        name = None  # the old name may stay registered in Redis until its TTL runs out
+        log.warning("Redis answers again: starting a new worker")
+
+
+def _wait_for_redis(runtime: Runtime) -> bool:
+    """Wait until Redis answers (True), or until SIGTERM/SIGINT asks this process to stop."""
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while not stop.is_set():
+            try:
+                if runtime.redis.ping():
+                    return True
+            except redis.RedisError:
+                pass
+            stop.wait(REDIS_RETRY_S)
+        return False
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @hookimpl

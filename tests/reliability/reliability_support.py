@@ -414,3 +414,22 @@ class Load:
         for outcome in self.outcomes:
             counts[outcome.status] = counts.get(outcome.status, 0) + 1
         return counts
+
+
+def engine_state(redis: Any, sink: str = "rec") -> dict[str, Any]:
+    """What the delivery engine's Redis structures say about ``sink`` (for failure messages)."""
+    statuses: dict[str, int] = {}
+    for key in redis.scan_iter("gw:delivery:dlv_*"):
+        if not key.endswith(b":attempts"):
+            status = (redis.hget(key, "status") or b"?").decode()
+            statuses[status] = statuses.get(status, 0) + 1
+    return {
+        "deliveries": statuses,
+        "ready": redis.llen(f"gw:ready:{sink}"),
+        "inflight": redis.zrange(f"gw:inflight:{sink}", 0, -1, withscores=True)[:5],
+        "drainers": redis.zrange(f"gw:drainers:{sink}", 0, -1, withscores=True),
+        "sink_state": redis.hgetall(f"gw:sink:{sink}:state"),
+        "rq_queue": redis.llen("rq:queue:gateway"),
+        "rq_workers": sorted(k.decode() for k in redis.smembers("rq:workers")),
+        "now_ms": int(time.time() * 1000),
+    }
