@@ -259,29 +259,29 @@ def run(host: str, port: int, web_workers: int, workers: int) -> None:
 
     settings = ensure_admin_token(cli_settings())
     url, embedded = _redis_for(settings)
-    # Before any child starts: web and worker processes share metrics through this directory.
-    from gateway.metrics import default_multiprocess_dir, prepare_multiprocess_dir
-
-    prepare_multiprocess_dir(default_multiprocess_dir(settings.data_dir))
     env = dict(os.environ)
     env[REDIS_URL_ENV] = url
     if settings.source:
         env["GATEWAY_CONFIG"] = settings.source
-    has_worker = isinstance(cli, GatewayCLI) and cli.get_command(click.get_current_context(), "worker") is not None
-    base = [sys.executable, "-m", "gateway"]
     supervisor = Supervisor(env, echo=lambda line: click.echo(f"[gateway] {line}", err=True), redis=embedded)
-    _banner(settings, host, port, url, embedded, web_workers, workers if has_worker else 0, token_path(settings))
-    if not has_worker and workers:
-        click.echo("warning: no `gateway worker` command is installed: events are stored but not delivered",
-                   err=True)
     try:
+        # Before any child starts: web and worker processes share metrics through this directory.
+        from gateway.metrics import default_multiprocess_dir, prepare_multiprocess_dir
+
+        prepare_multiprocess_dir(default_multiprocess_dir(settings.data_dir))
+        has_worker = cli.get_command(click.get_current_context(), "worker") is not None
+        _banner(settings, host, port, url, embedded, web_workers, workers if has_worker else 0,
+                token_path(settings))
+        if not has_worker and workers:
+            click.echo("warning: no `gateway worker` command is installed: events are stored but not delivered",
+                       err=True)
+        base = [sys.executable, "-m", "gateway"]
         supervisor.add("web", base + ["web", "--host", host, "--port", str(port), "--web-workers",
                                       str(web_workers)], restart=False)
-        if has_worker:
-            for index in range(1, workers + 1):
-                supervisor.add(f"worker-{index}", base + ["worker"], restart=True)
+        for index in range(1, (workers if has_worker else 0) + 1):
+            supervisor.add(f"worker-{index}", base + ["worker"], restart=True)
     except BaseException:
-        supervisor.stop()
+        supervisor.stop()  # whatever started, Redis included
         raise
     raise SystemExit(supervisor.run())
 
