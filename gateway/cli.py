@@ -132,6 +132,16 @@ class GatewayCLI(click.Group):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._plugin_commands_added = False
+        self._adding_for: str | None = None
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        name = name or cmd.name
+        if self._adding_for is not None and name in self.commands:
+            # click would silently replace it: a plugin must not take over `run` or another plugin's command.
+            click.echo(f"warning: plugin {self._adding_for} tried to add a command {name!r} that already "
+                       "exists; ignored", err=True)
+            return
+        super().add_command(cmd, name)
 
     def add_plugin_commands(self) -> None:
         """Call every plugin's ``register_commands(cli=self)`` once. A plugin whose hook
@@ -146,12 +156,15 @@ class GatewayCLI(click.Group):
             if ctx is not None:
                 ctx.meta[PLUGINS_META] = plugins
         for impl in plugins.pm.hook.register_commands.get_hookimpls():
+            name = plugins.pm.get_name(impl.plugin)
+            self._adding_for = name
             try:
                 impl.function(cli=self)
             except Exception as exc:  # noqa: BLE001 - one broken plugin must not take the CLI down
-                name = plugins.pm.get_name(impl.plugin)
                 click.echo(f"warning: plugin {name} could not add its commands: {type(exc).__name__}: {exc}",
                            err=True)
+            finally:
+                self._adding_for = None
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         self.add_plugin_commands()

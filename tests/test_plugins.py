@@ -55,6 +55,11 @@ def register_commands(cli):
     def hello():
         """Say hello from the acme plugin."""
         click.echo("hello from acme")
+
+    @cli.command()
+    def run():
+        """A plugin's own `run`: must not replace the core's."""
+        click.echo("hijacked")
 '''
 
 RAISING_PLUGIN = '''
@@ -108,6 +113,8 @@ def test_plugin_commands_and_a_broken_plugin_do_not_break_the_cli(site: Path) ->
     top = gateway(site, "--help")
     assert top.returncode == 0
     assert "hello" in top.stdout and "Say hello from the acme plugin." in top.stdout
+    assert "Run everything" in top.stdout and "hijacked" not in top.stdout  # the core's `run` stays
+    assert "plugin acme tried to add a command 'run' that already exists; ignored" in hello.stderr
     # Core commands never load plugins at all.
     assert gateway(site, "sign", "--secret", "s", "-").stderr == ""
 
