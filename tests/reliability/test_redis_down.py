@@ -10,6 +10,7 @@ data directory: every ticket that got a 201 is there, and its delivery completes
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,12 @@ from gateway.store import EmbeddedRedis, connect
 OUTAGES = 3
 
 pytestmark = pytest.mark.slow
+
+
+def answered(load: Load, status: int, count: int) -> Callable[[], bool]:
+    """True once ``count`` more requests than now were answered with ``status``."""
+    start = len(load.outcomes)
+    return lambda: sum(o.status == status for o in load.outcomes[start:]) >= count
 
 
 @pytest.fixture
@@ -60,13 +67,9 @@ def test_redis_killed_mid_load_then_restarted_from_its_aof(
             assert own_redis.process is not None
             own_redis.process.kill()  # SIGKILL: no chance to flush anything on the way out
             own_redis.process.wait()
-            down_from = len(load.outcomes)
-            wait_until(lambda: sum(o.status == 503 for o in load.outcomes[down_from:]) >= 20, "20 refusals")
+            wait_until(answered(load, 503, 20), "20 refusals while Redis is down")
             own_redis.start()  # same socket, same data directory: the AOF is replayed
-            back_from = len(load.outcomes)
-            wait_until(
-                lambda: sum(o.status == 201 for o in load.outcomes[back_from:]) >= 20, "20 tickets after"
-            )
+            wait_until(answered(load, 201, 20), "20 tickets after Redis is back")
 
     statuses = load.statuses()
     assert set(statuses) <= {201, 503}, {
@@ -106,8 +109,8 @@ def test_redis_killed_mid_load_then_restarted_from_its_aof(
         raise AssertionError(f"{exc}\n{engine_state(client)}\nworker:\n{worker.output()[-4000:]}") from None
     assert worker.alive(), f"the worker died with Redis:\n{worker.output()[-3000:]}"
     print(
-        f"\n{len(acknowledged)} tickets acknowledged, {len(refused)} requests refused with 503 while Redis was "
-        f"down, {len(stored - acknowledged)} stored without a 201"
+        f"\n{len(acknowledged)} tickets acknowledged, {len(refused)} requests refused with 503 while Redis "
+        f"was down, {len(stored - acknowledged)} stored without a 201"
     )
 
 
