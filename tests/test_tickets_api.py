@@ -7,6 +7,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from served_gateway import EnvelopeSinkPlugin, EventRecorder
 
 TOKEN = "tickets-admin-token"
@@ -228,3 +230,30 @@ def test_concurrent_patches_are_serialised(make_runtime: Any) -> None:
     assert change.ticket["status"] == "open" and change.ticket["priority"] == "urgent"
     final = client.get(f"/api/tickets/{ticket['id']}", headers=AUTH).get_json()["ticket"]
     assert final["status"] == "open" and final["priority"] == "urgent"
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(scores=st.lists(st.integers(min_value=1, max_value=4), min_size=0, max_size=25),
+       limit=st.integers(min_value=1, max_value=7))
+def test_paging_returns_every_ticket_once_newest_first(make_runtime: Any, redis_client: Any, scores: list[int],
+                                                       limit: int) -> None:
+    """Whatever the ties in creation time and the page size, paging visits every ticket
+    exactly once, in (time, id) descending order."""
+    from gateway.tickets import TicketStore
+
+    redis_client.flushdb()
+    store = TicketStore(make_runtime())
+    tickets = {f"t{i:02d}": score for i, score in enumerate(scores)}
+    for ticket_id, score in tickets.items():
+        redis_client.set(f"gw:ticket:{ticket_id}", json.dumps({"id": ticket_id}))
+        redis_client.zadd("gw:tickets", {ticket_id: score})
+    seen: list[str] = []
+    cursor = None
+    for _ in range(len(tickets) + 2):
+        page = store.list(limit=limit, cursor=cursor)
+        assert len(page.tickets) <= limit
+        seen.extend(t["id"] for t in page.tickets)
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert seen == sorted(tickets, key=lambda t: (tickets[t], t), reverse=True)
