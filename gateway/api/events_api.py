@@ -45,47 +45,6 @@ def event_idempotency_key(runtime: Runtime, key: str) -> str:
 @bp.post("/api/events")
 @require_admin
 def publish_event() -> tuple[Response, int]:
-    """Publish a catalogued event.
-    ---
-    post:
-      tags: [events]
-      summary: Publish an event
-      description: >-
-        `data` is validated against the event type's schema; the event and one pending
-        delivery per subscribed sink are stored atomically. An `Idempotency-Key` seen within
-        `idempotency_ttl` returns the original `event_id` with 200 and publishes nothing.
-      security: [{adminToken: []}]
-      parameters:
-        - name: Idempotency-Key
-          in: header
-          required: false
-          schema: {type: string, minLength: 1, maxLength: 255}
-      requestBody:
-        required: true
-        content:
-          application/json:
-            schema: PublishedEvent
-      responses:
-        202:
-          description: Stored; deliveries are on their way.
-          content:
-            application/json:
-              schema: {type: object, required: [event_id], properties: {event_id: {type: string}}}
-        200:
-          description: The Idempotency-Key was seen before; the original event id, nothing new published.
-          headers:
-            Idempotent-Replayed: {schema: {type: string, enum: ["true"]}}
-          content:
-            application/json:
-              schema: {type: object, required: [event_id], properties: {event_id: {type: string}}}
-        400: BadRequest
-        401: Unauthorized
-        403: Forbidden
-        413: PayloadTooLarge
-        415: UnsupportedMediaType
-        422: ValidationFailed
-        503: StorageUnavailable
-    """
     """Publish a catalogued event (the host application's way in).
     ---
     post:
@@ -167,23 +126,6 @@ def publish_event() -> tuple[Response, int]:
 
 @bp.get("/api/event-types")
 def event_types() -> Response:
-    """The event catalogue.
-    ---
-    get:
-      tags: [events]
-      summary: List event types
-      description: Every event a sink can subscribe to, plugins' included, with a sample `data`.
-      security: []
-      responses:
-        200:
-          description: The catalogue.
-          content:
-            application/json:
-              schema:
-                type: object
-                required: [event_types]
-                properties: {event_types: {type: array, items: {$ref: "#/components/schemas/EventTypeInfo"}}}
-    """
     """The event catalogue: every event a sink can subscribe to.
     ---
     get:

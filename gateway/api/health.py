@@ -20,19 +20,6 @@ bp = Blueprint("health", __name__)
 
 @bp.get("/healthz")
 def healthz() -> Response:
-    """Liveness.
-    ---
-    get:
-      tags: [operations]
-      summary: The process is up
-      security: []
-      responses:
-        200:
-          description: Always, while the process serves.
-          content:
-            application/json:
-              schema: {type: object, required: [status], properties: {status: {type: string, enum: [ok]}}}
-    """
     """Liveness: the process answers.
     ---
     get:
@@ -51,20 +38,6 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response:
-    """Readiness.
-    ---
-    get:
-      tags: [operations]
-      summary: Redis answers
-      security: []
-      responses:
-        200:
-          description: Redis answered PING; tickets can be stored.
-          content:
-            application/json:
-              schema: {type: object, required: [status], properties: {status: {type: string, enum: [ready]}}}
-        503: StorageUnavailable
-    """
     """Readiness: Redis answers.
     ---
     get:

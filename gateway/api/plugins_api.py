@@ -16,25 +16,6 @@ bp = Blueprint("plugins_api", __name__)
 @bp.get("/api/plugins")
 @require_admin
 def list_plugins() -> Response:
-    """Loaded plugins.
-    ---
-    get:
-      tags: [operations]
-      summary: List plugins
-      description: Every plugin with its version, the sink and event types it registered, and load errors.
-      security: [{adminToken: []}]
-      responses:
-        200:
-          description: Builtins first, then by name.
-          content:
-            application/json:
-              schema:
-                type: object
-                required: [plugins]
-                properties: {plugins: {type: array, items: {$ref: "#/components/schemas/PluginInfo"}}}
-        401: Unauthorized
-        403: Forbidden
-    """
     """Loaded plugins: versions, sink and event types, load errors.
     ---
     get:

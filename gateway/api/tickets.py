@@ -66,23 +66,6 @@ def get_ticket(ticket_id: str) -> Response:
         404: NotFound
         503: StorageUnavailable
     """
-    """One ticket.
-    ---
-    get:
-      tags: [tickets]
-      summary: Get a ticket
-      security: [{adminToken: []}]
-      responses:
-        200:
-          description: The ticket.
-          content:
-            application/json:
-              schema: {type: object, required: [ticket], properties: {ticket: TicketSchema}}
-        401: Unauthorized
-        403: Forbidden
-        404: NotFound
-        503: StorageUnavailable
-    """
     try:
         return jsonify({"ticket": _store().get(ticket_id)})
     except TicketNotFound:
@@ -92,34 +75,6 @@ def get_ticket(ticket_id: str) -> Response:
 @bp.get("/api/tickets")
 @require_admin
 def list_tickets() -> Response:
-    """Tickets, newest first, a page at a time.
-    ---
-    get:
-      tags: [tickets]
-      summary: List tickets
-      description: >-
-        Newest first. Pass the previous page's `next_cursor` as `cursor` for the next page; a
-        cursor is a position, so tickets created meanwhile neither repeat nor shift pages.
-      security: [{adminToken: []}]
-      parameters:
-        - {name: limit, in: query, required: false, schema: {type: integer, minimum: 1, maximum: 200, default: 50}}
-        - {name: cursor, in: query, required: false, schema: {type: string}}
-      responses:
-        200:
-          description: One page of tickets; `next_cursor` is null on the last page.
-          content:
-            application/json:
-              schema:
-                type: object
-                required: [tickets, next_cursor]
-                properties:
-                  tickets: {type: array, items: TicketSchema}
-                  next_cursor: {type: string, nullable: true}
-        400: BadRequest
-        401: Unauthorized
-        403: Forbidden
-        503: StorageUnavailable
-    """
     """Tickets, newest first, a page at a time.
     ---
     get:
@@ -161,47 +116,6 @@ def list_tickets() -> Response:
 @bp.patch("/api/tickets/<ticket_id>")
 @require_admin
 def patch_ticket(ticket_id: str) -> Response:
-    """Change a ticket's status, priority or category.
-    ---
-    patch:
-      tags: [tickets]
-      summary: Change a ticket
-      description: >-
-        Stores the change and publishes `ticket.updated`, plus `ticket.resolved` or
-        `ticket.escalated` when the status becomes one of those, in the same transaction. A
-        change that alters nothing publishes nothing.
-      security: [{adminToken: []}]
-      requestBody:
-        required: true
-        content:
-          application/json:
-            schema: TicketPatch
-      responses:
-        200:
-          description: The ticket after the change, the fields that changed and the events published.
-          content:
-            application/json:
-              schema:
-                type: object
-                required: [ticket, changed, events]
-                properties:
-                  ticket: TicketSchema
-                  changed: {type: array, items: {type: string, enum: [status, priority, category]}}
-                  events:
-                    type: array
-                    items:
-                      type: object
-                      required: [event, event_id]
-                      properties: {event: {type: string}, event_id: {type: string}}
-        400: BadRequest
-        401: Unauthorized
-        403: Forbidden
-        404: NotFound
-        413: PayloadTooLarge
-        415: UnsupportedMediaType
-        422: ValidationFailed
-        503: StorageUnavailable
-    """
     """Change a ticket's status, priority or category.
     ---
     patch:
