@@ -271,6 +271,11 @@ def run(host: str, port: int, web_workers: int, workers: int) -> None:
     from gateway.supervisor import Supervisor
 
     settings = ensure_admin_token(cli_settings())
+    # Before anything starts, and before `env` is taken: web and worker processes share
+    # metrics through this directory (PROMETHEUS_MULTIPROC_DIR).
+    from gateway.metrics import default_multiprocess_dir, prepare_multiprocess_dir
+
+    prepare_multiprocess_dir(default_multiprocess_dir(settings.data_dir))
     url, embedded = _redis_for(settings)
     env = dict(os.environ)
     env[REDIS_URL_ENV] = url
@@ -278,10 +283,6 @@ def run(host: str, port: int, web_workers: int, workers: int) -> None:
         env["GATEWAY_CONFIG"] = settings.source
     supervisor = Supervisor(env, echo=lambda line: click.echo(f"[gateway] {line}", err=True), redis=embedded)
     try:
-        # Before any child starts: web and worker processes share metrics through this directory.
-        from gateway.metrics import default_multiprocess_dir, prepare_multiprocess_dir
-
-        prepare_multiprocess_dir(default_multiprocess_dir(settings.data_dir))
         has_worker = cli.get_command(click.get_current_context(), "worker") is not None
         _banner(settings, host, port, url, embedded, web_workers, workers if has_worker else 0,
                 token_path(settings))

@@ -326,3 +326,60 @@ def test_metrics_server_refuses_without_a_shared_directory(tmp_path):
                             text=True, timeout=60)
 
     assert result.returncode == 1 and "PROMETHEUS_MULTIPROC_DIR is not set" in result.stderr
+
+
+def test_gateway_run_merges_web_and_worker_processes(tmp_path, redis_url, redis_client, recording_sink):
+    """`gateway run`: tickets counted by the web processes and deliveries by the worker
+    processes show up in the same scrape."""
+    conf = tmp_path / "gateway.toml"
+    conf.write_text(f"""
+[gateway]
+redis_url = "{redis_url}"
+data_dir = "{tmp_path / 'data'}"
+admin_token = "metrics-admin-token"
+
+[delivery]
+allow_private_networks = true
+
+[[sinks]]
+name = "recorder"
+type = "generic_webhook"
+url = "{recording_sink.url}"
+events = ["ticket.created"]
+""")
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "PROMETHEUS_"))}
+    gateway = Path(sys.executable).with_name("gateway")
+    proc = subprocess.Popen([str(gateway), "--config", str(conf), "run", "--port", str(port), "--workers", "2",
+                             "--web-workers", "2"], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                requests.get(f"{base}/healthz", timeout=10)
+                break
+            except (requests.ConnectionError, requests.Timeout):
+                assert proc.poll() is None and time.monotonic() < deadline, "gateway run did not start"
+                time.sleep(0.2)
+        for _ in range(6):
+            assert requests.post(f"{base}/api/webhooks/receive", json=TICKET, timeout=60).status_code == 201
+        recording_sink.wait_for(6, timeout=60)
+        deadline = time.monotonic() + 30
+        while True:
+            found = samples(requests.get(f"{base}/metrics", timeout=60).text)
+            delivered = value(found, "gateway_delivery_attempts_total", sink="recorder", outcome="delivered")
+            if delivered == 6 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert value(found, "gateway_tickets_received_total") == 6
+    assert delivered == 6
+    assert value(found, "gateway_delivery_latency_seconds_count", sink="recorder") == 6
