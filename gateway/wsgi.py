@@ -3,7 +3,8 @@
 Two ways in:
 
 * ``gunicorn 'gateway.wsgi:app'``: ``app`` is built on first access, in each gunicorn
-  worker, from the config that ``GATEWAY_CONFIG`` / ``./gateway.toml`` names.
+  worker, from the config that ``GATEWAY_CONFIG`` / ``./gateway.toml`` names; Redis must
+  be configured (``redis_url``), as the embedded one is only started by ``gateway web|run``.
 * ``gateway web`` / ``gateway run``: :class:`GatewayServer`, gunicorn driven through its
   Python API. Each worker process builds its own app (nothing is preloaded in the
   master), so Redis connections and pools are never shared across a fork.
@@ -56,8 +57,15 @@ def __getattr__(name: str) -> Any:
     # does in the gunicorn master) does not connect to Redis or load plugins.
     if name == "app":
         from gateway.app import create_app
+        from gateway.runtime import Runtime
 
-        application = create_app()
+        # Never start the embedded Redis here: every gunicorn worker would start its own, and
+        # none would stop it. Use `gateway web` / `gateway run` for that, or set a redis_url.
+        runtime = Runtime.from_config(start_embedded=False)
+        if runtime.embedded is not None and not runtime.embedded.is_running():
+            raise RuntimeError("gateway.wsgi:app needs gateway.redis_url (or GATEWAY_REDIS_URL); "
+                               "`gateway web` starts the embedded Redis itself")
+        application = create_app(runtime)
         globals()["app"] = application
         return application
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
