@@ -107,3 +107,41 @@ def test_admin_api_over_http(server: ServedGateway) -> None:
     assert requests.get(server.url + "/readyz", timeout=30).json() == {"status": "ready"}
     plugins = requests.get(server.url + "/api/plugins", headers=auth, timeout=30).json()["plugins"]
     assert "gateway.api.receive" in {p["name"] for p in plugins}
+
+
+def test_plain_gunicorn_on_gateway_wsgi_app(tmp_path: Any, redis_url: str, redis_client: Any) -> None:
+    """`gunicorn 'gateway.wsgi:app'` for deployments that run gunicorn themselves: each worker
+    builds its app from GATEWAY_CONFIG."""
+    import subprocess
+    import sys
+
+    from served_gateway import child_env, free_port, stop_process, wait_for_http, write_config
+
+    config = write_config(tmp_path / "gateway.toml", {"gateway": {"redis_url": redis_url,
+                                                                  "data_dir": str(tmp_path / "data")}})
+    port = free_port()
+    log = tmp_path / "gunicorn.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "gunicorn", "gateway.wsgi:app", "-b", f"127.0.0.1:{port}",
+                                    "-w", "2", "--no-control-socket"], stdout=out, stderr=subprocess.STDOUT,
+                                   env=child_env(GATEWAY_CONFIG=str(config)), cwd=tmp_path)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/readyz", process, log)
+        response = requests.post(f"http://127.0.0.1:{port}/api/webhooks/receive", json=BODY, timeout=30)
+        assert response.status_code == 201
+        assert redis_client.zcard("gw:tickets") == 1
+    finally:
+        stop_process(process)
+
+
+def test_gateway_wsgi_app_refuses_to_start_an_embedded_redis(tmp_path: Any, monkeypatch: Any) -> None:
+    import importlib
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("GATEWAY_CONFIG", raising=False)
+    monkeypatch.delenv("GATEWAY_REDIS_URL", raising=False)
+    wsgi = importlib.import_module("gateway.wsgi")
+    monkeypatch.delitem(wsgi.__dict__, "app", raising=False)
+    with pytest.raises(RuntimeError, match="needs gateway.redis_url"):
+        wsgi.app  # noqa: B018 - the attribute access builds the app
+    assert not (tmp_path / ".gateway" / "redis.sock").exists()
