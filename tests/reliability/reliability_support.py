@@ -227,7 +227,35 @@ class Arrival:
 
 
 class _QuietServer(ThreadingHTTPServer):
+    """Keeps track of its open connections, so that going down drops the keep-alive ones
+    too (as a crashed receiver would), not only the listening socket."""
+
     daemon_threads = True
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.open_connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.connections_lock:
+            self.open_connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.connections_lock:
+            self.open_connections.discard(request)
+        super().shutdown_request(request)
+
+    def drop_connections(self) -> None:
+        with self.connections_lock:
+            connections, self.open_connections = self.open_connections, set()
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            connection.close()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # a worker killed mid-request resets its connection: expected here, not news
@@ -248,7 +276,7 @@ class Destination:
         self.arrivals: list[Arrival] = []
         self.answers: list[tuple[int, dict[str, str]]] = []
         self.lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _QuietServer | None = None
         self.come_back()
 
     @property
@@ -297,6 +325,7 @@ class Destination:
         if server is not None:
             server.shutdown()
             server.server_close()
+            server.drop_connections()
 
     def come_back(self) -> None:
         """Listen again on the same port."""
