@@ -291,3 +291,38 @@ def drain_queued(runtime: Any, concurrency: int = 4) -> int:
             job.delete()
     finally:
         drainer.stop()
+
+
+class WakeupRunner:
+    """Hands the rq drain jobs on the queue to ``drainer`` as a worker would (no sweeper,
+    no scheduler), from a thread: for tests of the wake / release protocol itself."""
+
+    def __init__(self, runtime: Any, drainer: Any) -> None:
+        self.runtime = runtime
+        self.drainer = drainer
+        self.wakeups = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        from rq.job import Job
+        from rq.serializers import JSONSerializer
+
+        while not self._stop.is_set():
+            popped = self.runtime.redis.blpop([self.runtime.queue.key], timeout=0.2)
+            if popped is None:
+                continue
+            job = Job.fetch(popped[1].decode(), connection=self.runtime.redis, serializer=JSONSerializer)
+            if job.func_name == "gateway.jobs.drain":
+                self.wakeups += 1
+                self.drainer.start(*job.args)
+            job.delete()
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.drainer.stop()

@@ -20,6 +20,7 @@ from delivery_support import (
     publish_tickets,
     shown,
     sink_table,
+    wait_until,
 )
 
 from gateway import hookimpl
@@ -184,3 +185,28 @@ def test_the_worker_summary_counts_outcomes_since_the_last_line(build, server):
         assert summary.line() is None
     finally:
         drainer.stop()
+
+
+def test_publishes_racing_the_drainers_release_are_never_stranded(build, server, monkeypatch):
+    """Without the sweeper, only the claim/release protocol gets a delivery out. Publish one
+    event at a time, at random moments just after the previous one arrived, when the drainer
+    is deciding to release (a short linger makes that often): each must still arrive, since
+    a stranded one would have no drainer and nothing later to pick it up."""
+    import random
+
+    from delivery_support import WakeupRunner
+
+    from gateway import drainer as drainer_module
+
+    monkeypatch.setattr(drainer_module, "LINGER_S", 0.005)
+    monkeypatch.setattr(drainer_module, "WAIT_S", 0.005)
+    runtime = build([sink_table("hook", server.url)])
+    rng = random.Random(7)
+    with WakeupRunner(runtime, Drainer(runtime, 8)) as runner:
+        for n in range(1, 151):
+            publish_tickets(runtime)
+            wait_until(lambda n=n: server.count() >= n, what=f"delivery {n}, with no sweeper running")
+            time.sleep(rng.uniform(0, 0.015))
+        wait_until(lambda: runner.drainer.idle, what="the drainers released")
+    assert runtime.redis.zcard(runtime.keys.drainers("hook")) == 0
+    assert runner.wakeups > 1  # drainers did release and new ones were woken
