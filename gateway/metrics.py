@@ -16,11 +16,11 @@ why the metrics below are built lazily, on first use.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
@@ -165,10 +165,20 @@ class Metrics:
         children[1].observe(seconds)
 
 
-@functools.cache
+_instance: Metrics | None = None
+_instance_lock = threading.Lock()
+
+
 def get() -> Metrics:
     """This process's metrics, built on first use (after ``PROMETHEUS_MULTIPROC_DIR`` is set)."""
-    return Metrics()
+    global _instance
+    if _instance is None:
+        # A worker's delivery threads may all arrive here at once. Two instances would each
+        # keep their own copy of a multiprocess value and overwrite each other's counts.
+        with _instance_lock:
+            if _instance is None:
+                _instance = Metrics()
+    return _instance
 
 
 def attempt_duration_seconds(attempt: Mapping[str, Any]) -> float | None:

@@ -318,6 +318,36 @@ def test_metrics_server_serves_worker_processes_of_a_machine(tmp_path):
     assert value(found, "gateway_delivery_attempt_duration_seconds_count", sink="crm") == 6
 
 
+RACE_FIRST_USE = """
+import threading
+from gateway import metrics
+barrier = threading.Barrier(32)
+def attempt():
+    barrier.wait()
+    metrics.get().observe_attempt({"sink": "crm", "outcome": "delivered", "duration_ms": 1})
+threads = [threading.Thread(target=attempt) for _ in range(32)]
+for t in threads: t.start()
+for t in threads: t.join()
+"""
+
+
+def test_threads_racing_to_the_first_metric_lose_no_count(tmp_path):
+    """A worker's delivery threads all record their first attempt at once."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    env = {**os.environ, metrics.MULTIPROC_ENV: str(tmp_path)}
+    for _ in range(3):
+        subprocess.run([sys.executable, "-c", RACE_FIRST_USE], env=env, check=True, timeout=60)
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(tmp_path))
+
+    labels = {"sink": "crm", "outcome": "delivered"}
+    found = registry.get_sample_value("gateway_delivery_attempts_total", labels)
+
+    assert found == 96
+
+
 def test_metrics_server_refuses_without_a_shared_directory(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != metrics.MULTIPROC_ENV and not k.startswith("GATEWAY_")}
     gateway = Path(sys.executable).with_name("gateway")
@@ -350,9 +380,10 @@ events = ["ticket.created"]
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "PROMETHEUS_"))}
     gateway = Path(sys.executable).with_name("gateway")
-    proc = subprocess.Popen([str(gateway), "--config", str(conf), "run", "--port", str(port), "--workers", "2",
-                             "--web-workers", "2"], env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    argv = [str(gateway), "--config", str(conf), "run", "--port", str(port), "--workers", "2",
+            "--web-workers", "2"]
+    proc = subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -381,5 +412,5 @@ events = ["ticket.created"]
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     assert value(found, "gateway_tickets_received_total") == 6
-    assert delivered == 6
+    assert delivered == 6, {k: v for k, v in found.items() if "attempts_total" in k[0]}
     assert value(found, "gateway_delivery_latency_seconds_count", sink="recorder") == 6
