@@ -79,9 +79,11 @@ def iter_deliveries(runtime: Runtime, sink: str | None = None, since: datetime |
                 gone.append(delivery_id)
         offset += len(ids) - len(gone)
         if gone:
+            # The hash says no more which sink it was for: drop the ids from every index.
+            indexes = {index, keys.deliveries, *(keys.sink_deliveries(s.name) for s in runtime.settings.sinks)}
             with runtime.redis.pipeline(transaction=False) as pipe:
-                pipe.zrem(index, *gone)
-                pipe.zrem(keys.deliveries, *gone)
+                for name in indexes:
+                    pipe.zrem(name, *gone)
                 pipe.execute()
         if len(ids) < _CHUNK:
             return

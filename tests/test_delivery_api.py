@@ -116,3 +116,13 @@ def test_bulk_replay_takes_the_matching_deliveries_of_a_sink(gateway, server):
     drain_queued(runtime)
     assert {deliverylog.get_delivery(runtime, i)["status"] for i in [*failed, delivered]} == {"delivered"}
     assert server.count() == 5
+
+
+def test_expired_deliveries_drop_out_of_the_log_and_its_indexes(gateway):
+    runtime, client = gateway
+    kept, expired = publish_tickets(runtime, 2)
+    runtime.redis.delete(runtime.keys.delivery(expired))  # as retention would
+    listed = client.get("/api/deliveries", headers=AUTH).get_json()["deliveries"]
+    assert [d["id"] for d in listed] == [kept]
+    assert runtime.redis.zscore(runtime.keys.deliveries, expired) is None
+    assert runtime.redis.zscore(runtime.keys.sink_deliveries("hook"), expired) is None

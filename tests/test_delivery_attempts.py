@@ -210,3 +210,33 @@ def test_publishes_racing_the_drainers_release_are_never_stranded(build, server,
         wait_until(lambda: runner.drainer.idle, what="the drainers released")
     assert runtime.redis.zcard(runtime.keys.drainers("hook")) == 0
     assert runner.wakeups > 1  # drainers did release and new ones were woken
+
+
+class PickySink(PlainSink):
+    def classify(self, response: Any, target: Any) -> Any:
+        from gateway.sinks import Outcome
+
+        if response.status_code == 404:
+            return Outcome.give_up("channel_not_found", pause_sink=True)
+        return super().classify(response, target)
+
+
+class PickyPlugin:
+    __name__ = "picky"
+
+    @hookimpl
+    def register_sink_types(self, register: Callable[[SinkType], None]) -> None:
+        register(SinkType(name="picky", options_schema=UrlOptions, factory=PickySink))
+
+
+def test_give_up_with_pause_fails_without_retries_and_pauses_the_sink(build, server):
+    from gateway import sinkstate
+
+    server.answer(Answer(404, b"channel_not_found"))
+    runtime = build([sink_table("hook", server.url, type="picky", retry_schedule=[60])], plugins=[PickyPlugin()])
+    [delivery_id] = publish_tickets(runtime)
+    drain_queued(runtime)
+    found = shown(runtime, delivery_id)
+    assert found["status"] == "failed" and found["attempt_log"][0]["outcome"] == "give_up"
+    [state] = sinkstate.sink_states(runtime)
+    assert state["state"] == "paused" and state["paused_reason"] == "channel_not_found"
