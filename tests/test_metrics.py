@@ -183,6 +183,17 @@ def test_prepare_multiprocess_dir_empties_a_previous_run(tmp_path, monkeypatch):
     monkeypatch.delenv(metrics.MULTIPROC_ENV)
 
 
+def wait_until_serving(url: str, proc: subprocess.Popen, what: str, timeout: float = 60) -> requests.Response:
+    """GET ``url`` until it answers; fail when ``proc`` exits or after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return requests.get(url, timeout=10)
+        except (requests.ConnectionError, requests.Timeout):
+            assert proc.poll() is None and time.monotonic() < deadline, f"{what} did not start"
+            time.sleep(0.1)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -213,16 +224,11 @@ def gunicorn_two_workers(tmp_path: Path, redis_url: str, redis_client):
                             env=env, cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            requests.get(f"{base}/metrics", timeout=10)
-            break
-        except (requests.ConnectionError, requests.Timeout):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"gunicorn did not start: {proc.stderr.read().decode()[-2000:]}")
-            time.sleep(0.1)
+    try:
+        wait_until_serving(f"{base}/metrics", proc, "gunicorn")
+    except AssertionError:
+        proc.kill()
+        pytest.fail(f"gunicorn did not start: {proc.stderr.read().decode()[-2000:]}")
     try:
         yield base, metrics_dir
     finally:
@@ -301,14 +307,7 @@ def test_metrics_server_serves_worker_processes_of_a_machine(tmp_path):
     proc = subprocess.Popen([str(gateway), "metrics-server", "--port", str(port)], env=env, cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-                break
-            except requests.ConnectionError:
-                assert proc.poll() is None and time.monotonic() < deadline, "metrics-server did not start"
-                time.sleep(0.1)
+        text = wait_until_serving(f"http://127.0.0.1:{port}/metrics", proc, "metrics-server").text
     finally:
         proc.terminate()
         proc.wait(30)
@@ -386,14 +385,7 @@ events = ["ticket.created"]
                             start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                requests.get(f"{base}/healthz", timeout=10)
-                break
-            except (requests.ConnectionError, requests.Timeout):
-                assert proc.poll() is None and time.monotonic() < deadline, "gateway run did not start"
-                time.sleep(0.2)
+        wait_until_serving(f"{base}/healthz", proc, "gateway run")
         for _ in range(6):
             assert requests.post(f"{base}/api/webhooks/receive", json=TICKET, timeout=60).status_code == 201
         recording_sink.wait_for(6, timeout=60)
