@@ -126,8 +126,10 @@ class EngineScripts:
         enqueued here), sinks that are not configured but have ready work, and how many
         expired in-flight leases were put back."""
         # max_drainers = 1: the sweeper only restores liveness; publishes add helpers.
-        reply = self._sweep(args=[self.prefix, now_ms(), 1, DRAINER_LEASE_MS, BACKLOG_PER_DRAINER,
-                                  f"drain-sweep-{uuid.uuid4().hex}-", *configured])
+        now = now_ms()
+        cutoff = now - int(self.runtime.settings.retention_days * 86_400_000)
+        reply = self._sweep(args=[self.prefix, now, 1, DRAINER_LEASE_MS, BACKLOG_PER_DRAINER,
+                                  f"drain-sweep-{uuid.uuid4().hex}-", cutoff, *configured])
         wakes = [(as_text(sink), as_text(token)) for sink, token in reply[0]]
         if wakes:
             self.runtime.publisher.wake(wakes)

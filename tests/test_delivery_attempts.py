@@ -240,3 +240,19 @@ def test_give_up_with_pause_fails_without_retries_and_pauses_the_sink(build, ser
     assert found["status"] == "failed" and found["attempt_log"][0]["outcome"] == "give_up"
     [state] = sinkstate.sink_states(runtime)
     assert state["state"] == "paused" and state["paused_reason"] == "channel_not_found"
+
+
+def test_the_sweeper_trims_log_indexes_past_the_retention(build, server):
+    runtime = build([sink_table("hook", server.url)])
+    [recent] = publish_tickets(runtime)
+    keys = runtime.keys
+    old_ms = int(time.time() * 1000) - int(runtime.settings.retention_days * 86_400_000) - 1000
+    for index in (keys.deliveries, keys.sink_deliveries("hook")):
+        runtime.redis.zadd(index, {"dlv_ancient": old_ms})
+    drainer = Drainer(runtime, 2)
+    try:
+        Sweeper(drainer).sweep()
+    finally:
+        drainer.stop()
+    for index in (keys.deliveries, keys.sink_deliveries("hook")):
+        assert [i.decode() for i in runtime.redis.zrange(index, 0, -1)] == [recent]

@@ -3,18 +3,24 @@
 -- the ready list, and reserve a drainer for sinks with ready work and no live drainer.
 -- Sinks not in the configured list are reported so the caller can fail their deliveries.
 --
+-- Index entries older than the retention period are trimmed (their deliveries have expired),
+-- so the delivery log's indexes stay bounded even when nobody reads them.
+--
 -- ARGV: 1 prefix, 2 now ms, 3 max drainers (1: the sweeper only restores liveness), 4 drainer
---       lease ms, 5 backlog per drainer,
---       6 token prefix, then the configured sink names.
+--       lease ms, 5 backlog per drainer, 6 token prefix, 7 index cut-off ms (now - retention),
+--       then the configured sink names.
 -- Returns {{sink, token}..., }, {unconfigured sink with ready work...}, n leases recovered}
 local p, now = ARGV[1], tonumber(ARGV[2])
 local max_drainers, lease, per_drainer = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local token_prefix = ARGV[6]
+local cutoff = tonumber(ARGV[7])
 local configured = {}
-for i = 7, #ARGV do configured[ARGV[i]] = true end
+for i = 8, #ARGV do configured[ARGV[i]] = true end
+redis.call("ZREMRANGEBYSCORE", p .. "deliveries", "-inf", cutoff)
 
 local wakes, unknown, recovered = {}, {}, 0
 for index, sink in ipairs(redis.call("SMEMBERS", p .. "sinks")) do
+  redis.call("ZREMRANGEBYSCORE", p .. "sink:" .. sink .. ":deliveries", "-inf", cutoff)
   local inflight = p .. "inflight:" .. sink
   local expired = redis.call("ZRANGEBYSCORE", inflight, "-inf", now)
   if #expired > 0 then
