@@ -124,7 +124,8 @@ class EngineScripts:
     def sweep(self, configured: Iterable[str]) -> tuple[list[tuple[str, str]], list[str], int]:
         """One sweeper pass (see sweep.lua): returns the drainers reserved (their jobs are
         enqueued here), sinks that are not configured but have ready work, and how many
-        expired in-flight leases were put back."""
+        expired in-flight leases were put back. Also trims the log's indexes to the
+        retention period."""
         # max_drainers = 1: the sweeper only restores liveness; publishes add helpers.
         now = now_ms()
         cutoff = now - int(self.runtime.settings.retention_days * 86_400_000)
