@@ -52,10 +52,9 @@ def default_multiprocess_dir(data_dir: str | os.PathLike[str]) -> Path:
 def prepare_multiprocess_dir(path: str | os.PathLike[str]) -> Path:
     """Create (or empty) ``path`` and point ``PROMETHEUS_MULTIPROC_DIR`` at it.
 
-    Call it once in the supervising process before starting web and worker processes:
-    they inherit the variable. Files left by a previous run are deleted, because a
-    counter file of a dead process would otherwise be added to the new run's totals
-    twice over whenever its pid is reused.
+    ``gateway run`` calls it once, before it starts web and worker processes: they inherit
+    the variable. Emptying it starts the run's counters from zero (Prometheus expects a
+    reset at a restart) and keeps the files of long-gone processes from piling up.
     """
     target = Path(path).resolve()
     if target.exists():
@@ -64,6 +63,19 @@ def prepare_multiprocess_dir(path: str | os.PathLike[str]) -> Path:
                 shutil.rmtree(entry)
             else:
                 entry.unlink()
+    return _use_directory(target)
+
+
+def ensure_multiprocess_dir(data_dir: str | os.PathLike[str]) -> Path:
+    """For ``gateway web`` and ``gateway worker`` started on their own: keep the directory
+    that ``gateway run`` or the operator chose, else use ``<data_dir>/metrics``, so the
+    processes of one machine add up. Nothing is deleted: other processes may be writing
+    there, and the files of processes that have exited still count towards the totals."""
+    current = os.environ.get(MULTIPROC_ENV)
+    return _use_directory(Path(current) if current else default_multiprocess_dir(data_dir).resolve())
+
+
+def _use_directory(target: Path) -> Path:
     target.mkdir(parents=True, exist_ok=True)
     os.environ[MULTIPROC_ENV] = str(target)
     if "prometheus_client.values" in sys.modules:
@@ -73,16 +85,6 @@ def prepare_multiprocess_dir(path: str | os.PathLike[str]) -> Path:
 
         values.ValueClass = values.get_value_class()
     return target
-
-
-def ensure_multiprocess_dir(data_dir: str | os.PathLike[str]) -> Path:
-    """For ``gateway web``: keep the directory a supervising ``gateway run`` (or the operator)
-    chose, else prepare ``<data_dir>/metrics`` so its gunicorn workers add up."""
-    current = os.environ.get(MULTIPROC_ENV)
-    if current:
-        Path(current).mkdir(parents=True, exist_ok=True)
-        return Path(current)
-    return prepare_multiprocess_dir(default_multiprocess_dir(data_dir))
 
 
 def multiprocess_enabled() -> bool:

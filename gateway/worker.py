@@ -184,7 +184,13 @@ def build_worker(runtime: Runtime, concurrency: int | None = None, name: str | N
 @config_option
 def worker_command(concurrency: int | None, burst: bool, name: str | None) -> None:
     """Run a delivery worker (rq, no fork per job, many deliveries in flight)."""
-    run_worker(cli_runtime(), concurrency, burst, name, logging.getLevelName(logging.getLogger().level))
+    from gateway.metrics import ensure_multiprocess_dir
+
+    runtime = cli_runtime()
+    # Delivery metrics go to this machine's shared directory, where /metrics or
+    # `gateway metrics-server` read them.
+    ensure_multiprocess_dir(runtime.settings.data_dir)
+    run_worker(runtime, concurrency, burst, name, logging.getLevelName(logging.getLogger().level))
 
 
 def run_worker(runtime: Runtime, concurrency: int | None = None, burst: bool = False, name: str | None = None,

@@ -347,14 +347,14 @@ def test_threads_racing_to_the_first_metric_lose_no_count(tmp_path):
     assert found == 96
 
 
-def test_metrics_server_refuses_without_a_shared_directory(tmp_path):
+def test_metrics_server_refuses_without_a_metrics_directory(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != metrics.MULTIPROC_ENV and not k.startswith("GATEWAY_")}
     gateway = Path(sys.executable).with_name("gateway")
 
     result = subprocess.run([str(gateway), "metrics-server"], env=env, cwd=tmp_path, capture_output=True,
                             text=True, timeout=60)
 
-    assert result.returncode == 1 and "PROMETHEUS_MULTIPROC_DIR is not set" in result.stderr
+    assert result.returncode == 1 and "No metrics directory" in result.stderr
 
 
 def test_gateway_run_merges_web_and_worker_processes(tmp_path, redis_url, redis_client, recording_sink):
@@ -406,3 +406,49 @@ events = ["ticket.created"]
     assert value(found, "gateway_tickets_received_total") == 6
     assert delivered == 6, {k: v for k, v in found.items() if "attempts_total" in k[0]}
     assert value(found, "gateway_delivery_latency_seconds_count", sink="recorder") == 6
+
+
+def test_a_worker_on_its_own_machine_is_served_by_metrics_server(tmp_path, make_client, redis_url,
+                                                                  recording_sink):
+    """The several-machines layout: `gateway worker` alone (no `gateway run`, no variable
+    set) records into <data_dir>/metrics, and `gateway metrics-server` serves it."""
+    data_dir = tmp_path / "data"
+    sink = recording_sink.sink("recorder", type="generic_webhook", events=["ticket.created"])
+    config = {"gateway": {"redis_url": redis_url, "data_dir": str(data_dir),
+                          "admin_token": "metrics-admin-token"},
+              "delivery": {"allow_private_networks": True}, "sinks": [sink]}
+    client = make_client(config)
+    for _ in range(3):
+        assert client.post("/api/webhooks/receive", json=TICKET).status_code == 201
+    conf = tmp_path / "gateway.toml"
+    conf.write_text(f"""
+[gateway]
+redis_url = "{redis_url}"
+data_dir = "{data_dir}"
+admin_token = "metrics-admin-token"
+
+[delivery]
+allow_private_networks = true
+
+[[sinks]]
+name = "recorder"
+type = "generic_webhook"
+url = "{recording_sink.url}"
+events = ["ticket.created"]
+""")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "PROMETHEUS_"))}
+    gateway = Path(sys.executable).with_name("gateway")
+    subprocess.run([str(gateway), "--config", str(conf), "worker", "--burst"], env=env, cwd=tmp_path,
+                   check=True, timeout=120, capture_output=True)
+    assert len(recording_sink.wait_for(3)) == 3
+    port = _free_port()
+    proc = subprocess.Popen([str(gateway), "--config", str(conf), "metrics-server", "--port", str(port)],
+                            env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        text = wait_until_serving(f"http://127.0.0.1:{port}/metrics", proc, "metrics-server").text
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    found = samples(text)
+    assert value(found, "gateway_delivery_attempts_total", sink="recorder", outcome="delivered") == 3
+    assert list((data_dir / "metrics").glob("counter_*.db"))

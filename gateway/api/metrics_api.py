@@ -17,6 +17,7 @@ import click
 from flask import Blueprint, Response, current_app, g, request
 
 from gateway import metrics
+from gateway.cli import config_option
 from gateway.events import Event
 from gateway.hookspecs import hookimpl
 
@@ -72,6 +73,7 @@ def register_blueprints(register: Callable[[Blueprint], None]) -> None:
 
 
 @click.command("metrics-server")
+@config_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=9464, show_default=True,
               help="Port to listen on.")
@@ -79,17 +81,20 @@ def metrics_server_command(host: str, port: int) -> None:
     """Serve the metrics of this machine's worker processes for Prometheus.
 
     For machines that run `gateway worker` without `gateway web` (whose /metrics already
-    includes the workers started next to it): give the workers and this command the same
-    PROMETHEUS_MULTIPROC_DIR. Backlog gauges (queue depth, circuits) come from any web
-    process's /metrics, since they are read from Redis.
+    includes the workers next to it). Reads PROMETHEUS_MULTIPROC_DIR, else
+    <data_dir>/metrics of the configuration: where the workers write. Backlog gauges
+    (queue depth, circuits) come from any web process's /metrics: they are read from Redis.
     """
     from prometheus_client import CollectorRegistry, start_http_server
     from prometheus_client.multiprocess import MultiProcessCollector
 
-    directory = os.environ.get(metrics.MULTIPROC_ENV)
-    if not directory or not os.path.isdir(directory):
-        raise click.ClickException(f"{metrics.MULTIPROC_ENV} is not set to a directory: set it, to the same "
-                                   "directory, for the worker processes and for this command.")
+    from gateway.cli import cli_settings
+
+    directory = os.environ.get(metrics.MULTIPROC_ENV) or str(
+        metrics.default_multiprocess_dir(cli_settings().data_dir).resolve())
+    if not os.path.isdir(directory):
+        raise click.ClickException(f"No metrics directory {directory}: start a worker on this machine first "
+                                   f"(or set {metrics.MULTIPROC_ENV} to the directory the workers use).")
     registry = CollectorRegistry(auto_describe=False)
     MultiProcessCollector(registry, path=directory)
     server, thread = start_http_server(port, host, registry)
