@@ -5,7 +5,7 @@ Real parts only: a real Redis, real HTTP servers, the real delivery engine.
 
 * ``redis_url``: a real Redis for the session: ``REDIS_URL`` when set (its database is
   flushed before each test, so point it at a scratch index), else an embedded server.
-* ``redis_client``: a client on it, flushed before each test.
+* ``redis_client`` (or ``redis``): a client on it, flushed before each test.
 * ``make_runtime(config_dict, plugins=[...])``: a :class:`gateway.runtime.Runtime` from a
   config given as a dict (as the TOML would parse), on the test Redis.
 * ``make_client(config_dict)``: a Flask test client around such a runtime.
@@ -71,6 +71,12 @@ def redis_client(redis_url: str) -> Iterator[redis_lib.Redis]:
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture
+def redis(redis_client: redis_lib.Redis) -> redis_lib.Redis:
+    """The same client as ``redis_client``, under the shorter name."""
+    return redis_client
 
 
 class PluginRegistry:
