@@ -20,7 +20,7 @@ run: $(STAMP)
 	$(BIN)/gateway run $(ARGS)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow and not browser" -q
+	$(BIN)/python -m pytest -m "not slow and not browser" --ignore=tests/browser -q
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow -q
