@@ -23,9 +23,10 @@ from gateway import retry, signing
 from gateway.circuit import CircuitSettings, schedule_wake
 from gateway.config import redact_url
 from gateway.events import Event, iso_z
-from gateway.sinks import DeliveryInfo, Outcome, OutcomeKind, Response, Target
+from gateway.sinks import DeliveryInfo, Outcome, OutcomeKind, Response, Sink, Target
 
 if TYPE_CHECKING:  # pragma: no cover
+    from gateway.config import SinkConfig
     from gateway.http import OutboundClient
     from gateway.runtime import Runtime
     from gateway.scripts import ClaimedDelivery, EngineScripts
@@ -129,6 +130,7 @@ class AttemptRunner:
         at = datetime.now(UTC)
         request_view: dict[str, Any] | None = None
         event: Event | None = None
+        target_doc = json.loads(fields.get("target") or "{}")
         try:
             sink_config = self.runtime.sink_config(sink_name)
         except KeyError:
@@ -141,14 +143,14 @@ class AttemptRunner:
             verdict = Verdict("failed", "error", error={
                 "code": "event_expired", "message": "The event is past its retention and can no longer be sent."})
         else:
-            target = Target.from_json(json.loads(fields["target"]))
+            target = Target.from_json(target_doc)
             event = Event.from_json(claimed.event_json)
             verdict, request_view = self._attempt(sink, sink_config, claimed.id, event, target, attempt_no,
                                                   round_attempts)
         duration_ms = round((time.monotonic() - started) * 1000, 1)
         record = {
             "delivery_id": claimed.id, "event_id": fields.get("event_id"), "event": fields.get("event"),
-            "sink": sink_name, "target": json.loads(fields.get("target") or "{}").get("key"),
+            "sink": sink_name, "target": target_doc.get("key"),
             "attempt": attempt_no, "at": iso_z(at), "duration_ms": duration_ms,
             "status_code": verdict.status_code, "outcome": verdict.outcome, "status": verdict.status,
             "error": verdict.error, "response_excerpt": verdict.excerpt, "request": request_view,
@@ -156,14 +158,14 @@ class AttemptRunner:
             # When the event was received: metrics derive receive->delivered latency from it.
             "event_timestamp": event.timestamp if event is not None else None,
         }
-        self._finish(claimed.id, sink_name, attempt_no, round_attempts, verdict, record)
+        self._finish(claimed.id, sink_name, sink_config, attempt_no, round_attempts, verdict, record)
         try:
             self.runtime.plugins.hook.delivery_attempted(attempt=record)
         except Exception:  # an observer's bug must not undo or repeat a recorded attempt
             log.exception("a delivery_attempted hook failed")
         return record
 
-    def _attempt(self, sink: Any, sink_config: Any, delivery_id: str, event: Event, target: Target,
+    def _attempt(self, sink: Sink, sink_config: SinkConfig, delivery_id: str, event: Event, target: Target,
                  attempt_no: int, round_attempts: int) -> tuple[Verdict, dict[str, Any] | None]:
         from gateway.http import DeliveryError
 
@@ -201,7 +203,7 @@ class AttemptRunner:
         verdict.excerpt = excerpt
         return verdict, request_view
 
-    def _judge(self, sink: Any, sink_config: Any, target: Target, outcome: Outcome, response: Response,
+    def _judge(self, sink: Sink, sink_config: SinkConfig, target: Target, outcome: Outcome, response: Response,
                round_attempts: int) -> Verdict:
         code = response.status_code
         if outcome.kind is OutcomeKind.DELIVERED:
@@ -224,7 +226,7 @@ class AttemptRunner:
         return Verdict("failed", "give_up", status_code=code, error=error,
                        pause_reason=(outcome.reason or f"HTTP {code}") if outcome.pause_sink else "")
 
-    def _failed_attempt(self, sink_config: Any, round_attempts: int, response: Response | None,
+    def _failed_attempt(self, sink_config: SinkConfig, round_attempts: int, response: Response | None,
                         error: dict[str, str], outcome: Outcome | None = None) -> Verdict:
         """A retryable failure: retrying at the next slot of the schedule, or failed when the
         schedule is exhausted."""
@@ -239,15 +241,10 @@ class AttemptRunner:
         when = asked if asked is not None else now + timedelta(seconds=delay)
         return Verdict("retrying", "retry", error=error, next_attempt=when)
 
-    def _finish(self, delivery_id: str, sink_name: str, attempt_no: int, round_attempts: int, verdict: Verdict,
-                record: dict[str, Any]) -> None:
+    def _finish(self, delivery_id: str, sink_name: str, sink_config: SinkConfig | None, attempt_no: int,
+                round_attempts: int, verdict: Verdict, record: dict[str, Any]) -> None:
         runtime = self.runtime
-        try:
-            circuit = CircuitSettings.for_sink(runtime, runtime.sink_config(sink_name))
-        except KeyError:
-            delivery = runtime.settings.delivery
-            circuit = CircuitSettings(delivery["failure_threshold"], int(delivery["circuit_cooldown"] * 1000),
-                                      int(delivery["circuit_max_cooldown"] * 1000))
+        circuit = CircuitSettings.for_sink(runtime, sink_config)
         now = datetime.now(UTC)
         next_ms = int(verdict.next_attempt.timestamp() * 1000) if verdict.next_attempt else ""
         error_text = f"{verdict.error['code']}: {verdict.error['message']}" if verdict.error else ""

@@ -34,10 +34,12 @@ class CircuitSettings:
     max_cooldown_ms: int
 
     @classmethod
-    def for_sink(cls, runtime: Runtime, sink: SinkConfig) -> CircuitSettings:
+    def for_sink(cls, runtime: Runtime, sink: SinkConfig | None) -> CircuitSettings:
+        """``sink``'s parameters; the [delivery] defaults for a sink not configured here."""
         delivery = runtime.settings.delivery
         base = int(delivery["circuit_cooldown"] * 1000)
-        return cls(sink.failure_threshold, base, max(base, int(delivery["circuit_max_cooldown"] * 1000)))
+        threshold = sink.failure_threshold if sink is not None else delivery["failure_threshold"]
+        return cls(threshold, base, max(base, int(delivery["circuit_max_cooldown"] * 1000)))
 
 
 def schedule_wake(runtime: Runtime, sink: str, at_ms: int, pipeline: Pipeline | None = None) -> None:
