@@ -16,14 +16,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis as redis_lib
-from served_gateway import child_env, write_config
+import requests
+from delivery_support import wait_until
+from served_gateway import child_env, served_gateway, write_config
 
 from gateway import signing
 from gateway.testing import Reply
@@ -59,17 +61,6 @@ def signed_headers(body: bytes, secret: str = INCOMING_SECRET) -> dict[str, str]
 
 def ticket_count(redis: redis_lib.Redis) -> int:
     return int(redis.zcard("gw:tickets"))
-
-
-def wait_until(predicate: Callable[[], Any], what: str, timeout: float = DEADLINE_S) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 # -- signatures ----------------------------------------------------------------------------------
@@ -254,58 +245,23 @@ def test_body_limit_holds_for_a_chunked_body_on_a_real_server(
     tmp_path: Path, redis_url: str, redis_client: redis_lib.Redis
 ) -> None:
     """No Content-Length to check up front: the limit must stop the read itself."""
-    import requests
-    from served_gateway import free_port, stop_process, wait_for_http
+    body = ticket_body(message="x" * 200_000)
 
-    port = free_port()
-    config = write_config(
-        tmp_path / "gateway.toml",
-        {"gateway": {"redis_url": redis_url, "data_dir": str(tmp_path / "data"), "max_body_bytes": 4096}},
-    )
-    log = tmp_path / "web.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gateway",
-                "--config",
-                str(config),
-                "web",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--web-workers",
-                "1",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=child_env(),
-        )
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/healthz", process, log)
-        body = ticket_body(message="x" * 200_000)
+    def chunks() -> Iterator[bytes]:
+        for i in range(0, len(body), 1000):
+            yield body[i : i + 1000]
 
-        def chunks() -> Iterator[bytes]:
-            for i in range(0, len(body), 1000):
-                yield body[i : i + 1000]
-
+    with served_gateway(tmp_path, redis_url, {"gateway": {"max_body_bytes": 4096}}, web_workers=1) as web:
         try:
             response = requests.post(
-                f"http://127.0.0.1:{port}{RECEIVE}",
-                data=chunks(),
-                timeout=30,
-                headers={"Content-Type": "application/json"},
+                web.url + RECEIVE, data=chunks(), timeout=30, headers={"Content-Type": "application/json"}
             )
         except requests.ConnectionError:
             response = None  # the server may close the connection before reading it all: fine
-        if response is not None:
-            assert response.status_code == 413, response.text
-            assert response.json()["error"] == "payload_too_large"
-        assert ticket_count(redis_client) == 0
-    finally:
-        stop_process(process)
+    if response is not None:
+        assert response.status_code == 413, response.text
+        assert response.json()["error"] == "payload_too_large"
+    assert ticket_count(redis_client) == 0
 
 
 @pytest.mark.parametrize(
@@ -757,7 +713,7 @@ def test_secrets_and_signatures_never_appear_in_logs_api_cli_or_the_delivery_log
             statuses = [d["status"] for d in _all_deliveries(client)]
             return len(statuses) == 8 and statuses.count("delivered") == 6 and statuses.count("failed") == 2
 
-        wait_until(settled, "6 deliveries delivered and the 2 to a closed port failed")
+        wait_until(settled, what="6 deliveries delivered and the 2 to a closed port failed")
         worker.terminate()
         worker.wait(DEADLINE_S)
         outputs.append(worker_log.read_text(errors="replace"))

@@ -148,44 +148,21 @@ def _start(name: str, argv: list[str], log: Path, **env: str) -> Proc:
     return Proc(name, process, log)
 
 
+def _gateway(config: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "gateway", "--config", str(config), *args]
+
+
 def start_worker(config: Path, log: Path, concurrency: int = 8) -> Proc:
     """``gateway worker`` as a real process."""
-    return _start(
-        "worker",
-        [
-            sys.executable,
-            "-m",
-            "gateway",
-            "--config",
-            str(config),
-            "worker",
-            "--concurrency",
-            str(concurrency),
-        ],
-        log,
-    )
+    return _start("worker", _gateway(config, "worker", "--concurrency", str(concurrency)), log)
 
 
 def start_web(config: Path, log: Path, port: int, web_workers: int = 2) -> Proc:
     """``gateway web`` (gunicorn) as a real process; returns once it answers /healthz."""
-    proc = _start(
-        "web",
-        [
-            sys.executable,
-            "-m",
-            "gateway",
-            "--config",
-            str(config),
-            "web",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--web-workers",
-            str(web_workers),
-        ],
-        log,
+    argv = _gateway(
+        config, "web", "--host", "127.0.0.1", "--port", str(port), "--web-workers", str(web_workers)
     )
+    proc = _start("web", argv, log)
 
     def healthy() -> bool:
         if not proc.alive():
