@@ -148,9 +148,10 @@ def run(plan: Plan, only: set[str], run_dir: Path) -> dict[str, Any]:
         step("slow", lambda: deliver.slow_sink(stack, slow, plan.slow_count, memory, plan.timeout))
 
         def capacity() -> float | None:
-            # What the whole path can take in this run: the slower of receive and deliver.
-            measured = [v for v in (results.get("receive_rps"), results.get("deliver_rps")) if v]
-            return min(measured) if measured else None
+            # The most events/s the whole path takes in this run. Receive and delivery share
+            # the same cores, so each event costs 1/receive_rps + 1/deliver_rps of them.
+            rates = [v for v in (results.get("receive_rps"), results.get("deliver_rps")) if v]
+            return 1 / sum(1 / r for r in rates) if rates else None
 
         def isolation() -> dict[str, Any]:
             # A moderate load (at most a quarter of capacity): the point is the dead sink, not

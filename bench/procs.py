@@ -190,7 +190,8 @@ def _vm_hwm(pid: int) -> int:
 def cpu_seconds(*pids: int) -> float:
     """CPU time (user + system) used so far by these processes and all their descendants,
     including descendants already reaped (rq's work horses). On a shared machine CPU time
-    per operation is a steadier measure than the rate, which depends on what else runs."""
+    per operation is a steadier measure than the rate, which depends on what else runs
+    (steadier, not immune: contention for caches and cores slows every instruction)."""
     total = 0.0
     seen: set[int] = set()
     for pid in pids:
