@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
+from flask import Blueprint, jsonify
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -13,6 +14,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from gateway import hookimpl
 from gateway.api.openapi import UNDOCUMENTED_PREFIXES, openapi_path
 
 ADMIN_TOKEN = "openapi-admin-token"
@@ -129,3 +131,46 @@ def test_answers_about_real_resources_keep_to_the_document(app, client, recordin
     assert subscribed.status_code == 201
     deleted = check("DELETE /api/zapier/hooks/{sub_id}", path_parameters={"sub_id": subscribed.json()["id"]})
     assert deleted.status_code == 204
+
+
+class AcmePlugin:
+    """A third-party plugin adding two endpoints: one described, one not."""
+
+    @hookimpl
+    def register_blueprints(self, register):
+        bp = Blueprint("acme", __name__)
+
+        @bp.get("/api/acme/status/<int:account>")
+        def acme_status(account):
+            """The Acme account.
+            ---
+            get:
+              summary: Acme account status
+              responses:
+                200:
+                  description: The account.
+                  content:
+                    application/json:
+                      schema: {type: object, properties: {account: {type: integer}}}
+            """
+            return jsonify({"account": account})
+
+        @bp.post("/api/acme/ping")
+        def acme_ping():
+            """Ping Acme."""
+            return jsonify({"ok": True})
+
+        register(bp)
+
+
+def test_a_plugins_endpoints_are_in_the_document(make_client):
+    client = make_client({}, plugins=[AcmePlugin()])
+
+    paths = client.get("/api/openapi.json").get_json()["paths"]
+
+    status = paths["/api/acme/status/{account}"]["get"]
+    assert status["summary"] == "Acme account status"
+    assert {"name": "account", "in": "path", "required": True, "schema": {"type": "integer"}} in (
+        status["parameters"])
+    ping = paths["/api/acme/ping"]["post"]
+    assert ping["summary"] == "Ping Acme." and "Not described yet" in ping["description"]
