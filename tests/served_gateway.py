@@ -135,10 +135,10 @@ def wait_for_http(url: str, process: subprocess.Popen[bytes], log: Path, timeout
         if process.poll() is not None:
             raise AssertionError(f"server exited with {process.returncode}:\n{log.read_text(errors='replace')}")
         try:
-            if requests.get(url, timeout=2).status_code == 200:
+            if requests.get(url, timeout=5).status_code == 200:
                 return
-        except requests.ConnectionError:
-            pass
+        except (requests.ConnectionError, requests.Timeout):
+            pass  # not listening yet, or its workers still booting on a busy machine
         if time.monotonic() > deadline:
             raise AssertionError(f"{url} did not answer within {timeout}s:\n{log.read_text(errors='replace')}")
         time.sleep(0.1)
