@@ -11,6 +11,7 @@ the deliveries are already durable.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import json
 import uuid
 from collections.abc import Callable, Sequence
@@ -24,6 +25,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from redis.client import Pipeline
 
     from gateway.runtime import Runtime
+
+log = logging.getLogger("gateway.bus")
 
 TICKET_NUMBER_PLACEHOLDER = "\x01TKT\x01"
 # json.dumps escapes the placeholder's control characters; the Lua script looks for them
@@ -123,7 +126,12 @@ class Publisher:
         if wake:
             self.wake(wake)
         sinks = tuple(dict.fromkeys(row[1] for row in rows))
-        self.runtime.plugins.hook.event_published(event=event, sinks=sinks, context=self.runtime.context)
+        try:
+            self.runtime.plugins.hook.event_published(event=event, sinks=sinks, context=self.runtime.context)
+        except Exception:
+            # The event is already stored and acknowledged: an observer's bug must not turn
+            # that into an error response, which would make the client retry and duplicate it.
+            log.exception("an event_published hook failed for %s %s", event.name, event.id)
         return Published(event, tuple(row[0] for row in rows), sinks, ticket)
 
     def transaction(self, watch: Sequence[str], plan: Callable[[Pipeline], Plan],
