@@ -11,8 +11,8 @@ the deliveries are already durable.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import json
+import logging
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
