@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import IO, TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, g, request
+from gunicorn import glogging
 
 from gateway.hookspecs import hookimpl
 
@@ -173,12 +174,12 @@ _JSON = json.JSONEncoder(ensure_ascii=False, default=str, separators=(",", ":"))
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ``ts``, ``level``, ``logger``, ``message``, then the record's
+    """One JSON object per line: ``ts``, ``level``, ``logger``, ``pid``, ``message``, then the record's
     extra fields (``extra={...}``), then ``exc`` with the traceback when there is one."""
 
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, Any] = {"ts": _iso(record.created), "level": record.levelname.lower(),
-                               "logger": record.name, "message": record.getMessage()}
+                               "logger": record.name, "pid": record.process, "message": record.getMessage()}
         for key, value in vars(record).items():  # in the order the caller gave them
             if key not in _STANDARD_ATTRS and not key.startswith("_"):
                 doc[key] = value
@@ -230,6 +231,19 @@ def reset() -> None:
     if _installed is not None:
         logging.getLogger().removeHandler(_installed)
         _installed = None
+
+
+class GunicornLogger(glogging.Logger):  # type: ignore[misc]
+    """gunicorn's own lines (start-up, workers booting and exiting) through the handler that
+    :func:`configure` installed, so ``--log-format json`` makes them JSON too. For
+    ``gateway web`` (its ``logger_class``); plain ``gunicorn`` keeps its own format."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for log in (self.error_log, self.access_log):
+            for handler in list(log.handlers):
+                log.removeHandler(handler)
+            log.propagate = True
 
 
 # -- the builtin plugin: one line per request and per delivery attempt --------------------------

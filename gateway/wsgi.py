@@ -31,6 +31,8 @@ class GatewayServer(BaseApplication):  # type: ignore[misc]
             "proc_name": "gateway-web",
             "accesslog": None,
             "errorlog": "-",
+            # gunicorn's own lines in the format `--log-format` chose (see gateway.logs).
+            "logger_class": "gateway.logs.GunicornLogger",
             "graceful_timeout": 10,
             # The master must not import the app: every worker builds its own runtime.
             "preload_app": False,
