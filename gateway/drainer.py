@@ -59,6 +59,8 @@ class Drainer:
         self._free = concurrency
         self._local: dict[str, int] = {}
         self._loops: dict[str, threading.Thread] = {}
+        self._sinks: dict[str, str] = {}
+        """token -> sink, for the loops in ``_loops``."""
         self._stopping = False
         self.attempts = 0
         self.outcomes: collections.Counter[str] = collections.Counter()
@@ -69,6 +71,11 @@ class Drainer:
         """Attempts running in this process (for one sink, or all)."""
         with self._cond:
             return self._local.get(sink, 0) if sink else self.concurrency - self._free
+
+    def draining(self) -> list[str]:
+        """The sinks this process has a drainer loop for."""
+        with self._cond:
+            return sorted(set(self._sinks.values()))
 
     @property
     def idle(self) -> bool:
@@ -95,6 +102,7 @@ class Drainer:
             if not stopping and token not in self._loops:
                 thread = threading.Thread(target=self._loop, args=(sink, token), name=f"drain:{sink}", daemon=True)
                 self._loops[token] = thread
+                self._sinks[token] = sink
                 thread.start()
         if stopping:
             # Shutting down: hand the sink back at once rather than when the lease lapses.
@@ -104,6 +112,7 @@ class Drainer:
         """Drain until released, in the calling thread (for an rq worker that is not ours)."""
         with self._cond:
             self._loops[token] = threading.current_thread()
+            self._sinks[token] = sink
         self._loop(sink, token)
         self.wait_idle(timeout=3600)
 
@@ -129,6 +138,7 @@ class Drainer:
         finally:
             with self._cond:
                 self._loops.pop(token, None)
+                self._sinks.pop(token, None)
                 self._cond.notify_all()
 
     def _drain(self, sink: str, token: str) -> None:

@@ -20,6 +20,7 @@ from gateway.bus import BACKLOG_PER_DRAINER, DRAINER_LEASE_MS, load_lua
 if TYPE_CHECKING:  # pragma: no cover
     from gateway.runtime import Runtime
 
+SWEEP_MAX_DRAINERS = 1_000_000
 _BY_RUNTIME: weakref.WeakKeyDictionary[Any, EngineScripts] = weakref.WeakKeyDictionary()
 
 
@@ -121,20 +122,21 @@ class EngineScripts:
             self.runtime.publisher.wake(list(wakes))
         return RequeueResult(int(reply[0]), outcomes, wakes)
 
-    def sweep(self, configured: Iterable[str]) -> tuple[list[tuple[str, str]], list[str], int]:
-        """One sweeper pass (see sweep.lua): returns the drainers reserved (their jobs are
-        enqueued here), sinks that are not configured but have ready work, and how many
-        expired in-flight leases were put back. Also trims the log's indexes to the
-        retention period."""
-        # max_drainers = 1: the sweeper only restores liveness; publishes add helpers.
+    def sweep(self, configured: Sequence[str], draining: Iterable[str]
+              ) -> tuple[list[tuple[str, str]], list[str], int]:
+        """One sweeper pass (see sweep.lua). Returns the drainer tokens reserved for the
+        caller to run itself (for configured sinks not in ``draining``), sinks that are not
+        configured but have ready work, and how many expired in-flight leases were put
+        back. Also trims the log's indexes to the retention period."""
         now = now_ms()
         cutoff = now - int(self.runtime.settings.retention_days * 86_400_000)
-        reply = self._sweep(args=[self.prefix, now, 1, DRAINER_LEASE_MS, BACKLOG_PER_DRAINER,
-                                  f"drain-sweep-{uuid.uuid4().hex}-", cutoff, *configured])
-        wakes = [(as_text(sink), as_text(token)) for sink, token in reply[0]]
-        if wakes:
-            self.runtime.publisher.wake(wakes)
-        return wakes, [as_text(s) for s in reply[1]], int(reply[2])
+        # No cap on drainers here beyond "one per process and sink" (``draining``): the
+        # busy process may hold every wake-up token, and an idle one must still be able to join.
+        reply = self._sweep(args=[self.prefix, now, SWEEP_MAX_DRAINERS, DRAINER_LEASE_MS,
+                                  BACKLOG_PER_DRAINER, f"drain-sweep-{uuid.uuid4().hex}-", cutoff,
+                                  len(configured), *configured, *draining])
+        starts = [(as_text(sink), as_text(token)) for sink, token in reply[0]]
+        return starts, [as_text(s) for s in reply[1]], int(reply[2])
 
 
 def scripts_for(runtime: Runtime) -> EngineScripts:

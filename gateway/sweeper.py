@@ -4,8 +4,10 @@ Every ~2 s, for every sink that ever had a delivery (sweep.lua, one round trip):
 
 * in-flight leases that expired (a killed or stuck worker) go back to the FRONT of the
   ready list, so an interrupted delivery is attempted again within timeout + 15 s + 2 s;
-* a sink with ready work and no live drainer (a lost wake-up, a drainer that died) gets a
-  drainer token and an rq drain job;
+* a sink with ready work and no live drainer (a lost wake-up, a drainer that died), or
+  with a backlog bigger than its live drainers should drain alone, gets a drainer here
+  (when this process is not draining it already): so idle processes join busy ones even
+  when every wake-up job went to one process;
 * deliveries of a sink that is no longer configured are failed with a clear error (they
   stay replayable once the sink is back).
 
@@ -58,7 +60,9 @@ class Sweeper:
     def sweep(self) -> int:
         """One pass; returns how many expired in-flight leases were put back."""
         configured = [s.name for s in self.runtime.settings.sinks]
-        _, unknown, recovered = self.drainer.scripts.sweep(configured)
+        starts, unknown, recovered = self.drainer.scripts.sweep(configured, self.drainer.draining())
+        for sink, token in starts:
+            self.drainer.start(sink, token)
         if recovered:
             log.warning("put %d interrupted deliveries back on their ready lists", recovered)
         for sink in unknown:

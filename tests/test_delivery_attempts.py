@@ -259,3 +259,20 @@ def test_the_sweeper_trims_log_indexes_past_the_retention(build, server):
         drainer.stop()
     for index in (keys.deliveries, keys.sink_deliveries("hook")):
         assert [i.decode() for i in runtime.redis.zrange(index, 0, -1)] == [recent]
+
+
+def test_an_idle_process_joins_a_backlog_whose_wakeups_all_went_elsewhere(build, server):
+    runtime = build([sink_table("hook", server.url)])
+    ids = publish_tickets(runtime, 200)
+    # Both wake-up tokens the publishes reserved count as live, as if another process held them.
+    assert runtime.redis.zcard(runtime.keys.drainers("hook")) == 2
+    idle = Drainer(runtime, 8)
+    try:
+        Sweeper(idle).sweep()
+        assert idle.draining() == ["hook"]
+        # One drainer per process and sink: a second pass adds none.
+        starts, _, _ = idle.scripts.sweep(["hook"], idle.draining())
+        assert starts == []
+        wait_until(lambda: server.count() >= len(ids), what="the backlog drained by the joining process")
+    finally:
+        idle.stop()
