@@ -198,9 +198,9 @@ def test_cli_log_format_json_for_the_web_server(tmp_path: Path, redis_url: str, 
         while True:
             try:
                 response = requests.post(f"http://127.0.0.1:{port}/api/webhooks/receive", json=TICKET,
-                                         headers={"X-Webhook-Signature": "ab" * 32}, timeout=5)
+                                         headers={"X-Webhook-Signature": "ab" * 32}, timeout=60)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
                 assert proc.poll() is None and time.monotonic() < deadline, "gateway web did not start"
                 time.sleep(0.1)
         assert response.status_code == 401
