@@ -61,7 +61,8 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 # or two per string.
 _TRIGGERS = ("whsec_", "v1,", "v1=", "sha256=", "bearer", "basic", "hooks.slack", "://", "secret", "token",
              "passw", "api_key", "api-key", "apikey", "signature", "authorization")
-_LONG_HEX = re.compile(r"[0-9a-fA-F]{32}")
+# As in _PATTERNS: a run standing alone, so ids such as dlv_<hex> do not count.
+_LONG_HEX = re.compile(r"\b[0-9a-fA-F]{32,}\b")
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 _known_secrets: set[str] = set()
 _known_lock = threading.Lock()
