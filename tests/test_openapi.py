@@ -174,3 +174,56 @@ def test_a_plugins_endpoints_are_in_the_document(make_client):
         status["parameters"])
     ping = paths["/api/acme/ping"]["post"]
     assert ping["summary"] == "Ping Acme." and "Not described yet" in ping["description"]
+
+
+class BrokenDocsPlugin:
+    """A plugin whose docstrings are wrong: the document must still be served."""
+
+    @hookimpl
+    def register_blueprints(self, register):
+        bp = Blueprint("broken_docs", __name__)
+
+        @bp.get("/api/broken/yaml")
+        def broken_yaml():
+            """Bad YAML.
+            ---
+            get: [unclosed
+            """
+            return jsonify({})
+
+        @bp.get("/api/broken/schema")
+        def broken_schema():
+            """A schema that does not exist.
+            ---
+            get:
+              responses:
+                200:
+                  description: x
+                  content: {application/json: {schema: NoSuchSchemaAnywhere}}
+            """
+            return jsonify({})
+
+        @bp.get("/api/broken/parameter")
+        def broken_parameter():
+            """A parameter without its location.
+            ---
+            get:
+              parameters: [{name: q}]
+              responses: {200: {description: x}}
+            """
+            return jsonify({})
+
+        register(bp)
+
+
+def test_broken_plugin_docs_never_break_the_document(make_client):
+    client = make_client({}, plugins=[BrokenDocsPlugin()])
+
+    response = client.get("/api/openapi.json")
+
+    assert response.status_code == 200
+    paths = response.get_json()["paths"]
+    assert "cannot be read" in paths["/api/broken/yaml"]["get"]["description"]
+    assert "does not exist" in paths["/api/broken/schema"]["get"]["description"]
+    assert "invalid" in paths["/api/broken/parameter"]["get"]["description"]
+    assert "/api/webhooks/receive" in paths

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import logging
 import re
 from collections.abc import Callable
 from typing import Any
@@ -29,6 +30,7 @@ from werkzeug.routing import Rule
 
 from gateway.hookspecs import hookimpl
 
+log = logging.getLogger("gateway.openapi")
 bp = Blueprint("openapi", __name__)
 EXTENSION_KEY = "gateway.openapi"
 OPENAPI_VERSION = "3.0.3"
@@ -165,22 +167,28 @@ def openapi_path(rule: Rule) -> tuple[str, list[dict[str, Any]]]:
     return _RULE_ARGUMENT.sub(replace, rule.rule), parameters
 
 
+def _undescribed(view: Callable[..., Any], why: str) -> dict[str, Any]:
+    doc = inspect.getdoc(view) or ""
+    summary = doc.split("\n", 1)[0].strip() if doc and not doc.startswith("---") else ""
+    return {"summary": summary or view.__name__.replace("_", " "), "description": f"Not described yet: {why}",
+            "responses": {"default": {"description": "Not described yet."}}}
+
+
 def _operations(view: Callable[..., Any], methods: set[str]) -> dict[str, Any]:
+    import yaml
     from apispec.yaml_utils import load_operations_from_docstring
 
-    doc = inspect.getdoc(view) or ""
-    documented = load_operations_from_docstring(doc)
-    summary = doc.split("\n", 1)[0].strip() if doc and not doc.startswith("---") else ""
+    why = "the view has no OpenAPI YAML in its docstring."
+    try:
+        documented = load_operations_from_docstring(inspect.getdoc(view) or "")
+    except yaml.YAMLError as exc:
+        # A plugin's broken docstring must not break the document for everyone.
+        log.warning("openapi: the docstring YAML of %s cannot be read: %s", view.__qualname__, exc)
+        documented, why = {}, "the view's docstring YAML cannot be read."
     operations: dict[str, Any] = {}
     for method in METHODS:
-        if method.upper() not in methods:
-            continue
-        operation = copy.deepcopy(documented.get(method)) or {
-            "summary": summary or view.__name__.replace("_", " "),
-            "description": "Not described yet: the view has no OpenAPI YAML in its docstring.",
-            "responses": {"default": {"description": "Not described yet."}},
-        }
-        operations[method] = operation
+        if method.upper() in methods:
+            operations[method] = copy.deepcopy(documented.get(method)) or _undescribed(view, why)
     return operations
 
 
@@ -190,7 +198,7 @@ def _documented(rule: Rule) -> bool:
     return not any(rule.rule == p or rule.rule.startswith(p + "/") for p in UNDOCUMENTED_PREFIXES)
 
 
-def _published_event_schema(spec: Any, plugin: Any, runtime: Any) -> dict[str, Any]:
+def _published_event_schema(plugin: Any, runtime: Any) -> dict[str, Any]:
     """``{"event", "data"}`` for every catalogued event type: one alternative per type, its
     ``data`` the type's marshmallow schema (plugins' event types included)."""
     alternatives = []
@@ -202,6 +210,23 @@ def _published_event_schema(spec: Any, plugin: Any, runtime: Any) -> dict[str, A
                            "data": plugin.resolver.resolve_schema_dict(event_type.schema)},
         })
     return {"oneOf": alternatives, "description": "An event of the catalogue (GET /api/event-types)."}
+
+
+def _dangling_refs(node: Any, components: dict[str, Any]) -> list[str]:
+    """``$ref`` targets under ``node`` that are not in ``components``."""
+    found: list[str] = []
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/components/"):
+            kind, _, name = ref.removeprefix("#/components/").partition("/")
+            if name not in components.get(kind, {}):
+                found.append(ref)
+        for child in node.values():
+            found.extend(_dangling_refs(child, components))
+    elif isinstance(node, list):
+        for child in node:
+            found.extend(_dangling_refs(child, components))
+    return found
 
 
 def _fill_values(node: Any, values: dict[str, list[str]]) -> None:
@@ -240,26 +265,44 @@ def build_spec(app: Flask) -> dict[str, Any]:
                        "Standard Webhooks headers are accepted instead."})
     for name, schema in COMPONENT_SCHEMAS.items():
         spec.components.schema(name, schema)
-    spec.components.schema("PublishedEvent", _published_event_schema(spec, marshmallow_plugin, runtime))
+    spec.components.schema("PublishedEvent", _published_event_schema(marshmallow_plugin, runtime))
     for name, (status, description) in ERROR_RESPONSES.items():
         spec.components.response(name, _error_response(description, retry_after=status == "503"))
     spec.components.response("Error", _error_response("An error, as `{error, message, fields}`."))
     rules = sorted((r for r in app.url_map.iter_rules() if _documented(r)), key=lambda r: r.rule)
-    by_path: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+    by_path: dict[str, tuple[dict[str, Any], list[dict[str, Any]], dict[str, Callable[..., Any]]]] = {}
     for rule in rules:
         path, parameters = openapi_path(rule)
-        operations = _operations(app.view_functions[rule.endpoint], set(rule.methods or ()))
-        known, _ = by_path.setdefault(path, ({}, parameters))
-        known.update(operations)
-    for path, (operations, parameters) in by_path.items():
+        view = app.view_functions[rule.endpoint]
+        operations, _, views = by_path.setdefault(path, ({}, parameters, {}))
+        for method, operation in _operations(view, set(rule.methods or ())).items():
+            operations[method], views[method] = operation, view
+    for path, (operations, parameters, views) in by_path.items():
         for operation in operations.values():
             declared = {(p.get("name"), p.get("in")) for p in operation.get("parameters", [])
                         if isinstance(p, dict)}
             missing = [p for p in parameters if (p["name"], "path") not in declared]
             if missing:
                 operation["parameters"] = missing + list(operation.get("parameters", []))
-        spec.path(path=path, operations=operations)
+        try:
+            spec.path(path=path, operations=operations)
+        except Exception as exc:  # noqa: BLE001 - e.g. a plugin naming a schema that does not exist
+            log.warning("openapi: %s cannot be described: %s: %s", path, type(exc).__name__, exc)
+            invalid = "its description is invalid."
+            fallback = {method: {**_undescribed(view, invalid), "parameters": parameters}
+                        for method, view in views.items()}
+            spec.path(path=path, operations=fallback)
     document = spec.to_dict()
+    for path, (_, parameters, views) in by_path.items():
+        missing_refs = _dangling_refs(document["paths"].get(path, {}), document.get("components", {}))
+        if missing_refs:
+            # apispec takes an unknown schema name for a reference; left in, it would make
+            # the whole document unusable for clients.
+            log.warning("openapi: %s refers to %s, which does not exist", path, ", ".join(missing_refs))
+            document["paths"][path] = {
+                method: {**_undescribed(view, f"its description refers to {', '.join(missing_refs)}, "
+                                              "which does not exist."), "parameters": parameters}
+                for method, view in views.items()}
     _fill_values(document, {"event-types": runtime.plugins.catalog.names(),
                             "sinks": [sink.name for sink in runtime.settings.sinks]})
     return document
