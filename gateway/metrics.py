@@ -302,6 +302,8 @@ def scrape_registry(runtime: Runtime) -> CollectorRegistry:
 
     registry = CollectorRegistry(auto_describe=False)
     if multiprocess_enabled():
+        # Recreated if it was removed, so that a scrape still answers.
+        Path(os.environ[MULTIPROC_ENV]).mkdir(parents=True, exist_ok=True)
         MultiProcessCollector(registry)
     else:
         registry.register(_Forward(get().registry))

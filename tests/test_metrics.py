@@ -452,3 +452,15 @@ events = ["ticket.created"]
     found = samples(text)
     assert value(found, "gateway_delivery_attempts_total", sink="recorder", outcome="delivered") == 3
     assert list((data_dir / "metrics").glob("counter_*.db"))
+
+
+def test_a_damaged_metrics_file_gives_a_clear_503(make_client, tmp_path, monkeypatch, caplog):
+    client = make_client(config(), plugins=[PlainSinkPlugin()])
+    monkeypatch.setenv(metrics.MULTIPROC_ENV, str(tmp_path))
+    (tmp_path / "counter_1.db").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00" + b"\xff" * 24)
+
+    response = client.get("/metrics")
+
+    assert response.status_code == 503
+    assert response.get_json()["error"] == "metrics_unavailable"
+    assert "metrics: the scrape failed" in caplog.text

@@ -8,6 +8,7 @@ Recording never raises: a metrics bug must not fail a request or a delivery.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -18,9 +19,11 @@ from flask import Blueprint, Response, current_app, g, request
 
 from gateway import metrics
 from gateway.cli import config_option
+from gateway.errors import ApiError
 from gateway.events import Event
 from gateway.hookspecs import hookimpl
 
+log = logging.getLogger("gateway.metrics")
 bp = Blueprint("metrics", __name__)
 UNMATCHED = "unmatched"
 # Label values come from this fixed set: a client inventing methods must not invent series.
@@ -62,8 +65,18 @@ def scrape() -> Response:
           content:
             text/plain:
               schema: {type: string}
+        503:
+          description: The metrics cannot be read right now (Redis being down is not a reason).
+          content:
+            application/json:
+              schema: ErrorSchema
     """
-    body, content_type = metrics.render(current_app.extensions["gateway"], request.headers.get("Accept"))
+    try:
+        body, content_type = metrics.render(current_app.extensions["gateway"], request.headers.get("Accept"))
+    except Exception:  # noqa: BLE001 - e.g. a damaged file in the metrics directory
+        log.exception("metrics: the scrape failed")
+        raise ApiError(503, "metrics_unavailable", "The metrics cannot be read right now; see the server "
+                       "log.", headers={"Retry-After": "15"}) from None
     return Response(body, content_type=content_type)
 
 
