@@ -171,7 +171,11 @@ def test_a_failing_recorder_never_breaks_a_request(make_client, monkeypatch, cap
 
 
 def test_prepare_multiprocess_dir_empties_a_previous_run(tmp_path, monkeypatch):
+    from prometheus_client import values
+
     monkeypatch.delenv(metrics.MULTIPROC_ENV, raising=False)
+    # It switches this process to shared files; the other tests here keep per-process values.
+    monkeypatch.setattr(values, "ValueClass", values.ValueClass)
     stale = tmp_path / "metrics"
     stale.mkdir()
     (stale / "counter_4242.db").write_bytes(b"old")
@@ -180,7 +184,7 @@ def test_prepare_multiprocess_dir_empties_a_previous_run(tmp_path, monkeypatch):
 
     assert path == stale.resolve() and list(path.iterdir()) == []
     assert os.environ[metrics.MULTIPROC_ENV] == str(path)
-    monkeypatch.delenv(metrics.MULTIPROC_ENV)
+    assert values.ValueClass.__name__ == "MmapedValue"
 
 
 def wait_until_serving(url: str, proc: subprocess.Popen, what: str, timeout: float = 60) -> requests.Response:
