@@ -206,7 +206,7 @@ def test_publishes_racing_the_drainers_release_are_never_stranded(build, server,
         for n in range(1, 151):
             publish_tickets(runtime)
             wait_until(lambda n=n: server.count() >= n, what=f"delivery {n}, with no sweeper running")
-            time.sleep(rng.uniform(0, 0.015))
+            time.sleep(rng.uniform(0, 0.2))  # around the linger (Redis times a blocking wait in ~0.1 s steps)
         # A wake-up may still be queued for work an earlier drainer already did: it too
         # must find nothing and release.
         wait_until(lambda: (runtime.redis.llen(runtime.queue.key) == 0 and runner.drainer.idle
