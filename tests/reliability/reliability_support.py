@@ -439,3 +439,21 @@ def engine_state(redis: Any, sink: str = "rec") -> dict[str, Any]:
         "rq_workers": sorted(k.decode() for k in redis.smembers("rq:workers")),
         "now_ms": int(time.time() * 1000),
     }
+
+
+def delivery_statuses(redis: Any) -> list[bytes]:
+    """The status of every delivery in the delivery log."""
+    keys = [k for k in redis.scan_iter("gw:delivery:dlv_*") if not k.endswith(b":attempts")]
+    return [redis.hget(key, "status") for key in keys]
+
+
+def wait_until_logged_delivered(redis: Any, count: int, timeout: float = 120.0) -> None:
+    """Wait until the delivery log holds ``count`` deliveries, all ``delivered``. A receiver
+    sees a request before the worker records its answer (and a killed worker's attempt is
+    recorded only once it is made again), so this comes after the receiver's view."""
+    wait_until(
+        lambda: sorted(set(delivery_statuses(redis))) == [b"delivered"],
+        "every delivery logged as delivered",
+        timeout=timeout,
+    )
+    assert len(delivery_statuses(redis)) == count

@@ -35,6 +35,7 @@ from reliability_support import (
     start_web,
     start_worker,
     wait_until,
+    wait_until_logged_delivered,
     write_config,
 )
 
@@ -161,6 +162,7 @@ def test_sink_outage_retries_on_schedule_opens_and_closes_the_circuit_and_honour
         receiver.come_back()
         steady.come_back()
         wait_until(all_delivered, "every ticket delivered to both sinks after the outage", timeout=90)
+        wait_until_logged_delivered(redis_client, 2 * len(tickets))
         wait_until(lambda: watcher.current() == "ok", "the circuit to close")
         assert _cli_state(config) == "ok"
     finally:
