@@ -109,6 +109,11 @@ def _sink_secrets(options: Mapping[str, Any], configured: Sequence[str]) -> list
             found.append(value)
         elif isinstance(value, (list, tuple)):
             found.extend(str(v) for v in value)
+    # Static headers often carry credentials under names no word list catches
+    # (X-Auth-Key, X-Partner): the sinks API hides their values, so the log does too.
+    static = options.get("headers")
+    if isinstance(static, Mapping):
+        found.extend(str(v) for v in static.values() if v)
     return found
 
 
