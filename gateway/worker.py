@@ -73,6 +73,10 @@ class GatewayWorker(SimpleWorker):
         # Maintenance every 30 s rather than rq's 10 min: it is where a worker takes over the
         # scheduler lock of one that died, and retries wait on the scheduler.
         kwargs.setdefault("maintenance_interval", MAINTENANCE_INTERVAL_S)
+        # Maintenance only runs between dequeues, and an idle worker blocks in dequeue for
+        # worker_ttl - 15 s (rq's default: 405 s): keep that to the maintenance interval, or a
+        # scheduler that died (e.g. with a Redis restart) stays dead for minutes.
+        kwargs.setdefault("worker_ttl", MAINTENANCE_INTERVAL_S + 15)
         super().__init__(queues, serializer=JSONSerializer, **kwargs)
         self.drainer = drainer
         self.sweeper = sweeper

@@ -4,7 +4,8 @@ The test runs its own Redis (the embedded redis-server with AOF on, as ``gateway
 does), a gunicorn-served gateway and a worker on it, and a client POSTing tickets. Redis
 is SIGKILLed mid-load (three times): the receive endpoint answers 503 with Retry-After, never a 500 and
 never a 201 for something it did not store. Redis is started again on the same socket and
-data directory: every ticket that got a 201 is there, and its delivery completes.
+data directory: every ticket that got a 201 is there, and its delivery completes, also
+where that takes a retry (which needs rq's scheduler to have survived the outage).
 """
 
 from __future__ import annotations
@@ -69,6 +70,9 @@ def test_redis_killed_mid_load_then_restarted_from_its_aof(
             own_redis.process.wait()
             wait_until(answered(load, 503, 20), "20 refusals while Redis is down")
             own_redis.start()  # same socket, same data directory: the AOF is replayed
+            # The next answers are failures: those deliveries need retries, which only rq's
+            # scheduler fires, so the scheduler must have survived the outage too.
+            receiver.script((500, {}), (500, {}))
             wait_until(answered(load, 201, 20), "20 tickets after Redis is back")
 
     statuses = load.statuses()
@@ -108,6 +112,8 @@ def test_redis_killed_mid_load_then_restarted_from_its_aof(
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{engine_state(client)}\nworker:\n{worker.output()[-4000:]}") from None
     assert worker.alive(), f"the worker died with Redis:\n{worker.output()[-3000:]}"
+    retried = [a for a in receiver.snapshot() if a.status == 500]
+    assert len(retried) == 2 * OUTAGES  # each then delivered on a retry (checked just above)
     print(
         f"\n{len(acknowledged)} tickets acknowledged, {len(refused)} requests refused with 503 while Redis "
         f"was down, {len(stored - acknowledged)} stored without a 201"
