@@ -47,9 +47,9 @@ FULL = Plan()
 QUICK = Plan(
     http_seconds=4,
     rounds=2,
-    deliver_count=1_500,
+    deliver_count=1_000,
     plain_count=16,
-    slow_count=300,
+    slow_count=250,
     isolation_rate=100,
     isolation_seconds=2,
     e2e_seconds=2,
@@ -135,7 +135,8 @@ def run(plan: Plan, only: set[str], run_dir: Path) -> dict[str, Any]:
             "costs",
             lambda: {
                 "receive_cpu_budget_us": {
-                    name.strip(): round(value, 1) for name, value in costs.measure(plan.cost_count).items()
+                    name.strip(): round(value, 1)
+                    for name, value in costs.measure(plan.cost_count, stack).items()
                 }
             },
         )
