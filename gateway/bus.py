@@ -190,5 +190,9 @@ def _raw(encoded: str) -> str:
 
 
 def _fill_ticket_number(event: Event, number: str) -> Event:
-    data = json.loads(json.dumps(event.data).replace(_ENCODED_PLACEHOLDER, json.dumps(number)))
+    # The placeholder only ever stands as a ticket's ticket_number at the top of the data
+    # (receive puts the new ticket there); no JSON round trip of the whole event.
+    data = {key: {**value, "ticket_number": number}
+            if isinstance(value, dict) and value.get("ticket_number") == TICKET_NUMBER_PLACEHOLDER else value
+            for key, value in event.data.items()}
     return dataclasses.replace(event, data=data)

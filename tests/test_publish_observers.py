@@ -23,3 +23,25 @@ def test_a_failing_event_published_hook_still_acknowledges_the_stored_ticket(mak
     again = client.post("/api/webhooks/receive", json=body, headers={"Idempotency-Key": "k-1"})
     assert again.status_code == 200
     assert again.get_json()["ticket"]["ticket_number"] == created.get_json()["ticket"]["ticket_number"]
+
+
+class RecordingObserver:
+    __name__ = "recording_observer"
+
+    def __init__(self):
+        self.events = []
+
+    @hookimpl
+    def event_published(self, event, sinks):
+        self.events.append(event)
+
+
+def test_observers_see_the_assigned_ticket_number_not_the_placeholder(make_client):
+    observer = RecordingObserver()
+    client = make_client(plugins=[observer])
+    body = {"event": "ticket.create", "data": {"subject": "N", "message": "m", "customer_email": "a@example.com"}}
+    created = client.post("/api/webhooks/receive", json=body).get_json()["ticket"]
+    [event] = observer.events
+    assert event.name == "ticket.created"
+    assert event.data["ticket"]["ticket_number"] == created["ticket_number"]
+    assert created["ticket_number"].startswith("TKT-")
