@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import signal
+import socket
 import sys
 import threading
 from typing import Any
@@ -177,6 +179,9 @@ def build_worker(runtime: Runtime, concurrency: int | None = None, name: str | N
     # engine's short-timeout client must keep.
     connection = connect(runtime.redis_url)
     queue = Queue(runtime.settings.queue, connection=connection, serializer=JSONSerializer)
+    # rq's default name is a bare 32-hex UUID, which the log redaction net hides as a
+    # possible secret ("Worker [redacted]"); host.pid says which process it is.
+    name = name or f"{socket.gethostname()}.{os.getpid()}.{secrets.token_hex(2)}"
     return GatewayWorker([queue], drainer, sweeper, connection=connection, name=name)
 
 
