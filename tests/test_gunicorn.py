@@ -44,13 +44,16 @@ def test_200_concurrent_creates_get_200_distinct_ticket_numbers(server: ServedGa
     assert redis_client.zcard("gw:tickets") == 200
 
 
-def post_chunked(url: str, chunks: list[bytes]) -> tuple[int, dict[str, Any]]:
+def post_chunked(url: str, chunks: list[bytes], path: str = "/api/webhooks/receive",
+                 headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
     """POST with Transfer-Encoding: chunked (no Content-Length), as streaming clients do."""
     host, port = url.removeprefix("http://").split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=30)
     try:
-        connection.putrequest("POST", "/api/webhooks/receive")
+        connection.putrequest("POST", path)
         connection.putheader("Content-Type", "application/json")
+        for name, value in (headers or {}).items():
+            connection.putheader(name, value)
         connection.putheader("Transfer-Encoding", "chunked")
         connection.endheaders()
         for chunk in chunks:
@@ -73,6 +76,17 @@ def test_chunked_body_over_the_limit_is_413(server: ServedGateway, redis_client:
     status, doc = post_chunked(server.url, [small[:20], small[20:]])
     assert status == 201, doc
     assert doc["ticket"]["subject"] == "Test Ticket"
+
+
+def test_chunked_body_over_the_limit_is_413_on_the_admin_api_too(server: ServedGateway, redis_client: Any) -> None:
+    # werkzeug stops reading a chunked body at the limit; the admin endpoints must refuse it,
+    # not parse a silently truncated body.
+    big = json.dumps({"event": "ticket.updated", "data": {"padding": "x" * 6000}}).encode()
+    auth = {"Authorization": f"Bearer {server.admin_token}"}
+    for path in ("/api/events", "/api/sinks/nope/test"):
+        status, doc = post_chunked(server.url, [big[i:i + 1000] for i in range(0, len(big), 1000)], path, auth)
+        assert (status, doc["error"]) == (413, "payload_too_large"), path
+    assert redis_client.zcard("gw:events") == 0
 
 
 def test_body_over_the_limit_with_content_length_is_413(server: ServedGateway, redis_client: Any) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import request
 
-from gateway.api.receive import parse_json
+from gateway.api.receive import parse_json, read_body
 from gateway.errors import ApiError
 
 
@@ -15,7 +15,7 @@ def json_object_body(example: str) -> dict[str, Any]:
     """The request body as a JSON object; ``example`` shows the expected shape in the 400."""
     if not request.is_json:
         raise ApiError(415, "unsupported_media_type", "Send the body as JSON with Content-Type: application/json.")
-    doc = parse_json(request.get_data(cache=False))
+    doc = parse_json(read_body())
     if not isinstance(doc, dict):
         raise ApiError(400, "malformed_json", f"The body must be a JSON object, e.g. {example}.")
     return doc

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify
 
 from gateway import sinkstate
 from gateway.api.auth import require_admin
-from gateway.api.receive import parse_json
+from gateway.api.receive import parse_json, read_body
 from gateway.errors import ApiError
 from gateway.events import UnknownEvent
 from gateway.hookspecs import hookimpl
@@ -128,7 +128,7 @@ def test_sink(name: str) -> tuple[Response, int]:
     """
     runtime = current_app.extensions["gateway"]
     event_name = DEFAULT_TEST_EVENT
-    body = request.get_data(cache=False)
+    body = read_body()
     if body.strip():
         doc = parse_json(body)
         if not isinstance(doc, dict) or not isinstance(doc.get("event", DEFAULT_TEST_EVENT), str):
