@@ -15,6 +15,7 @@ import redis
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from gateway.api import receive_fast
 from gateway.errors import ApiError, redis_unavailable
 from gateway.runtime import Runtime
 
@@ -34,6 +35,7 @@ def create_app(runtime: Runtime | None = None, config_path: str | os.PathLike[st
     for blueprint in runtime.plugins.blueprints:
         app.register_blueprint(blueprint)
     _register_error_handlers(app)
+    receive_fast.install(app)
     if runtime.settings.secret is None:
         log.warning("gateway.secret is not set: unsigned webhooks are accepted on /api/webhooks/receive")
     return app

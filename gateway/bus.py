@@ -20,6 +20,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from gateway.events import Event
+from gateway.redis_direct import DirectScript
 
 if TYPE_CHECKING:  # pragma: no cover
     from redis.client import Pipeline
@@ -71,6 +72,9 @@ class Publisher:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.script = runtime.redis.register_script(load_lua("publish"))
+        # The same script for publish(), without redis-py's per-command overhead; inside
+        # transaction() it runs on the pipeline through self.script.
+        self.direct = DirectScript(runtime.redis, self.script.script)
 
     def _deliveries(self, event: Event, only_sink: str | None = None) -> list[tuple[str, str, str]]:
         rows: list[tuple[str, str, str]] = []
@@ -109,7 +113,7 @@ class Publisher:
 
         now = now or utc_now()
         rows = self._deliveries(event, only_sink)
-        reply = self.script(args=self._args(event, rows, ticket, idempotency_key, now))
+        reply = self.direct(self._args(event, rows, ticket, idempotency_key, now))
         return self._finish(event, rows, ticket, reply)
 
     def _finish(self, event: Event, rows: list[tuple[str, str, str]], ticket: dict[str, Any] | None,

@@ -268,18 +268,24 @@ def _start_timer() -> None:
 
 @bp.after_app_request
 def _log_request(response: Response) -> Response:
-    if access_log.isEnabledFor(logging.INFO):
-        try:
-            started = g.get("gateway_started")
-            duration_ms = round((time.perf_counter() - started) * 1000, 2) if started is not None else None
-            # request.path never includes the query string, where callers sometimes put tokens.
-            fields = {"method": request.method, "path": request.path, "status": response.status_code,
-                      "duration_ms": duration_ms, "remote_addr": request.remote_addr}
-            _emit(access_log, logging.INFO, "%s %s %s %sms",
-                  (fields["method"], fields["path"], fields["status"], duration_ms), fields)
-        except Exception:  # noqa: BLE001 - logging must never fail a request
-            logging.getLogger("gateway.logs").exception("could not log a request")
+    # request.path never includes the query string, where callers sometimes put tokens.
+    log_access(request.method, request.path, response.status_code, g.get("gateway_started"),
+               request.remote_addr)
     return response
+
+
+def log_access(method: str, path: str, status: int, started: float | None, remote_addr: str | None) -> None:
+    """The access-log line of one answered request (``started``: its ``time.perf_counter()``).
+    Shared by the Flask hook above and the receive fast path (gateway.api.receive_fast)."""
+    if not access_log.isEnabledFor(logging.INFO):
+        return
+    try:
+        duration_ms = round((time.perf_counter() - started) * 1000, 2) if started is not None else None
+        fields = {"method": method, "path": path, "status": status, "duration_ms": duration_ms,
+                  "remote_addr": remote_addr}
+        _emit(access_log, logging.INFO, "%s %s %s %sms", (method, path, status, duration_ms), fields)
+    except Exception:  # noqa: BLE001 - logging must never fail a request
+        logging.getLogger("gateway.logs").exception("could not log a request")
 
 
 def _emit(logger: logging.Logger, level: int, msg: str, args: tuple[Any, ...],

@@ -14,7 +14,7 @@ import hashlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify, request
 from marshmallow import ValidationError
 
 from gateway.api.auth import require_admin
@@ -100,7 +100,7 @@ def publish_event() -> tuple[Response, int]:
         raise ApiError(422, "validation_failed", f"The data does not match the {name} schema.",
                        {f"data.{k}": v for k, v in messages.items()}) from None
     event = Event.new(name, data)
-    key = idempotency_key()
+    key = idempotency_key(request.headers)
     if key is None:
         runtime.publisher.publish(event)
         return jsonify({"event_id": event.id}), 202

@@ -43,10 +43,14 @@ def _count_request(response: Response) -> Response:
     seconds = time.perf_counter() - started if started is not None else 0.0
     rule = request.url_rule
     endpoint = rule.rule if rule is not None else UNMATCHED
-    method = request.method if request.method in KNOWN_METHODS else "other"
-    status = response.status_code
-    metrics.safely("request", lambda: metrics.get().observe_request(endpoint, method, status, seconds))
+    count_request(endpoint, request.method, response.status_code, seconds)
     return response
+
+
+def count_request(endpoint: str, method: str, status: int, seconds: float) -> None:
+    """Count one answered request (the app-wide hook above, and the receive fast path)."""
+    method = method if method in KNOWN_METHODS else "other"
+    metrics.safely("request", lambda: metrics.get().observe_request(endpoint, method, status, seconds))
 
 
 @bp.get("/metrics")

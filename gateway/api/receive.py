@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from marshmallow import ValidationError
@@ -22,6 +23,10 @@ from gateway.events import Event, iso_z, utc_now
 from gateway.hookspecs import hookimpl
 from gateway.schemas import ReceiveBody, TicketCreateData
 
+if TYPE_CHECKING:  # pragma: no cover
+    from gateway.bus import Published
+    from gateway.runtime import Runtime
+
 bp = Blueprint("receive", __name__)
 RECEIVE_BODY = ReceiveBody()
 TICKET_DATA = TicketCreateData()
@@ -29,7 +34,7 @@ INCOMING_EVENTS = ("ticket.create",)
 MAX_IDEMPOTENCY_KEY = 255
 
 
-def _is_json(content_type: str | None) -> bool:
+def is_json(content_type: str | None) -> bool:
     media = (content_type or "").split(";", 1)[0].strip().lower()
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
@@ -95,13 +100,58 @@ def load_or_422(schema: Any, data: Any, prefix: str = "") -> dict[str, Any]:
         raise ApiError(422, "validation_failed", "The request body has invalid fields.", fields) from None
 
 
-def idempotency_key() -> str | None:
+def idempotency_key(headers: Any) -> str | None:
     """The Idempotency-Key header, else Standard Webhooks' webhook-id."""
-    key = request.headers.get("Idempotency-Key") or request.headers.get("webhook-id")
+    key = headers.get("Idempotency-Key") or headers.get("webhook-id")
     if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY):
         raise ApiError(400, "idempotency_key_invalid",
                        f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters.")
     return key
+
+
+def accept(body: bytes, headers: Any, secret: str | None, tolerance: int) -> tuple[dict[str, Any], str | None]:
+    """Every check after the media type, in the documented order: signature (401), JSON (400),
+    event name (400), schema (422), Idempotency-Key (400). Returns the validated ticket
+    data and the idempotency key; raises :class:`ApiError`."""
+    if secret is not None:
+        verify_request_signature(body, headers, secret, tolerance)
+    doc = parse_json(body)
+    if not isinstance(doc, dict):
+        raise ApiError(400, "malformed_json", 'The body must be a JSON object: {"event": ..., "data": {...}}.')
+    envelope = load_or_422(RECEIVE_BODY, doc)
+    if envelope["event"] not in INCOMING_EVENTS:
+        raise ApiError(400, "unknown_event", f"Unknown event {envelope['event'][:100]!r}; "
+                       f"accepted: {', '.join(INCOMING_EVENTS)}.", {"event": ["Unknown event."]})
+    data = load_or_422(TICKET_DATA, envelope["data"], prefix="data.")
+    return data, idempotency_key(headers)
+
+
+def new_ticket(data: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    """A ticket from validated data; its ticket_number is assigned by the write."""
+    from gateway.bus import TICKET_NUMBER_PLACEHOLDER
+
+    return {
+        "id": str(uuid.uuid4()),
+        "ticket_number": TICKET_NUMBER_PLACEHOLDER,
+        "subject": data["subject"],
+        "message": data["message"],
+        "status": "new",
+        "priority": data["priority"],
+        "category": data["category"],
+        "customer_email": data["customer_email"],
+        "customer_name": data["customer_name"],
+        "source": "webhook",
+        "created_at": iso_z(now),
+    }
+
+
+def create_ticket(runtime: Runtime, data: Mapping[str, Any], key: str | None) -> Published:
+    """Store a new ticket with its ticket.created event and deliveries, in one write (or
+    find the ticket an earlier request with ``key`` created). Raises redis.RedisError."""
+    now = utc_now()
+    ticket = new_ticket(data, now)
+    event = Event.new("ticket.created", {"ticket": ticket}, at=now)
+    return runtime.publisher.publish(event, ticket=ticket, idempotency_key=key, now=now)
 
 
 @bp.post("/api/webhooks/receive")
@@ -158,44 +208,16 @@ def receive() -> tuple[Response, int] | Response:
     """
     runtime = current_app.extensions["gateway"]
     settings = runtime.settings
-    if not _is_json(request.content_type):
+    if not is_json(request.content_type):
         raise ApiError(415, "unsupported_media_type", "Send the body as JSON with Content-Type: application/json.")
     body = read_body()
-    if settings.secret is not None:
-        verify_request_signature(body, request.headers, settings.secret, settings.signature_tolerance)
-    doc = parse_json(body)
-    if not isinstance(doc, dict):
-        raise ApiError(400, "malformed_json", 'The body must be a JSON object: {"event": ..., "data": {...}}.')
-    envelope = load_or_422(RECEIVE_BODY, doc)
-    if envelope["event"] not in INCOMING_EVENTS:
-        raise ApiError(400, "unknown_event", f"Unknown event {envelope['event'][:100]!r}; "
-                       f"accepted: {', '.join(INCOMING_EVENTS)}.", {"event": ["Unknown event."]})
-    data = load_or_422(TICKET_DATA, envelope["data"], prefix="data.")
-    key = idempotency_key()
-
-    from gateway.bus import TICKET_NUMBER_PLACEHOLDER
-
-    now = utc_now()
-    ticket = {
-        "id": str(uuid.uuid4()),
-        "ticket_number": TICKET_NUMBER_PLACEHOLDER,
-        "subject": data["subject"],
-        "message": data["message"],
-        "status": "new",
-        "priority": data["priority"],
-        "category": data["category"],
-        "customer_email": data["customer_email"],
-        "customer_name": data["customer_name"],
-        "source": "webhook",
-        "created_at": iso_z(now),
-    }
-    event = Event.new("ticket.created", {"ticket": ticket}, at=now)
-    published = runtime.publisher.publish(event, ticket=ticket, idempotency_key=key, now=now)
+    data, key = accept(body, request.headers, settings.secret, settings.signature_tolerance)
+    published = create_ticket(runtime, data, key)
     response = jsonify({"ticket": published.ticket})
     if published.replayed:
         response.headers["Idempotent-Replayed"] = "true"
         return response, 200
-    response.headers["Location"] = f"/api/tickets/{ticket['id']}"
+    response.headers["Location"] = f"/api/tickets/{published.ticket['id']}"
     return response, 201
 
 
