@@ -62,15 +62,18 @@ class Change:
 
 def encode_cursor(score: float, ticket_id: str) -> str:
     """An opaque cursor pointing just after (``score``, ``ticket_id``) in newest-first order."""
-    return base64.urlsafe_b64encode(f"{int(score)}:{ticket_id}".encode()).decode().rstrip("=")
+    return base64.urlsafe_b64encode(f"{score!r}:{ticket_id}".encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[int, str]:
+def decode_cursor(cursor: str) -> tuple[float, str]:
     """The inverse of :func:`encode_cursor`; :class:`InvalidCursor` for anything else."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         score, ticket_id = raw.split(":", 1)
-        return int(score), ticket_id
+        value = float(score)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(score)
+        return value, ticket_id
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise InvalidCursor(cursor) from None
 
@@ -96,7 +99,7 @@ class TicketStore:
         while paging neither repeat nor shift later pages."""
         limit = max(1, min(limit, MAX_PAGE))
         if cursor is None:
-            max_score: str | int = "+inf"
+            max_score: str | float = "+inf"
             after_id = None
         else:
             max_score, after_id = decode_cursor(cursor)
@@ -112,7 +115,7 @@ class TicketStore:
             offset += len(batch)
             for member, score in batch:
                 ticket_id = member.decode()
-                if after_id is not None and int(score) == max_score and ticket_id >= after_id:
+                if after_id is not None and score == max_score and ticket_id >= after_id:
                     continue
                 chosen.append((ticket_id, score))
         has_more = len(chosen) > limit

@@ -5,7 +5,7 @@
 -- ARGV: 1 prefix, 2 now_ms, 3 idempotency key ("" = none), 4 idempotency ttl s,
 --       5 ticket year ("" = no ticket), 6 ticket id, 7 ticket JSON, 8 event id, 9 event JSON,
 --       10 event ttl s, 11 max drainers per sink, 12 drainer lease ms, 13 backlog per drainer,
---       14 n deliveries, then 3 per delivery: delivery id, sink, target JSON.
+--       14 n deliveries, 15 event name, then 3 per delivery: delivery id, sink, target JSON.
 -- The ticket and event JSON hold PLACEHOLDER where the ticket number goes: a raw \1 can
 -- never occur inside JSON text (it is escaped as \u0001), so user text cannot collide.
 -- Returns {"replay", ticket JSON} or {"ok", ticket number, sink1, token1, sink2, token2, ...}
@@ -31,19 +31,22 @@ if ARGV[5] ~= "" then
   ticket_json = string.gsub(ticket_json, PLACEHOLDER, ticket_number)
   event_json = string.gsub(event_json, PLACEHOLDER, ticket_number)
   redis.call("SET", p .. "ticket:" .. ARGV[6], ticket_json)
-  redis.call("ZADD", p .. "tickets", now, ARGV[6])
+  -- Tickets made in the same millisecond keep their creation order: the sequence breaks
+  -- the tie in the score's fraction (a double still holds thousandths of a ms here).
+  -- (Formatted here: Lua would print the number with 14 digits, dropping the fraction.)
+  redis.call("ZADD", p .. "tickets", string.format("%d.%03d", now, seq % 1000), ARGV[6])
   if idem ~= "" then redis.call("SET", idem, ARGV[6], "EX", tonumber(ARGV[4])) end
 end
 
 local event_id = ARGV[8]
-local event_name = cjson.decode(event_json)["event"]
+local event_name = ARGV[15]
 redis.call("SET", p .. "event:" .. event_id, event_json, "EX", tonumber(ARGV[10]))
 redis.call("ZADD", p .. "events", now, event_id)
 
 local n = tonumber(ARGV[14])
 local sinks, order = {}, {}
 for i = 0, n - 1 do
-  local id, sink, target = ARGV[15 + 3 * i], ARGV[16 + 3 * i], ARGV[17 + 3 * i]
+  local id, sink, target = ARGV[16 + 3 * i], ARGV[17 + 3 * i], ARGV[18 + 3 * i]
   redis.call("HSET", p .. "delivery:" .. id,
     "id", id, "event_id", event_id, "event", event_name, "sink", sink, "target", target,
     "status", "pending", "attempts", 0, "created_at", now, "updated_at", now, "next_attempt_at", now)
