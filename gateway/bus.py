@@ -13,13 +13,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from gateway.events import Event
+from gateway.events import Event, new_id
 from gateway.redis_direct import DirectScript
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -82,7 +81,7 @@ class Publisher:
         for sink_config in sinks:
             sink = self.runtime.sinks[sink_config.name]
             for target in sink.targets(event):
-                rows.append((f"dlv_{uuid.uuid4().hex}", sink_config.name, json.dumps(target.to_json())))
+                rows.append((new_id("dlv_"), sink_config.name, json.dumps(target.to_json())))
         return rows
 
     def _args(self, event: Event, rows: list[tuple[str, str, str]], ticket: dict[str, Any] | None,
@@ -96,7 +95,7 @@ class Publisher:
             ticket["id"] if ticket is not None else "",
             _raw(json.dumps(ticket, separators=(",", ":"), ensure_ascii=False)) if ticket is not None else "",
             event.id, _raw(event.to_json()), int(settings.retention_days * 86400),
-            self.runtime.max_drainers, DRAINER_LEASE_MS, BACKLOG_PER_DRAINER, len(rows),
+            self.runtime.max_drainers, DRAINER_LEASE_MS, BACKLOG_PER_DRAINER, len(rows), event.name,
         ]
         for row in rows:
             args.extend(row)
@@ -124,8 +123,9 @@ class Publisher:
             return Published(event, (), (), json.loads(reply[1]), replayed=True)
         number = reply[1].decode() if isinstance(reply[1], bytes) else reply[1]
         if ticket is not None:
-            ticket = {**ticket, "ticket_number": number}
-            event = _fill_ticket_number(event, number)
+            filled = {**ticket, "ticket_number": number}
+            event = _fill_ticket_number(event, ticket, filled)
+            ticket = filled
         wake = [(reply[i].decode(), reply[i + 1].decode()) for i in range(2, len(reply), 2)]
         if wake:
             self.wake(wake)
@@ -193,10 +193,10 @@ def _raw(encoded: str) -> str:
     return encoded.replace(_ENCODED_PLACEHOLDER, _RAW_PLACEHOLDER)
 
 
-def _fill_ticket_number(event: Event, number: str) -> Event:
+def _fill_ticket_number(event: Event, ticket: dict[str, Any], filled: dict[str, Any]) -> Event:
     # The placeholder only ever stands as a ticket's ticket_number at the top of the data
     # (receive puts the new ticket there); no JSON round trip of the whole event.
-    data = {key: {**value, "ticket_number": number}
-            if isinstance(value, dict) and value.get("ticket_number") == TICKET_NUMBER_PLACEHOLDER else value
+    data = {key: filled if value is ticket or (isinstance(value, dict) and value.get("ticket_number")
+                                                == TICKET_NUMBER_PLACEHOLDER) else value
             for key, value in event.data.items()}
-    return dataclasses.replace(event, data=data)
+    return Event(event.id, event.name, event.timestamp, data)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import uuid
+import os
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -27,6 +27,11 @@ def iso_z(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+def new_id(prefix: str) -> str:
+    """``prefix`` + 32 random hex digits (128 bits, as a uuid4 has 122): event and delivery ids."""
+    return prefix + os.urandom(16).hex()
+
+
 @dataclasses.dataclass(frozen=True)
 class Event:
     """One published event. ``envelope()`` is the guide's outgoing payload format."""
@@ -37,9 +42,11 @@ class Event:
     data: Mapping[str, Any]
 
     @classmethod
-    def new(cls, name: str, data: Mapping[str, Any], at: datetime | None = None) -> Event:
-        """A fresh event with a new id, stamped now (or ``at``)."""
-        return cls(id=f"evt_{uuid.uuid4().hex}", name=name, timestamp=iso_z(at or utc_now()), data=data)
+    def new(cls, name: str, data: Mapping[str, Any], at: datetime | None = None,
+            timestamp: str | None = None) -> Event:
+        """A fresh event with a new id, stamped now (or ``at``, or the ready-made ISO
+        ``timestamp``: formatting a time costs more than the rest of this)."""
+        return cls(id=new_id("evt_"), name=name, timestamp=timestamp or iso_z(at or utc_now()), data=data)
 
     def envelope(self) -> dict[str, Any]:
         """``{"event", "timestamp", "data"}`` exactly as the guide's payload format."""

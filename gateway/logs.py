@@ -37,6 +37,8 @@ FORMATS = ("text", "json")
 FORMAT_ENV = "GATEWAY_LOG_FORMAT"
 LEVEL_ENV = "GATEWAY_LOG_LEVEL"
 REDACTED = "[redacted]"
+# A record attribute: set by code that built every value of the line itself (nothing to redact).
+SAFE_RECORD = "_gateway_safe"
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 access_log = logging.getLogger("gateway.access")
@@ -136,6 +138,8 @@ class RedactingFilter(logging.Filter):
     """Rewrites every record passing through a handler so no secret reaches the output."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.__dict__.get(SAFE_RECORD):
+            return True
         try:
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a bad format string must still be logged, safely
@@ -274,15 +278,20 @@ def _log_request(response: Response) -> Response:
     return response
 
 
-def log_access(method: str, path: str, status: int, started: float | None, remote_addr: str | None) -> None:
+def log_access(method: str, path: str, status: int, started: float | None, remote_addr: str | None,
+               safe: bool = False) -> None:
     """The access-log line of one answered request (``started``: its ``time.perf_counter()``).
-    Shared by the Flask hook above and the receive fast path (gateway.api.receive_fast)."""
+    Shared by the Flask hook above and the receive fast path (gateway.api.receive_fast).
+    ``safe``: the caller vouches that no value can hold a secret (a fixed method and path,
+    the peer's address from the socket), so the redacting filter can pass the line as is."""
     if not access_log.isEnabledFor(logging.INFO):
         return
     try:
         duration_ms = round((time.perf_counter() - started) * 1000, 2) if started is not None else None
-        fields = {"method": method, "path": path, "status": status, "duration_ms": duration_ms,
-                  "remote_addr": remote_addr}
+        fields: dict[str, Any] = {"method": method, "path": path, "status": status, "duration_ms": duration_ms,
+                                  "remote_addr": remote_addr}
+        if safe:
+            fields[SAFE_RECORD] = True
         _emit(access_log, logging.INFO, "%s %s %s %sms", (method, path, status, duration_ms), fields)
     except Exception:  # noqa: BLE001 - logging must never fail a request
         logging.getLogger("gateway.logs").exception("could not log a request")

@@ -126,10 +126,14 @@ class Metrics:
             "gateway_delivery_latency_seconds", "From the event's timestamp (received) to its successful "
             "delivery, retries included, by sink.", ["sink"], buckets=LATENCY_BUCKETS, registry=reg)
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._event_children: dict[str, Any] = {}
 
     def observe_event(self, event: Event) -> None:
         """Count one published event."""
-        self.events_published.labels(event.name).inc()
+        child = self._event_children.get(event.name)
+        if child is None:  # labels() locks and builds a key each call (see observe_request)
+            child = self._event_children[event.name] = self.events_published.labels(event.name)
+        child.inc()
         if event.name == "ticket.created":
             self.tickets_received.inc()
 

@@ -150,7 +150,7 @@ def create_ticket(runtime: Runtime, data: Mapping[str, Any], key: str | None) ->
     find the ticket an earlier request with ``key`` created). Raises redis.RedisError."""
     now = utc_now()
     ticket = new_ticket(data, now)
-    event = Event.new("ticket.created", {"ticket": ticket}, at=now)
+    event = Event.new("ticket.created", {"ticket": ticket}, timestamp=ticket["created_at"])
     return runtime.publisher.publish(event, ticket=ticket, idempotency_key=key, now=now)
 
 

@@ -124,7 +124,7 @@ class FastReceive:
         start_response(f"{status} {_REASONS[status]}", [
             ("Content-Type", "application/json"), ("Content-Length", str(len(payload))), *headers])
         metrics_api.count_request(PATH, "POST", status, time.perf_counter() - started)
-        logs.log_access("POST", PATH, status, started, environ.get("REMOTE_ADDR"))
+        logs.log_access("POST", PATH, status, started, environ.get("REMOTE_ADDR"), safe=True)
         return [payload]
 
 
