@@ -86,37 +86,45 @@ def receive_vs_hello(
     config = stack.write_config("receive", [sink_table] if sink_table else [])
     hello_url, hello_proc = stack.start_hello()
     web_url, web_proc = stack.start_web(config)
-    servers = {"hello": (hello_url, hello_proc.pid), "receive": (web_url, web_proc.pid)}
+    floor_url, floor_proc = stack.start_floor(config)
+    servers = {"hello": (hello_url, hello_proc.pid), "receive": (web_url, web_proc.pid),
+               "floor": (floor_url, floor_proc.pid)}
     try:
         for url, _ in servers.values():  # warm-up: imports, pools, the Lua script cached
             load.post_load(url, body, signature, CONNECTIONS, 1)
         assert stack.redis is not None
         stored_before = stack.redis.zcard("gw:tickets")
-        turns: dict[str, list[load.WrkResult]] = {"hello": [], "receive": []}
-        cpu = {"hello": CpuTally(), "receive": CpuTally()}
-        order = ("hello", "receive")
+        turns: dict[str, list[load.WrkResult]] = {name: [] for name in servers}
+        cpu = {name: CpuTally() for name in servers}
+        order = ("hello", "receive", "floor")
         for index in range(rounds):
             for name in order if index % 2 == 0 else reversed(order):
                 url, pid = servers[name]
                 turns[name].append(
                     _loaded_turn(stack, pid, url, body, signature, seconds / rounds, cpu[name])
                 )
+        # The floor rewrites one ticket (stored in the warm-up): the count grows with receive's alone.
         stored = stack.redis.zcard("gw:tickets") - stored_before
     finally:
-        stack.stop(hello_proc, web_proc)
+        stack.stop(hello_proc, web_proc, floor_proc)
     bad = [r for r in turns["receive"] if r.status_errors or r.errors]
     if bad:
         raise RuntimeError(
             f"receive answered {bad[0].status_errors} non-2xx and {bad[0].errors} socket errors; "
             f"see {stack.run_dir / 'web.log'}"
         )
-    hello_rps = sum(r.ok for r in turns["hello"]) / sum(r.duration_s for r in turns["hello"])
-    receive_rps = sum(r.ok for r in turns["receive"]) / sum(r.duration_s for r in turns["receive"])
+    rate = {name: sum(r.ok for r in runs) / sum(r.duration_s for r in runs) for name, runs in turns.items()}
+    hello_rps, receive_rps = rate["hello"], rate["receive"]
     hello_cpu, receive_cpu = cpu["hello"].per_request_us(), cpu["receive"].per_request_us()
+    floor_cpu = cpu["floor"].per_request_us()
     return {
         "hello_rps": round(hello_rps, 1),
         "receive_rps": round(receive_rps, 1),
         "receive_ratio": round(receive_rps / hello_rps, 3) if hello_rps else 0.0,
+        # The durable write alone, with no per-request work of ours (bench/floor.py).
+        "receive_floor_rps": round(rate["floor"], 1),
+        "receive_floor_ratio": round(rate["floor"] / hello_rps, 3) if hello_rps else 0.0,
+        "floor_cpu_us_per_request": {k: round(v) for k, v in floor_cpu.items()},
         "receive_rounds_rps": [round(r.rps) for r in turns["receive"]],
         "hello_rounds_rps": [round(r.rps) for r in turns["hello"]],
         "receive_p99_ms": max(r.latency_p99_ms for r in turns["receive"]),

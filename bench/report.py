@@ -30,6 +30,7 @@ TARGETS = (
     Target("receive_rps", "signed ticket creates/s (gunicorn, 2 workers)", ""),
     Target("hello_rps", "Flask hello-world POST/s, same server", ""),
     Target("receive_ratio", "receive / hello", ">= 0.70", lambda v, r: v >= 0.70),
+    Target("receive_floor_ratio", "the durable write alone / hello (bench/floor.py)", ""),
     Target("deliver_rps", "deliveries/s, 2 gateway workers, fast sink", ">= 1000", lambda v, r: v >= 1000),
     Target("plain_rq_rps", "deliveries/s, 2 forking rq workers, requests.post", ""),
     Target("deliver_ratio", "deliver / plain rq", ">= 10", lambda v, r: v >= 10),

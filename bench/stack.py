@@ -180,6 +180,10 @@ class Stack:
         """``gateway web`` (gunicorn, 2 workers): the receive URL and the process."""
         return self._serve("web", [GATEWAY, "web", "--config", str(config)])
 
+    def start_floor(self, config: Path) -> tuple[str, subprocess.Popen[bytes]]:
+        """The receive floor (``bench/floor.py``) served the same way: its URL and process."""
+        return self._serve("floor", [PYTHON, "-m", "bench.floor", "--config", str(config)])
+
     def start_hello(self) -> tuple[str, subprocess.Popen[bytes]]:
         """The hello-world baseline served the same way: its URL and process."""
         return self._serve("hello", [PYTHON, "-m", "bench.hello"])
