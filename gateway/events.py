@@ -23,8 +23,12 @@ def utc_now() -> datetime:
 
 def iso_z(moment: datetime) -> str:
     """ISO-8601 UTC with a ``Z`` suffix and millisecond precision, as in the guide."""
-    moment = moment.astimezone(timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    if moment.tzinfo is not timezone.utc:
+        moment = moment.astimezone(timezone.utc)
+    # %-formatting of the fields: a third of strftime's cost, and this runs for every
+    # ticket, event and delivery attempt.
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (moment.year, moment.month, moment.day, moment.hour,
+                                                     moment.minute, moment.second, moment.microsecond // 1000)
 
 
 def new_id(prefix: str) -> str:
