@@ -37,6 +37,11 @@ LINGER_S = 1.0
 spares an rq wake-up job per lull. It waits blocked in Redis (see ``_await_work``), so new
 work is picked up at once and waiting costs nothing."""
 WAIT_S = 0.1
+REFILL = 4
+"""When a sink is at its in-flight cap, how many of its attempts here must finish before the
+drainer claims again (fewer if fewer are running here). Claiming each freed slot on its own
+cost a claim round trip per delivery or so; waiting for a few frees them in one claim. At
+most REFILL slots of a sink's cap stand idle meanwhile."""
 TOUCH_EVERY_S = 5.0
 
 
@@ -170,6 +175,9 @@ class Drainer:
                 lingered = False
                 for claimed in result.deliveries:
                     self._submit(sink, claimed)
+                if result.room <= 0:
+                    # At the cap: a claim now would only hear "full".
+                    self._wait_for(sink)
                 continue
             if result.status == "held":
                 if self.scripts.release(sink, token):
@@ -205,9 +213,19 @@ class Drainer:
         self.runtime.redis.blmove(ready, ready, timeout, src="LEFT", dest="LEFT")
 
     def _wait_for(self, sink: str) -> None:
+        """Wait until REFILL of the sink's attempts here have finished (all of them if fewer
+        run here), or WAIT_S passes: slots other processes free are only seen by polling."""
+        deadline = time.monotonic() + WAIT_S
         with self._cond:
-            if not self._stopping:
-                self._cond.wait(WAIT_S)
+            running = self._local.get(sink, 0)
+            until = running - min(REFILL, running)
+            while not self._stopping:
+                if running and self._local.get(sink, 0) <= until:
+                    return
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._cond.wait(left)
 
     def _submit(self, sink: str, claimed: ClaimedDelivery) -> None:
         with self._cond:
