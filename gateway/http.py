@@ -23,6 +23,7 @@ What it guarantees, for every sink:
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import http.client
 import logging
@@ -43,7 +44,7 @@ from urllib3.exceptions import (
     ReadTimeoutError,
     SSLError,
 )
-from urllib3.util import Timeout, make_headers, parse_url
+from urllib3.util import Retry, Timeout, make_headers, parse_url
 
 from gateway.sinks import OutgoingRequest, Response
 from gateway.ssrf import GuardedHTTPConnectionPool, GuardedHTTPSConnectionPool, SsrfRefused
@@ -61,6 +62,40 @@ _ERROR_CODES = frozenset({"connect_error", "timeout", "ssrf_refused", "invalid_u
 _TRANSPORT_ERRORS = (HTTPError, OSError, http.client.HTTPException)
 
 log = logging.getLogger(__name__)
+_NO_RETRIES = Retry(False, redirect=False)
+"""What ``retries=False`` becomes inside urllib3, built once instead of per request
+(a Retry is immutable: sharing it between threads is safe)."""
+_TARGET_CACHE = 1024
+"""Parsed destination URLs kept per client: a sink sends to the same few over and over."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Destination:
+    """What ``send`` needs from a URL, parsed and checked once per URL rather than per request."""
+
+    scheme: str
+    host: str
+    port: int | None
+    request_uri: str
+    where: str
+    """host:port, the only part of a URL errors may show."""
+    authorization: str | None
+    """Basic auth from credentials in the URL."""
+
+
+def _destination(url_text: str) -> _Destination:
+    try:
+        url = parse_url(url_text)
+    except LocationValueError:
+        raise DeliveryError("invalid_url", "The URL cannot be parsed.") from None
+    if url.scheme not in ("http", "https"):
+        raise DeliveryError("invalid_url", f"Only http and https URLs can be delivered to, not "
+                            f"{url.scheme or 'a URL without a scheme'}.")
+    if not url.host:
+        raise DeliveryError("invalid_url", "The URL has no host.")
+    where = f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
+    authorization = make_headers(basic_auth=unquote(url.auth))["authorization"] if url.auth else None
+    return _Destination(url.scheme, url.host, url.port, url.request_uri, where, authorization)
 
 
 class DeliveryError(Exception):
@@ -109,6 +144,16 @@ class OutboundClient:
             self._pools.pool_classes_by_scheme = {"http": GuardedHTTPConnectionPool,
                                                   "https": GuardedHTTPSConnectionPool}
         self._closed = threading.Event()
+        self._destinations: dict[str, _Destination] = {}
+
+    def _destination(self, url: str) -> _Destination:
+        found = self._destinations.get(url)
+        if found is None:
+            found = _destination(url)  # raises DeliveryError for a bad URL (not cached: rare)
+            if len(self._destinations) >= _TARGET_CACHE:
+                self._destinations.clear()
+            self._destinations[url] = found
+        return found
 
     def send(self, request: OutgoingRequest, timeout: float) -> Response:
         """Send ``request`` and return the response (any status, 3xx included).
@@ -117,25 +162,17 @@ class OutboundClient:
         """
         if self._closed.is_set():
             raise RuntimeError("OutboundClient is closed")
-        try:
-            url = parse_url(request.url)
-        except LocationValueError:
-            raise DeliveryError("invalid_url", "The URL cannot be parsed.") from None
-        if url.scheme not in ("http", "https"):
-            raise DeliveryError("invalid_url", f"Only http and https URLs can be delivered to, not "
-                                f"{url.scheme or 'a URL without a scheme'}.")
-        if not url.host:
-            raise DeliveryError("invalid_url", "The URL has no host.")
-        where = f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
+        url = self._destination(request.url)
+        where = url.where
         headers = dict(request.headers)
-        if url.auth and not any(key.lower() == "authorization" for key in headers):
-            headers["Authorization"] = make_headers(basic_auth=unquote(url.auth))["authorization"]
+        if url.authorization and not any(key.lower() == "authorization" for key in headers):
+            headers["Authorization"] = url.authorization
         deadline = time.monotonic() + timeout
         budget = Timeout(connect=min(timeout, MAX_CONNECT_TIMEOUT), read=timeout, total=timeout)
         try:
             pool = self._pools.connection_from_host(url.host, port=url.port, scheme=url.scheme)
             raw = pool.urlopen(request.method, url.request_uri, body=request.body, headers=headers,
-                               retries=False, redirect=False, assert_same_host=False, timeout=budget,
+                               retries=_NO_RETRIES, redirect=False, assert_same_host=False, timeout=budget,
                                preload_content=False, release_conn=False)
         except SsrfRefused as exc:
             raise DeliveryError("ssrf_refused", str(exc)) from None
