@@ -327,7 +327,14 @@ def delivery_attempted(attempt: dict[str, Any]) -> None:
         if not attempt_log.isEnabledFor(level):
             return
         error = attempt.get("error")
-        detail = f" ({error.get('message')})" if isinstance(error, Mapping) and error.get("message") else ""
+        detail = f" ({redact(str(error.get('message')))})" \
+            if isinstance(error, Mapping) and error.get("message") else ""
+        if isinstance(fields["error"], str):
+            fields["error"] = redact(fields["error"])
+        # Everything else in the line is ours: ids, the event name, a sink name (a slug by
+        # config), numbers, enums. Only the error text is redacted, here, so the filter's
+        # full pass over the record (a tenth of a worker's CPU per delivery) is skipped.
+        fields[SAFE_RECORD] = True
         _emit(attempt_log, level, "delivery %s of %s to %s: %s %s in %sms%s",
               (fields["delivery_id"], fields["event"], fields["sink"], fields["outcome"],
                fields["status_code"] or "-", fields["duration_ms"], detail), fields)

@@ -172,6 +172,19 @@ def test_configured_secrets_are_redacted_anywhere(app, log_output):
     assert text.count("[redacted]") >= 3
 
 
+def test_an_attempts_error_text_is_redacted_in_its_line(app, log_output):
+    # The attempt line skips the filter's full pass; its free text must still be redacted.
+    attempt = {"delivery_id": "dlv_1", "event": "ticket.created", "event_id": "evt_1", "sink": "crm",
+               "attempt": 1, "status_code": None, "duration_ms": 3.0, "outcome": "retry", "status": "retrying",
+               "error": {"code": "connect_failed",
+                         "message": f"refused: redis://user:hunter2hunter2@db:6379/0 key {SINK_SECRET}"}}
+    logs.delivery_attempted(attempt)
+    (line,) = [line for line in log_output() if line["logger"] == "gateway.attempts"]
+    assert "connect_failed" == line["error"] and "refused" in line["message"]
+    for secret in ("hunter2hunter2", SINK_SECRET):
+        assert secret not in json.dumps(line)
+
+
 def test_ids_and_ordinary_text_survive_redaction():
     text = "delivery dlv_0123456789abcdef0123456789abcdef of evt_fedcba9876543210fedcba9876543210 sent"
     assert logs.redact(text) == text
