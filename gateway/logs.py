@@ -197,6 +197,23 @@ class JsonFormatter(logging.Formatter):
         return _JSON.encode(doc)
 
 
+class TextFormatter(logging.Formatter):
+    """:data:`TEXT_FORMAT`, with the local date and time formatted once per second (the
+    logging module's ``formatTime`` runs ``strftime`` for every line)."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+        self._second: tuple[int, str] = (-1, "")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        whole = int(record.created)
+        second, text = self._second
+        if whole != second:
+            text = time.strftime(self.default_time_format, self.converter(whole))
+            self._second = (whole, text)
+        return self.default_msec_format % (text, record.msecs)
+
+
 class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever ``sys.stderr`` is at the time of each record (test runners and
     click's CliRunner swap it), never to a stream closed since."""
@@ -219,7 +236,7 @@ def configure(format: str = "text", level: str | int = "INFO",
     if format not in FORMATS:
         raise ValueError(f"log format must be one of {', '.join(FORMATS)}, not {format!r}")
     handler = logging.StreamHandler(stream) if stream is not None else _CurrentStderrHandler()
-    handler.setFormatter(JsonFormatter() if format == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(JsonFormatter() if format == "json" else TextFormatter())
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     if _installed is not None:
