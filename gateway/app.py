@@ -14,6 +14,7 @@ from typing import Any
 import redis
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from gateway.api import receive_fast
 from gateway.errors import ApiError, redis_unavailable
@@ -36,6 +37,11 @@ def create_app(runtime: Runtime | None = None, config_path: str | os.PathLike[st
         app.register_blueprint(blueprint)
     _register_error_handlers(app)
     receive_fast.install(app)
+    if runtime.settings.trusted_proxies:
+        # Outermost, so every layer (the receive fast path's access line included) sees the
+        # client's address, not the proxy's.
+        hops = runtime.settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     if runtime.settings.secret is None:
         log.warning("gateway.secret is not set: unsigned webhooks are accepted on /api/webhooks/receive")
     return app

@@ -69,6 +69,12 @@ class GatewaySection(Schema):
     signature_tolerance = fields.Integer(load_default=300, validate=validate.Range(min=1, max=86_400))
     retention_days = fields.Float(load_default=14, validate=validate.Range(min=0.01, max=3650))
     data_dir = fields.String(load_default=".gateway")
+    # How many proxies in front of the web server to believe about the client: their
+    # X-Forwarded-For / X-Forwarded-Proto (werkzeug's ProxyFix). 0 = none, the default.
+    trusted_proxies = fields.Integer(load_default=0, validate=validate.Range(min=0, max=10))
+    # When set, GET /metrics needs `Authorization: Bearer <metrics_token>` (not the admin token:
+    # a scraper should not hold admin powers).
+    metrics_token = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=8))
 
 
 class DeliverySection(Schema):
@@ -176,6 +182,8 @@ class Settings:
     signature_tolerance: int = 300
     retention_days: float = 14
     data_dir: str = ".gateway"
+    trusted_proxies: int = 0
+    metrics_token: str | None = None
     delivery: Mapping[str, Any] = dataclasses.field(default_factory=lambda: DeliverySection().load({}))
     sinks: tuple[SinkConfig, ...] = ()
     source: str | None = None

@@ -89,7 +89,7 @@ def register_settings_secrets(settings: Settings) -> None:
     """Register every secret a configuration holds: the incoming secret, the admin token,
     and each sink's secrets, API keys, tokens and passwords (and its URL when that is a
     secret itself, as a Slack webhook URL is)."""
-    values: list[str | None] = [settings.secret, settings.admin_token]
+    values: list[str | None] = [settings.secret, settings.admin_token, settings.metrics_token]
     for sink in settings.sinks:
         values.extend(sink.secrets)
         for key in ("api_keys", "token", "password"):

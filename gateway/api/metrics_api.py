@@ -8,6 +8,7 @@ Recording never raises: a metrics bug must not fail a request or a delivery.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 import time
@@ -18,6 +19,7 @@ import click
 from flask import Blueprint, Response, current_app, g, request
 
 from gateway import metrics
+from gateway.api.auth import bearer_token
 from gateway.cli import config_option
 from gateway.errors import ApiError
 from gateway.events import Event
@@ -60,8 +62,11 @@ def scrape() -> Response:
     get:
       tags: [operations]
       summary: Prometheus metrics
-      description: Counters and histograms merged across every gunicorn and worker process on this
-        machine, plus backlog gauges read from Redis at scrape time.
+      description: >-
+        Counters and histograms merged across every gunicorn and worker process on this
+        machine, plus backlog gauges read from Redis at scrape time. When `gateway.metrics_token`
+        is set, send it as `Authorization: Bearer <metrics_token>` (Prometheus' `authorization`
+        scrape option).
       security: []
       responses:
         200:
@@ -69,14 +74,18 @@ def scrape() -> Response:
           content:
             text/plain:
               schema: {type: string}
+        401: Unauthorized
+        403: Forbidden
         503:
           description: The metrics cannot be read right now (Redis being down is not a reason).
           content:
             application/json:
               schema: ErrorSchema
     """
+    runtime = current_app.extensions["gateway"]
+    _check_metrics_token(runtime.settings.metrics_token)
     try:
-        body, content_type = metrics.render(current_app.extensions["gateway"], request.headers.get("Accept"))
+        body, content_type = metrics.render(runtime, request.headers.get("Accept"))
     except Exception:  # noqa: BLE001 - e.g. a damaged file in the metrics directory
         log.exception("metrics: the scrape failed")
         raise ApiError(503, "metrics_unavailable", "The metrics cannot be read right now; see the server "
@@ -127,6 +136,19 @@ def metrics_server_command(host: str, port: int) -> None:
 @hookimpl
 def register_commands(cli: click.Group) -> None:
     cli.add_command(metrics_server_command)
+
+
+def _check_metrics_token(expected: str | None) -> None:
+    """With a metrics_token configured: 401 without a bearer token, 403 with another one."""
+    if expected is None:
+        return
+    given = bearer_token()
+    if not given:
+        raise ApiError(401, "unauthorized", "This gateway's metrics need its metrics token: send "
+                       "'Authorization: Bearer <metrics_token>'.",
+                       headers={"WWW-Authenticate": 'Bearer realm="gateway-metrics"'})
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise ApiError(403, "forbidden", "The metrics token is not valid.")
 
 
 @hookimpl
