@@ -212,3 +212,23 @@ def test_a_run_writes_every_key_even_for_the_scenarios_it_skips(tmp_path: Path) 
     assert all(results[key] is None for key in report.REQUIRED_KEYS)
     assert results["sink_capacity_rps"] > 0
     assert results["context"]["machine"]["cores"] >= 1 and results["errors"] == {}
+
+
+def test_the_floor_server_does_the_receive_write_and_nothing_else(tmp_path: Path) -> None:
+    from bench.stack import Stack
+
+    with Stack(tmp_path) as stack:
+        config = stack.write_config("floor", [{"name": "fast", "type": "generic_webhook",
+                                                "url": "http://127.0.0.1:9/hook", "events": ["ticket.created"]}])
+        url, _ = stack.start_floor(config)
+        assert stack.redis is not None
+        assert stack.redis.zcard("gw:tickets") == 0  # the start-up probe (a GET) wrote nothing
+        for _ in range(3):
+            answer = requests.post(url, data=b"{}", timeout=10)
+            assert answer.status_code == 201
+        # publish.lua ran each time: a new ticket number, a pending delivery on the ready list,
+        # for the one ticket built at start-up.
+        (seq_key,) = stack.redis.keys("gw:ticket_seq:*")
+        assert int(stack.redis.get(seq_key)) == 3
+        assert stack.redis.zcard("gw:tickets") == 1
+        assert stack.redis.llen("gw:ready:fast") == 3
