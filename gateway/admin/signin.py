@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hmac
 import logging
+import math
 from urllib.parse import urlsplit
 
 from flask import redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response as WerkzeugResponse
 
+from gateway import auth_throttle
 from gateway.admin.blueprint import bp, runtime
 
 log = logging.getLogger("gateway.admin")
@@ -31,7 +33,7 @@ def safe_next(target: str | None) -> str:
 
 
 @bp.route("/signin", methods=["GET", "POST"])
-def signin() -> WerkzeugResponse | tuple[str, int] | str:
+def signin() -> WerkzeugResponse | tuple[str, int] | tuple[str, int, dict[str, str]] | str:
     """The sign-in form; a right token starts a session, a wrong one is refused."""
     configured = runtime().settings.admin_token
     next_url = safe_next(request.values.get("next"))
@@ -41,10 +43,23 @@ def signin() -> WerkzeugResponse | tuple[str, int] | str:
         if session.get("admin"):
             return redirect(next_url)
         return render_template("admin/signin.html", next_url=next_url)
-    if not token_matches(request.form.get("token", ""), configured):
+    throttle = auth_throttle.for_request()
+    standing = throttle.standing()
+    if standing.locked:  # the token is not even compared: otherwise the guessing would go on
+        log.warning("admin sign-in locked out for %s", request.remote_addr)
+        minutes = math.ceil(standing.seconds_left / 60)
+        error = (f"Too many failed sign-ins from your address. Try again in {minutes} "
+                 f"minute{'s' if minutes != 1 else ''}.")
+        page = render_template("admin/signin.html", next_url=next_url, error=error)
+        return page, 429, {"Retry-After": str(standing.seconds_left)}
+    given = request.form.get("token", "")
+    if not token_matches(given, configured):
+        if given:  # an empty form is not a guess (as a missing bearer token is not)
+            throttle.failed()
         log.warning("admin sign-in refused from %s", request.remote_addr)
         return render_template("admin/signin.html", next_url=next_url,
                                error="That admin token is not valid."), 401
+    throttle.succeeded(standing)
     session.clear()  # a fresh session (and CSRF token) for the signed-in admin
     session["admin"] = True
     session.permanent = True

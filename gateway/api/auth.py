@@ -9,19 +9,34 @@ from typing import Any, TypeVar
 
 from flask import current_app, request
 
+from gateway import auth_throttle
 from gateway.errors import ApiError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def check_admin_token(given: str | None) -> None:
-    """Raise 401 without a token, 403 with a wrong one (compared in constant time)."""
+    """Raise 401 without a token, 403 with a wrong one (compared in constant time), and 429
+    without looking at the token once the client's address has had too many wrong ones."""
     expected = current_app.extensions["gateway"].settings.admin_token
-    if not given:
+    if not given:  # not a guess: neither counted nor locked out
         raise ApiError(401, "unauthorized", "An admin token is required: send 'Authorization: Bearer <token>'.",
                        headers={"WWW-Authenticate": 'Bearer realm="gateway"'})
+    throttle = auth_throttle.for_request()
+    standing = throttle.standing()
+    if standing.locked:
+        raise too_many_attempts(standing)
     if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+        throttle.failed()
         raise ApiError(403, "forbidden", "The admin token is not valid.")
+    throttle.succeeded(standing)
+
+
+def too_many_attempts(standing: auth_throttle.Standing) -> ApiError:
+    """429 for an address locked out after too many wrong admin tokens."""
+    return ApiError(429, "too_many_attempts", "Too many wrong admin tokens from this address; "
+                    "retry after the number of seconds in Retry-After.",
+                    headers={"Retry-After": str(standing.seconds_left)})
 
 
 def bearer_token() -> str | None:
