@@ -373,12 +373,16 @@ def test_every_admin_endpoint_refuses_missing_and_wrong_tokens(full_app_client: 
         if rule in PUBLIC or rule.startswith((ZAPIER_PREFIX, CONSOLE_PREFIX)):
             continue
         url = _concrete(rule)
-        missing = full_app_client.open(url, method=method, json={})
+        # Each route from its own address: 10 wrong tokens lock an address out with 429
+        # (tests/test_admin_throttle.py), and this walk sends three per route.
+        env = {"REMOTE_ADDR": f"198.51.100.{len(checked) + 1}"}
+        missing = full_app_client.open(url, method=method, json={}, environ_base=env)
         assert missing.status_code == 401, (method, rule, missing.status_code)
         assert missing.get_json()["error"] == "unauthorized"
         assert missing.headers.get("WWW-Authenticate", "").startswith("Bearer")
         for header in (f"Bearer {ADMIN_TOKEN}x", f"Bearer {ADMIN_TOKEN[:-1]}", "Bearer " + "a" * 200):
-            wrong = full_app_client.open(url, method=method, json={}, headers={"Authorization": header})
+            wrong = full_app_client.open(url, method=method, json={}, headers={"Authorization": header},
+                                         environ_base=env)
             assert wrong.status_code == 403, (method, rule, header)
             assert wrong.get_json()["error"] == "forbidden"
             assert ADMIN_TOKEN not in wrong.get_data(as_text=True)
