@@ -21,6 +21,8 @@ import logging
 import redis
 from flask import current_app, request
 
+from gateway.keys import Keys
+
 log = logging.getLogger("gateway.auth")
 
 FAILURE_LIMIT = 10
@@ -43,11 +45,11 @@ class Standing:
 class AuthThrottle:
     """Counts failed admin authentications of one client address."""
 
-    def __init__(self, client: redis.Redis, key_prefix: str, address: str | None) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, address: str | None) -> None:
         self.redis = client
         # No address (a unix-socket server without a proxy header): all such clients share one count.
         self.address = address or "unknown"
-        self.key = f"{key_prefix}authfail:{self.address}"
+        self.key = keys.auth_failures(self.address)
 
     def standing(self) -> Standing:
         """The address's failures so far; no failures when Redis is down. One GET on every
@@ -88,4 +90,4 @@ class AuthThrottle:
 def for_request() -> AuthThrottle:
     """The throttle for the current request's client address, on the app's Redis."""
     runtime = current_app.extensions["gateway"]
-    return AuthThrottle(runtime.redis, runtime.keys.prefix, request.remote_addr)
+    return AuthThrottle(runtime.redis, runtime.keys, request.remote_addr)

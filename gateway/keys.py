@@ -82,3 +82,8 @@ class Keys:
     def sinks(self) -> str:
         """SET: names of sinks that have ever had a delivery (for the sweeper)."""
         return f"{self.prefix}sinks"
+
+    def auth_failures(self, address: str) -> str:
+        """STRING counter with a 15 min TTL: wrong admin tokens from one client address
+        (gateway.auth_throttle)."""
+        return f"{self.prefix}authfail:{address}"
