@@ -66,6 +66,13 @@ def test_every_endpoint_is_in_the_document_plugins_included(app, document):
     assert ("/api/webhooks/receive", "post") in documented
 
 
+def test_admin_operations_document_the_throttles_429(document):
+    admin = document["paths"]["/api/plugins"]["get"]["responses"]
+    assert admin["429"] == {"$ref": "#/components/responses/TooManyAttempts"}
+    assert "Retry-After" in document["components"]["responses"]["TooManyAttempts"]["headers"]
+    assert "429" not in document["paths"]["/api/webhooks/receive"]["post"]["responses"]
+
+
 def test_path_parameters_come_from_the_url_rules(document):
     operation = document["paths"]["/api/deliveries/{delivery_id}"]["get"]
     assert {"name": "delivery_id", "in": "path", "required": True, "schema": {"type": "string"}} in (

@@ -56,6 +56,8 @@ ERROR_RESPONSES: dict[str, tuple[str, str]] = {
     "PayloadTooLarge": ("413", "The body is larger than `gateway.max_body_bytes`."),
     "UnsupportedMediaType": ("415", "The body must be JSON (`Content-Type: application/json`)."),
     "ValidationFailed": ("422", "The body has invalid fields; `fields` has a message list per field."),
+    "TooManyAttempts": ("429", "Too many wrong admin tokens from this client address: no admin request "
+                               "is accepted from it until `Retry-After` seconds have passed."),
     "StorageUnavailable": ("503", "Redis is unavailable; nothing was stored. Retry after `Retry-After` "
                                   "seconds."),
 }
@@ -243,6 +245,19 @@ def _fill_values(node: Any, values: dict[str, list[str]]) -> None:
             _fill_values(child, values)
 
 
+def _add_throttle_response(document: dict[str, Any]) -> None:
+    """Every operation that takes the admin token can answer 429 (gateway.auth_throttle):
+    added here once rather than in each view's docstring, plugins' views included."""
+    for item in document.get("paths", {}).values():
+        for operation in item.values():
+            if not isinstance(operation, dict):
+                continue
+            schemes = {name for requirement in operation.get("security") or [] for name in requirement}
+            if "adminToken" in schemes:
+                operation.setdefault("responses", {}).setdefault(
+                    "429", {"$ref": "#/components/responses/TooManyAttempts"})
+
+
 def build_spec(app: Flask) -> dict[str, Any]:
     """The OpenAPI document for ``app`` (every routed, documented endpoint)."""
     from apispec import APISpec
@@ -267,7 +282,7 @@ def build_spec(app: Flask) -> dict[str, Any]:
         spec.components.schema(name, schema)
     spec.components.schema("PublishedEvent", _published_event_schema(marshmallow_plugin, runtime))
     for name, (status, description) in ERROR_RESPONSES.items():
-        spec.components.response(name, _error_response(description, retry_after=status == "503"))
+        spec.components.response(name, _error_response(description, retry_after=status in ("429", "503")))
     spec.components.response("Error", _error_response("An error, as `{error, message, fields}`."))
     rules = sorted((r for r in app.url_map.iter_rules() if _documented(r)), key=lambda r: r.rule)
     by_path: dict[str, tuple[dict[str, Any], list[dict[str, Any]], dict[str, Callable[..., Any]]]] = {}
@@ -303,6 +318,7 @@ def build_spec(app: Flask) -> dict[str, Any]:
                 method: {**_undescribed(view, f"its description refers to {', '.join(missing_refs)}, "
                                               "which does not exist."), "parameters": parameters}
                 for method, view in views.items()}
+    _add_throttle_response(document)
     _fill_values(document, {"event-types": runtime.plugins.catalog.names(),
                             "sinks": [sink.name for sink in runtime.settings.sinks]})
     return document
