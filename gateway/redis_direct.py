@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import select
 import socket
+import ssl
 import threading
 from typing import Any
 
@@ -41,6 +42,10 @@ class _Link:
             self.connection.disconnect()
             raise _Unsupported()
         self.sock = sock
+        # Over TLS the raw socket can be readable with nothing for us (TLS 1.3 session
+        # tickets arrive after the handshake), so there only a closed socket counts as stale;
+        # a connection the server dropped then fails at its next use (a 503, never a resend).
+        self.poll = not isinstance(sock, ssl.SSLSocket)
         self.reader = hiredis.Reader(replyError=redis.ResponseError)
         self.pid = os.getpid()
 
@@ -51,6 +56,8 @@ class _Link:
         # too, e.g. after a fork or on close()) has no file descriptor any more.
         if self.pid != os.getpid() or self.sock.fileno() < 0:
             return True
+        if not self.poll:
+            return False
         readable, _, _ = select.select([self.sock], [], [], 0)
         return bool(readable)
 
