@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -70,8 +71,10 @@ class Subscriptions:
 
     def create(self, event: str, target_url: str) -> Subscription:
         """Store a new subscription and return it."""
-        sub = Subscription(id=f"sub_{secrets.token_hex(12)}", sink=self.sink, event=event, target_url=target_url,
-                           created_at=_now_iso())
+        # The id starts with the creation time in ns (16 hex digits), then 64 random bits:
+        # "oldest first" (created_at, id) holds for subscriptions made in the same millisecond.
+        sub = Subscription(id=f"sub_{time.time_ns():016x}{secrets.token_hex(8)}", sink=self.sink, event=event,
+                           target_url=target_url, created_at=_now_iso())
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(self._hook_key(sub.id), mapping=dataclasses.asdict(sub))
             pipe.sadd(self._event_key(event), sub.id)
