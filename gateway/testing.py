@@ -18,6 +18,9 @@ Real parts only: a real Redis, real HTTP servers, the real delivery engine.
 * ``drain_deliveries(app_or_runtime)``: runs the real delivery engine in this process
   until nothing is ready to deliver; returns the attempt records.
 * ``register_plugin(obj)``: register a plugin (module or object) for one test.
+
+And one plain function, :func:`wait_until`, for what happens in other processes or threads
+(a worker delivering, a server starting).
 """
 
 from __future__ import annotations
@@ -46,6 +49,21 @@ if TYPE_CHECKING:  # pragma: no cover
     from gateway.runtime import Runtime
 
 DEFAULT_WAIT_S = 30.0
+
+
+def wait_until(predicate: Callable[[], Any], what: str = "condition", timeout: float = DEFAULT_WAIT_S,
+               interval: float = 0.05) -> Any:
+    """Call ``predicate`` every ``interval`` s until it returns something truthy, and return
+    that; fail the test (AssertionError naming ``what``) after ``timeout`` s. A deadline, not
+    a measurement: a pass returns as soon as the condition holds, however busy the machine."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
 
 
 @pytest.fixture(scope="session")

@@ -18,22 +18,15 @@ from typing import Any, Self
 
 from marshmallow import Schema, fields
 
-from gateway import hookimpl
+from gateway import hookimpl, testing
 from gateway.sinks import DeliveryInfo, OutgoingRequest, Sink, SinkType, Target
 
 DEADLINE_S = 90.0  # generous: CI runs three test workers on two cores; a pass returns at once
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = DEADLINE_S, what: str = "condition") -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
+def wait_until(predicate: Callable[[], Any], what: str = "condition", timeout: float = DEADLINE_S) -> Any:
+    """:func:`gateway.testing.wait_until` with this suite's CI deadline."""
+    return testing.wait_until(predicate, what, timeout)
 
 
 @dataclasses.dataclass

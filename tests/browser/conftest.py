@@ -63,7 +63,7 @@ class Gateway:
     @staticmethod
     def wait_until(condition: Callable[[], Any], what: str) -> Any:
         """Poll until ``condition`` is truthy; fail after a generous deadline."""
-        return wait_until(condition, DEADLINE_S, what)
+        return wait_until(condition, what, DEADLINE_S)
 
 
 @pytest.fixture

@@ -23,21 +23,16 @@ from typing import Any
 
 import requests
 
+from gateway import testing
+
 RECEIVE = "/api/webhooks/receive"
 ADMIN_TOKEN = "reliability-admin-token"
 
 
-def wait_until(predicate: Callable[[], Any], what: str, timeout: float = 30.0, interval: float = 0.2) -> Any:
-    """Poll until ``predicate`` is truthy; fail after ``timeout`` seconds (a deadline, not a
-    measurement: machines are noisy)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
+def wait_until(predicate: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
+    """:func:`gateway.testing.wait_until`, polling every 0.2 s: these predicates make HTTP
+    requests to servers under load."""
+    return testing.wait_until(predicate, what, timeout, interval=0.2)
 
 
 def free_port() -> int:
