@@ -7,7 +7,6 @@ One :class:`Stack` per run; everything it starts is stopped when the run ends.
 from __future__ import annotations
 
 import dataclasses
-import json
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any, Self
 
 import redis
 import requests
+import tomli_w
 
 from bench.procs import PYTHON, VENV_BIN, Processes, cpu_seconds, free_port, http_ok, read_port, wait_until
 from gateway.store import EmbeddedRedis, connect
@@ -163,7 +163,7 @@ class Stack:
             "sinks": sinks,
         }
         path = self.run_dir / f"{name}.toml"
-        path.write_text(_toml(doc), encoding="utf-8")
+        path.write_text(tomli_w.dumps(doc), encoding="utf-8")
         return path
 
     # -- web -------------------------------------------------------------------------
@@ -202,18 +202,3 @@ class Stack:
             for i in range(count)
         ]
 
-
-def _toml(doc: dict[str, Any]) -> str:
-    """Just enough TOML for the bench's configs (tables, arrays of tables, scalars, lists)."""
-    lines: list[str] = []
-    for section, value in doc.items():
-        if isinstance(value, list):
-            for table in value:
-                lines.append(f"[[{section}]]")
-                lines.extend(f"{k} = {json.dumps(v)}" for k, v in table.items())
-                lines.append("")
-        else:
-            lines.append(f"[{section}]")
-            lines.extend(f"{k} = {json.dumps(v)}" for k, v in value.items())
-            lines.append("")
-    return "\n".join(lines)

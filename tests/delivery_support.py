@@ -169,31 +169,6 @@ def engine_config(redis_url: str, tmp_path: Path, sinks: list[dict[str, Any]], *
             "sinks": sinks}
 
 
-def write_toml(path: Path, config: dict[str, Any]) -> Path:
-    """A tiny TOML writer for the configs these tests use (strings, numbers, lists, tables)."""
-    def value(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, (int, float)):
-            return repr(v)
-        if isinstance(v, str):
-            return json.dumps(v)
-        if isinstance(v, (list, tuple)):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        raise TypeError(v)
-
-    lines: list[str] = []
-    for section in ("gateway", "delivery"):
-        if section in config:
-            lines.append(f"[{section}]")
-            lines.extend(f"{k} = {value(v)}" for k, v in config[section].items())
-    for sink in config.get("sinks", []):
-        lines.append("[[sinks]]")
-        lines.extend(f"{k} = {value(v)}" for k, v in sink.items())
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
 @dataclasses.dataclass
 class WorkerProcess:
     process: subprocess.Popen[bytes]

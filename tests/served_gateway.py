@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import signal
 import socket
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import tomli_w
 from marshmallow import Schema
 
 from gateway import hookimpl
@@ -77,29 +77,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _toml_value(value: Any) -> str:
-    # JSON strings, numbers, booleans and arrays of them are valid TOML values.
-    return json.dumps(value)
-
-
-def to_toml(config: Mapping[str, Any]) -> str:
-    """A config dict (``gateway``/``delivery`` tables, ``sinks`` array) as TOML text."""
-    lines: list[str] = []
-    for section, body in config.items():
-        if isinstance(body, list):
-            for table in body:
-                lines.append(f"[[{section}]]")
-                lines.extend(f"{key} = {_toml_value(value)}" for key, value in table.items())
-        else:
-            lines.append(f"[{section}]")
-            lines.extend(f"{key} = {_toml_value(value)}" for key, value in body.items())
-        lines.append("")
-    return "\n".join(lines)
-
-
 def write_config(path: Path, config: Mapping[str, Any]) -> Path:
-    """Write ``config`` as TOML to ``path``."""
-    path.write_text(to_toml(config), encoding="utf-8")
+    """Write ``config`` (as the TOML would parse: ``gateway``/``delivery`` tables, ``sinks``
+    array) to ``path`` as TOML."""
+    path.write_text(tomli_w.dumps(config), encoding="utf-8")
     return path
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from served_gateway import EnvelopeSinkPlugin, to_toml
+from served_gateway import EnvelopeSinkPlugin, write_config
 
 from gateway.config import ConfigError, find_config_file, load_config, parse_config
 from gateway.plugins import load_plugins
@@ -121,14 +121,14 @@ def test_file_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, plug
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("GATEWAY_CONFIG", raising=False)
     assert find_config_file() is None
-    (tmp_path / "gateway.toml").write_text(to_toml({"gateway": {"max_body_bytes": 4096}}))
+    write_config(tmp_path / "gateway.toml", {"gateway": {"max_body_bytes": 4096}})
     assert load_config(plugins=plugins).max_body_bytes == 4096
     other = tmp_path / "other.toml"
-    other.write_text(to_toml({"gateway": {"max_body_bytes": 8192}}))
+    write_config(other, {"gateway": {"max_body_bytes": 8192}})
     monkeypatch.setenv("GATEWAY_CONFIG", str(other))
     assert load_config(plugins=plugins).max_body_bytes == 8192
     explicit = tmp_path / "explicit.toml"
-    explicit.write_text(to_toml({"gateway": {"max_body_bytes": 2048}}))
+    write_config(explicit, {"gateway": {"max_body_bytes": 2048}})
     assert load_config(explicit, plugins).max_body_bytes == 2048
 
 

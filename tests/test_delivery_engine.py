@@ -23,8 +23,8 @@ from delivery_support import (
     sink_table,
     start_worker,
     wait_until,
-    write_toml,
 )
+from served_gateway import write_config
 
 from gateway import deliverylog, sinkstate
 from gateway.signing import hex_signature
@@ -45,7 +45,7 @@ def engine(redis_url: str, redis_client: Any, make_runtime: Any, tmp_path: Path,
 
     def build(sinks: list[dict[str, Any]], **delivery: Any) -> tuple[Any, Any]:
         config = engine_config(redis_url, tmp_path, sinks, **delivery)
-        path = write_toml(tmp_path / "gateway.toml", config)
+        path = write_config(tmp_path / "gateway.toml", config)
         runtime = make_runtime(config, plugins=[PlainSinkPlugin()])
 
         def worker(*args: str) -> WorkerProcess:

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from delivery_support import SinkServer, start_worker, write_toml
+from delivery_support import SinkServer, start_worker
+from served_gateway import write_config
 from gateway_generic_webhook import GenericWebhookSink
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
@@ -291,7 +292,7 @@ def gateway(make_client, redis_url: str, tmp_path: Path) -> Iterator[Any]:
                   "sinks": [{"name": "crm", "type": "generic_webhook", "url": url, "events": ["ticket.created"],
                              **sink}]}
         client = make_client(config)
-        config_path = write_toml(tmp_path / "gateway.toml", config)
+        config_path = write_config(tmp_path / "gateway.toml", config)
 
         def burst() -> None:
             worker = start_worker(config_path, tmp_path / f"worker-{len(workers)}.log", "--burst", plain=False)

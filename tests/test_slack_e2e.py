@@ -4,7 +4,8 @@ playing Slack (its status codes and plain-text bodies)."""
 import itertools
 
 import pytest
-from delivery_support import Answer, SinkServer, start_worker, wait_until, write_toml
+from delivery_support import Answer, SinkServer, start_worker, wait_until
+from served_gateway import write_config
 
 ADMIN = "admin-token-1"
 PUBLIC_URL = "https://support.example.com"
@@ -27,7 +28,7 @@ def gateway(make_client, redis_url, tmp_path):
     def start(slack, *worker_args, **sink):
         config = slack_config(redis_url, tmp_path, slack.url, **sink)
         client = make_client(config)
-        config_path = write_toml(tmp_path / "gateway.toml", config)
+        config_path = write_config(tmp_path / "gateway.toml", config)
 
         def run_worker(*args):
             worker = start_worker(config_path, tmp_path / f"worker-{len(started)}.log", *args, plain=False)

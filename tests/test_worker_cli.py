@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from delivery_support import Answer, SinkServer, start_worker, wait_until, write_toml
+from delivery_support import Answer, SinkServer, start_worker, wait_until
+from served_gateway import write_config
 
 from gateway.app import create_app
 from gateway.cli import cli
@@ -30,7 +31,7 @@ def setup(redis_client: Any, redis_url: str, tmp_path: Path):
             "sinks": [{"name": "crm", "type": "generic_webhook", "url": server.url, "secret": SECRET,
                        "events": ["ticket.created"], "retry_schedule": [0.2]}],
         }
-        path = write_toml(tmp_path / "gateway.toml", config)
+        path = write_config(tmp_path / "gateway.toml", config)
         worker = start_worker(path, tmp_path / "worker.log", plain=False)
         try:
             yield path, server, worker

@@ -5,7 +5,8 @@ import hashlib
 import hmac
 
 import pytest
-from delivery_support import Answer, SinkServer, start_worker, write_toml
+from delivery_support import Answer, SinkServer, start_worker
+from served_gateway import write_config
 
 ADMIN = "admin-token-1"
 KEY = "zk_" + "k" * 29
@@ -20,7 +21,7 @@ def gateway(make_client, redis_url, tmp_path):
               "sinks": [{"name": "zapier", "type": "zapier", "events": ["ticket.created"], "api_keys": [KEY],
                          "secret": SECRET}]}
     client = make_client(config)
-    config_path = write_toml(tmp_path / "gateway.toml", config)
+    config_path = write_config(tmp_path / "gateway.toml", config)
     runs = []
 
     def burst():

@@ -9,7 +9,6 @@ import json
 import shutil
 import threading
 import time
-import tomllib
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -20,7 +19,7 @@ import requests
 from bench import load, report
 from bench.latency import percentile
 from bench.procs import Processes, read_port
-from bench.stack import SinkHandle, _toml
+from bench.stack import SECRET, SinkHandle, Stack
 from gateway.signing import verify_hex_signature
 
 needs_wrk = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk not installed (bench/setup.sh)")
@@ -150,13 +149,17 @@ def test_percentile_is_nearest_rank() -> None:
         percentile([], 50)
 
 
-def test_bench_configs_are_valid_toml() -> None:
-    doc = {
-        "gateway": {"redis_url": "unix:///tmp/r.sock?db=0", "secret": 'a"b\\c'},
-        "delivery": {"allow_private_networks": True, "timeout": 2.5},
-        "sinks": [{"name": "fast", "events": ["ticket.created"], "max_in_flight": 50}],
-    }
-    assert tomllib.loads(_toml(doc)) == doc
+def test_bench_configs_load_as_gateway_configs(tmp_path: Path) -> None:
+    from gateway.config import load_config
+
+    stack = Stack(tmp_path)  # not started: writing a config needs no Redis
+    sink = {"name": "fast", "type": "generic_webhook", "url": "http://127.0.0.1:9/hook",
+            "events": ["ticket.created"], "secret": 'a"b\\c', "max_in_flight": 50}
+    settings = load_config(stack.write_config("t", [sink], delivery={"timeout": 2.5}))
+    assert (settings.secret, settings.redis_url) == (SECRET, stack.redis_url)
+    assert settings.delivery["timeout"] == 2.5 and settings.delivery["allow_private_networks"] is True
+    (loaded,) = settings.sinks
+    assert (loaded.name, loaded.max_in_flight, loaded.secrets) == ("fast", 50, ('a"b\\c',))
 
 
 def test_results_table_and_verdicts_cover_every_key() -> None:

@@ -24,6 +24,7 @@ from typing import Any
 import requests
 
 from gateway import testing
+from served_gateway import child_env, free_port
 
 RECEIVE = "/api/webhooks/receive"
 ADMIN_TOKEN = "reliability-admin-token"
@@ -33,27 +34,6 @@ def wait_until(predicate: Callable[[], Any], what: str, timeout: float = 30.0) -
     """:func:`gateway.testing.wait_until`, polling every 0.2 s: these predicates make HTTP
     requests to servers under load."""
     return testing.wait_until(predicate, what, timeout, interval=0.2)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def write_config(path: Path, config: dict[str, Any]) -> Path:
-    """``config`` (``gateway``/``delivery`` tables, ``sinks`` array) as a TOML file."""
-    lines: list[str] = []
-    for section, body in config.items():
-        if isinstance(body, list):
-            for table in body:
-                lines.append(f"[[{section}]]")
-                lines.extend(f"{key} = {json.dumps(value)}" for key, value in table.items())
-        else:
-            lines.append(f"[{section}]")
-            lines.extend(f"{key} = {json.dumps(value)}" for key, value in body.items())
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
 
 
 def base_config(redis_url: str, data_dir: Path, sink_url: str, **delivery: Any) -> dict[str, Any]:
@@ -74,12 +54,6 @@ def base_config(redis_url: str, data_dir: Path, sink_url: str, **delivery: Any) 
 
 
 # -- processes -----------------------------------------------------------------------------------
-
-
-def _child_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("GATEWAY_REDIS_URL", "GATEWAY_CONFIG")}
-    env.update(extra)
-    return env
 
 
 @dataclasses.dataclass
@@ -137,7 +111,7 @@ def _start(name: str, argv: list[str], log: Path, **env: str) -> Proc:
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=_child_env(**env),
+            env=child_env(**env),
             start_new_session=True,
         )
     return Proc(name, process, log)

@@ -25,8 +25,8 @@ from reliability_support import (
     start_web,
     start_worker,
     wait_until,
-    write_config,
 )
+from served_gateway import write_config
 
 from gateway.store import EmbeddedRedis, connect
 

@@ -36,8 +36,8 @@ from reliability_support import (
     start_worker,
     wait_until,
     wait_until_logged_delivered,
-    write_config,
 )
+from served_gateway import write_config
 
 SCHEDULE = [1.0, 2.0, 3.0] + [3.0] * 12
 JITTER = 0.2

@@ -29,8 +29,8 @@ from reliability_support import (
     start_web,
     start_worker,
     wait_until,
-    write_config,
 )
+from served_gateway import write_config
 
 WORKER_KILLS = 10
 SERVER_KILLS = 2

@@ -28,8 +28,8 @@ from reliability_support import (
     start_worker,
     wait_until,
     wait_until_logged_delivered,
-    write_config,
 )
+from served_gateway import write_config
 
 KILLS = 20
 PICKUP_DEADLINE_S = 60.0
