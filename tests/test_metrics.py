@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway import Event, Outcome, OutgoingRequest, Sink, SinkType, hookimpl, metrics
 from gateway.events import iso_z
+from served_gateway import write_config
 
 TICKET = {"event": "ticket.create", "data": {"subject": "Printer on fire", "message": "Again.",
                                              "customer_email": "ops@example.com"}}
@@ -361,25 +362,17 @@ def test_metrics_server_refuses_without_a_metrics_directory(tmp_path):
     assert result.returncode == 1 and "No metrics directory" in result.stderr
 
 
+def recorder_config(redis_url, data_dir, recording_sink):
+    """A deployment on the test Redis whose one sink, "recorder", is the recording sink."""
+    return {"gateway": {"redis_url": redis_url, "data_dir": str(data_dir), "admin_token": "metrics-admin-token"},
+            "delivery": {"allow_private_networks": True},
+            "sinks": [recording_sink.sink("recorder", type="generic_webhook", events=["ticket.created"])]}
+
+
 def test_gateway_run_merges_web_and_worker_processes(tmp_path, redis_url, redis_client, recording_sink):
     """`gateway run`: tickets counted by the web processes and deliveries by the worker
     processes show up in the same scrape."""
-    conf = tmp_path / "gateway.toml"
-    conf.write_text(f"""
-[gateway]
-redis_url = "{redis_url}"
-data_dir = "{tmp_path / 'data'}"
-admin_token = "metrics-admin-token"
-
-[delivery]
-allow_private_networks = true
-
-[[sinks]]
-name = "recorder"
-type = "generic_webhook"
-url = "{recording_sink.url}"
-events = ["ticket.created"]
-""")
+    conf = write_config(tmp_path / "gateway.toml", recorder_config(redis_url, tmp_path / "data", recording_sink))
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "PROMETHEUS_"))}
     gateway = Path(sys.executable).with_name("gateway")
@@ -417,29 +410,11 @@ def test_a_worker_on_its_own_machine_is_served_by_metrics_server(tmp_path, make_
     """The several-machines layout: `gateway worker` alone (no `gateway run`, no variable
     set) records into <data_dir>/metrics, and `gateway metrics-server` serves it."""
     data_dir = tmp_path / "data"
-    sink = recording_sink.sink("recorder", type="generic_webhook", events=["ticket.created"])
-    config = {"gateway": {"redis_url": redis_url, "data_dir": str(data_dir),
-                          "admin_token": "metrics-admin-token"},
-              "delivery": {"allow_private_networks": True}, "sinks": [sink]}
+    config = recorder_config(redis_url, data_dir, recording_sink)
     client = make_client(config)
     for _ in range(3):
         assert client.post("/api/webhooks/receive", json=TICKET).status_code == 201
-    conf = tmp_path / "gateway.toml"
-    conf.write_text(f"""
-[gateway]
-redis_url = "{redis_url}"
-data_dir = "{data_dir}"
-admin_token = "metrics-admin-token"
-
-[delivery]
-allow_private_networks = true
-
-[[sinks]]
-name = "recorder"
-type = "generic_webhook"
-url = "{recording_sink.url}"
-events = ["ticket.created"]
-""")
+    conf = write_config(tmp_path / "gateway.toml", config)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "PROMETHEUS_"))}
     gateway = Path(sys.executable).with_name("gateway")
     subprocess.run([str(gateway), "--config", str(conf), "worker", "--burst"], env=env, cwd=tmp_path,
