@@ -174,7 +174,9 @@ def test_a_failing_recorder_never_breaks_a_request(make_client, monkeypatch, cap
 def test_prepare_multiprocess_dir_empties_a_previous_run(tmp_path, monkeypatch):
     from prometheus_client import values
 
-    monkeypatch.delenv(metrics.MULTIPROC_ENV, raising=False)
+    # Unset for the test, and restored afterwards (delenv records nothing to restore when the
+    # variable is absent, which let the directory set below leak into later tests).
+    monkeypatch.setenv(metrics.MULTIPROC_ENV, "")
     # It switches this process to shared files; the other tests here keep per-process values.
     monkeypatch.setattr(values, "ValueClass", values.ValueClass)
     stale = tmp_path / "metrics"
@@ -206,21 +208,20 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def gunicorn_two_workers(tmp_path: Path, redis_url: str, redis_client):
+def gunicorn_two_workers(tmp_path: Path, redis_url: str, redis_client, monkeypatch):
     """The app under gunicorn with two worker processes sharing a metrics directory."""
+    from prometheus_client import values
+
     conf = tmp_path / "gateway.toml"
     conf.write_text(f'[gateway]\nredis_url = "{redis_url}"\ndata_dir = "{tmp_path / "data"}"\n')
     port = _free_port()
-    env = {**os.environ, "GATEWAY_CONFIG": str(conf)}
-    env.pop(metrics.MULTIPROC_ENV, None)
+    # prepare_multiprocess_dir sets the variable and switches this process to shared files:
+    # both are undone after the test, so later tests keep per-process values.
+    monkeypatch.setenv(metrics.MULTIPROC_ENV, "")
+    monkeypatch.setattr(values, "ValueClass", values.ValueClass)
     metrics_dir = tmp_path / "metrics"
-    saved = os.environ.get(metrics.MULTIPROC_ENV)
     metrics.prepare_multiprocess_dir(metrics_dir)
-    env[metrics.MULTIPROC_ENV] = os.environ[metrics.MULTIPROC_ENV]
-    if saved is None:
-        del os.environ[metrics.MULTIPROC_ENV]
-    else:
-        os.environ[metrics.MULTIPROC_ENV] = saved
+    env = {**os.environ, "GATEWAY_CONFIG": str(conf)}
     gunicorn = Path(sys.executable).with_name("gunicorn")
     # --max-requests recycles workers, so the requests below are served by several processes
     # for certain, not merely by chance.
