@@ -9,7 +9,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from marshmallow import Schema, fields
 
 from gateway import OutgoingRequest, Sink, SinkType, hookimpl, logs
 from gateway.testing import Reply
+from served_gateway import free_port
 
 SECRET = "incoming-secret-0b7e"
 SINK_SECRET = "sink-secret-5c2d9a"
@@ -190,17 +190,11 @@ def test_ids_and_ordinary_text_survive_redaction():
     assert logs.redact(text) == text
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_cli_log_format_json_for_the_web_server(tmp_path: Path, redis_url: str, redis_client):
     conf = tmp_path / "gateway.toml"
     conf.write_text(f'[gateway]\nredis_url = "{redis_url}"\ndata_dir = "{tmp_path / "data"}"\n'
                     f'secret = "{SECRET}"\nadmin_token = "admin-token-77aa31"\n')
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "PROMETHEUS_"))}
     gateway = Path(sys.executable).with_name("gateway")
     proc = subprocess.Popen([str(gateway), "--log-format", "json", "--config", str(conf), "web", "--port",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway import Event, Outcome, OutgoingRequest, Sink, SinkType, hookimpl, metrics
 from gateway.events import iso_z
-from served_gateway import write_config
+from served_gateway import free_port, write_config
 
 TICKET = {"event": "ticket.create", "data": {"subject": "Printer on fire", "message": "Again.",
                                              "customer_email": "ops@example.com"}}
@@ -201,12 +200,6 @@ def wait_until_serving(url: str, proc: subprocess.Popen, what: str, timeout: flo
             time.sleep(0.1)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def gunicorn_two_workers(tmp_path: Path, redis_url: str, redis_client, monkeypatch):
     """The app under gunicorn with two worker processes sharing a metrics directory."""
@@ -214,7 +207,7 @@ def gunicorn_two_workers(tmp_path: Path, redis_url: str, redis_client, monkeypat
 
     conf = tmp_path / "gateway.toml"
     conf.write_text(f'[gateway]\nredis_url = "{redis_url}"\ndata_dir = "{tmp_path / "data"}"\n')
-    port = _free_port()
+    port = free_port()
     # prepare_multiprocess_dir sets the variable and switches this process to shared files:
     # both are undone after the test, so later tests keep per-process values.
     monkeypatch.setenv(metrics.MULTIPROC_ENV, "")
@@ -308,7 +301,7 @@ def test_metrics_server_serves_worker_processes_of_a_machine(tmp_path):
     env[metrics.MULTIPROC_ENV] = str(directory)
     for _ in range(2):  # two "worker" processes
         subprocess.run([sys.executable, "-c", RECORD_ATTEMPTS], env=env, check=True, timeout=60)
-    port = _free_port()
+    port = free_port()
     gateway = Path(sys.executable).with_name("gateway")
     proc = subprocess.Popen([str(gateway), "metrics-server", "--port", str(port)], env=env, cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -374,7 +367,7 @@ def test_gateway_run_merges_web_and_worker_processes(tmp_path, redis_url, redis_
     """`gateway run`: tickets counted by the web processes and deliveries by the worker
     processes show up in the same scrape."""
     conf = write_config(tmp_path / "gateway.toml", recorder_config(redis_url, tmp_path / "data", recording_sink))
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "PROMETHEUS_"))}
     gateway = Path(sys.executable).with_name("gateway")
     argv = [str(gateway), "--config", str(conf), "run", "--port", str(port), "--workers", "2",
@@ -421,7 +414,7 @@ def test_a_worker_on_its_own_machine_is_served_by_metrics_server(tmp_path, make_
     subprocess.run([str(gateway), "--config", str(conf), "worker", "--burst"], env=env, cwd=tmp_path,
                    check=True, timeout=120, capture_output=True)
     assert len(recording_sink.wait_for(3)) == 3
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([str(gateway), "--config", str(conf), "metrics-server", "--port", str(port)],
                             env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
