@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from gateway import retry, signing
 from gateway.circuit import CircuitSettings, schedule_wake
 from gateway.config import redact_url
-from gateway.events import Event, iso_z
+from gateway.events import Event, iso_from_ms, iso_z
 from gateway.sinks import DeliveryInfo, Outcome, OutcomeKind, Response, Sink, Target
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -324,7 +324,7 @@ class AttemptRunner:
             opened_until = self.scripts.finishes(values)
         if opened_until:
             log.warning("circuit of sink %s opened until %s", sink_name,
-                        iso_z(datetime.fromtimestamp(opened_until / 1000, tz=UTC)))
+                        iso_from_ms(str(opened_until)))
             schedule_wake(runtime, sink_name, opened_until)
         if verdict.pause_reason:
             log.warning("sink %s paused: %s", sink_name, verdict.pause_reason)

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from gateway.config import redact_url
-from gateway.events import iso_z
+from gateway.events import iso_from_ms
 from gateway.scripts import RequeueResult, as_text, scripts_for
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -23,12 +23,6 @@ STATUSES = ("pending", "retrying", "delivered", "failed")
 MAX_LIMIT = 1000
 _CHUNK = 200
 _REPLAY_BATCH = 500
-
-
-def _iso_ms(value: str | None) -> str | None:
-    if not value:
-        return None
-    return iso_z(datetime.fromtimestamp(int(value) / 1000, tz=UTC))
 
 
 def delivery_view(fields: dict[str, str]) -> dict[str, Any]:
@@ -42,9 +36,9 @@ def delivery_view(fields: dict[str, str]) -> dict[str, Any]:
         "target": {"key": target.get("key"), "url": redact_url(target["url"]) if target.get("url") else None},
         "status": fields.get("status"),
         "attempts": int(fields.get("attempts") or 0),
-        "created_at": _iso_ms(fields.get("created_at")),
-        "updated_at": _iso_ms(fields.get("updated_at")),
-        "next_attempt_at": _iso_ms(fields.get("next_attempt_at")) if fields.get("status") == "retrying" else None,
+        "created_at": iso_from_ms(fields.get("created_at")),
+        "updated_at": iso_from_ms(fields.get("updated_at")),
+        "next_attempt_at": iso_from_ms(fields.get("next_attempt_at")) if fields.get("status") == "retrying" else None,
         "last_status_code": int(fields["last_status_code"]) if fields.get("last_status_code") else None,
         "last_error": fields.get("last_error"),
         "replays": int(fields.get("replays") or 0),

@@ -31,6 +31,12 @@ def iso_z(moment: datetime) -> str:
                                                      moment.minute, moment.second, moment.microsecond // 1000)
 
 
+def iso_from_ms(ms: str | None) -> str | None:
+    """:func:`iso_z` of epoch milliseconds as a Redis hash keeps them; None for a field
+    that is not set (None or "")."""
+    return iso_z(datetime.fromtimestamp(int(ms) / 1000, tz=timezone.utc)) if ms else None
+
+
 def new_id(prefix: str) -> str:
     """``prefix`` + 32 random hex digits (128 bits, as a uuid4 has 122): event and delivery ids."""
     return prefix + os.urandom(16).hex()

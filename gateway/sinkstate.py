@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from gateway.events import Event, iso_z
+from gateway.events import Event, iso_from_ms
 from gateway.scripts import as_text, now_ms, scripts_for
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -72,14 +72,10 @@ def _state(raw: dict[str, str], now: int) -> dict[str, Any]:
     return {
         "state": state,
         "paused_reason": raw.get("paused_reason") if state == "paused" else None,
-        "paused_at": _iso(raw.get("paused_at")) if state == "paused" else None,
-        "circuit_open_until": _iso(str(open_until)) if open_until is not None else None,
+        "paused_at": iso_from_ms(raw.get("paused_at")) if state == "paused" else None,
+        "circuit_open_until": iso_from_ms(str(open_until)) if open_until is not None else None,
         "failure_streak": int(raw.get("failure_streak") or 0),
     }
-
-
-def _iso(ms: str | None) -> str | None:
-    return iso_z(datetime.fromtimestamp(int(ms) / 1000, tz=UTC)) if ms else None
 
 
 def require_sink(runtime: Runtime, name: str) -> None:

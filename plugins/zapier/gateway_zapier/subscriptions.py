@@ -11,10 +11,10 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from gateway import SinkContext
+from gateway.events import iso_z, utc_now
 
 MAX_SUBSCRIPTIONS = 1000
 
@@ -40,11 +40,6 @@ class Subscription:
         fields = {k.decode(): v.decode() for k, v in raw.items()}
         return cls(id=fields["id"], sink=fields["sink"], event=fields["event"], target_url=fields["target_url"],
                    created_at=fields["created_at"])
-
-
-def _now_iso() -> str:
-    now = datetime.now(UTC)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
 
 
 class Subscriptions:
@@ -74,7 +69,7 @@ class Subscriptions:
         # The id starts with the creation time in ns (16 hex digits), then 64 random bits:
         # "oldest first" (created_at, id) holds for subscriptions made in the same millisecond.
         sub = Subscription(id=f"sub_{time.time_ns():016x}{secrets.token_hex(8)}", sink=self.sink, event=event,
-                           target_url=target_url, created_at=_now_iso())
+                           target_url=target_url, created_at=iso_z(utc_now()))
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(self._hook_key(sub.id), mapping=dataclasses.asdict(sub))
             pipe.sadd(self._event_key(event), sub.id)
