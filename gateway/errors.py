@@ -20,12 +20,16 @@ class ApiError(Exception):
         self.fields = dict(fields or {})
         self.headers = dict(headers or {})
 
-    def response(self) -> Response:
-        """The JSON response for this error."""
+    def body(self) -> dict[str, Any]:
+        """``{"error", "message"}``, and ``"fields"`` when there are per-field messages."""
         body: dict[str, Any] = {"error": self.code, "message": self.message}
         if self.fields:
             body["fields"] = self.fields
-        response = jsonify(body)
+        return body
+
+    def response(self) -> Response:
+        """The JSON response for this error."""
+        response = jsonify(self.body())
         response.status_code = self.status
         for key, value in self.headers.items():
             response.headers[key] = value

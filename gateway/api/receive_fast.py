@@ -113,8 +113,8 @@ class FastReceive:
 
     def _error(self, environ: dict[str, Any], start_response: StartResponse, error: ApiError,
                started: float) -> Iterable[bytes]:
-        body: dict[str, Any] = {"error": error.code, "message": error.message}
-        return self._answer(environ, start_response, error.status, body, list(error.headers.items()), started)
+        return self._answer(environ, start_response, error.status, error.body(), list(error.headers.items()),
+                            started)
 
     def _answer(self, environ: dict[str, Any], start_response: StartResponse, status: int, doc: Any,
                 headers: list[tuple[str, str]], started: float) -> Iterable[bytes]:
