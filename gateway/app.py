@@ -12,12 +12,12 @@ import os
 from typing import Any
 
 import redis
-from flask import Flask, Response, jsonify
+from flask import Flask, Response
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from gateway.api import receive_fast
-from gateway.errors import ApiError, redis_unavailable
+from gateway.errors import ApiError, internal_error, redis_unavailable
 from gateway.runtime import Runtime
 
 log = logging.getLogger("gateway.app")
@@ -71,4 +71,4 @@ def _register_error_handlers(app: Flask) -> None:
     def unexpected(error: Exception) -> Any:
         # A bug, not the caller's fault: log it with its traceback, answer without one.
         log.exception("unhandled error")
-        return jsonify({"error": "internal_error", "message": "An unexpected error occurred."}), 500
+        return internal_error().response()

@@ -40,3 +40,8 @@ def redis_unavailable() -> ApiError:
     """Redis is down: ask the client to come back, and say nothing was stored."""
     return ApiError(503, "storage_unavailable", "Storage is temporarily unavailable; nothing was stored. "
                     "Retry after the number of seconds in Retry-After.", headers={"Retry-After": "5"})
+
+
+def internal_error() -> ApiError:
+    """A bug, not the caller's fault: the answer says so, without a traceback."""
+    return ApiError(500, "internal_error", "An unexpected error occurred.")

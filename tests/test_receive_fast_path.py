@@ -115,3 +115,32 @@ def test_a_plugins_request_hook_still_sees_every_receive(make_client: Any, redis
     response = client.post(URL, **signed(GOOD))
     assert response.status_code == 403
     assert not redis_client.keys("gw:ticket*")
+
+
+def test_a_bug_while_storing_is_a_json_500_with_nothing_stored(make_client: Any, redis_client: Any,
+                                                                caplog: Any) -> None:
+    from marshmallow import Schema
+
+    from gateway.hookspecs import hookimpl
+    from gateway.sinks import OutgoingRequest, Sink, SinkType
+
+    class BrokenTargets(Sink):
+        def targets(self, event: Any) -> Any:
+            raise RuntimeError("a plugin bug")
+
+        def render(self, event: Any, target: Any, delivery: Any) -> OutgoingRequest:
+            raise AssertionError("never rendered")
+
+    class Plugin:
+        @hookimpl
+        def register_sink_types(self, register: Any) -> None:
+            register(SinkType(name="broken", options_schema=Schema, factory=BrokenTargets))
+
+    client = make_client({**CONFIG, "sinks": [{"name": "b", "type": "broken", "events": ["ticket.created"]}]},
+                         plugins=[Plugin()])
+    response = client.post(URL, **signed(GOOD))
+    assert response.status_code == 500
+    assert response.get_json() == {"error": "internal_error", "message": "An unexpected error occurred."}
+    assert "Traceback" not in response.get_data(as_text=True)
+    assert "a plugin bug" in caplog.text  # logged for the operator, with its traceback
+    assert not redis_client.keys("gw:ticket*")

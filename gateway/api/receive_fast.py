@@ -34,7 +34,7 @@ from werkzeug.datastructures import EnvironHeaders
 from gateway import logs
 from gateway.api import metrics_api
 from gateway.api import receive as view
-from gateway.errors import ApiError, redis_unavailable
+from gateway.errors import ApiError, internal_error, redis_unavailable
 
 if TYPE_CHECKING:  # pragma: no cover
     from flask import Flask
@@ -84,8 +84,7 @@ class FastReceive:
             return self._error(environ, start_response, redis_unavailable(), started)
         except Exception:  # noqa: BLE001 - a bug: logged with its traceback, answered without
             log.exception("unhandled error")
-            error = ApiError(500, "internal_error", "An unexpected error occurred.")
-            return self._error(environ, start_response, error, started)
+            return self._error(environ, start_response, internal_error(), started)
         headers = [("Idempotent-Replayed", "true")] if published.replayed else \
             [("Location", f"/api/tickets/{published.ticket['id']}")]
         status = 200 if published.replayed else 201
