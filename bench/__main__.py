@@ -40,6 +40,10 @@ class Plan:
     isolation_seconds: float = 15
     e2e_seconds: float = 15
     cost_count: int = 2_000
+    publish_count: int = 2_000
+    change_rounds: int = 10
+    ordered_tickets: int = 1_000
+    ordered_rounds: int = 2
     timeout: float = 300
 
 
@@ -54,9 +58,12 @@ QUICK = Plan(
     isolation_seconds=2,
     e2e_seconds=2,
     cost_count=200,
+    publish_count=300,
+    change_rounds=3,
+    ordered_rounds=1,
     timeout=60,
 )
-SCENARIOS = ("sink", "receive", "costs", "deliver", "slow", "isolation", "e2e")
+SCENARIOS = ("sink", "receive", "costs", "deliver", "slow", "ordered", "isolation", "e2e", "integrations")
 
 
 def ensure_tools() -> None:
@@ -99,7 +106,7 @@ class CpuShare:
 
 def run(plan: Plan, only: set[str], run_dir: Path) -> dict[str, Any]:
     """Every scenario in ``only``; a failing scenario is recorded and the others still run."""
-    from bench import costs, deliver, latency, receive
+    from bench import costs, deliver, integrations, latency, ordered, receive
     from bench.stack import Stack
 
     results: dict[str, Any] = {key: None for key in report.REQUIRED_KEYS}
@@ -147,6 +154,12 @@ def run(plan: Plan, only: set[str], run_dir: Path) -> dict[str, Any]:
             ),
         )
         step("slow", lambda: deliver.slow_sink(stack, slow, plan.slow_count, memory, plan.timeout))
+        step(
+            "ordered",
+            lambda: ordered.ordered_vs_unordered(
+                stack, fast, plan.ordered_tickets, memory, plan.timeout, plan.ordered_rounds
+            ),
+        )
 
         def capacity() -> float | None:
             # The most events/s the whole path takes in this run. Receive and delivery share
@@ -169,6 +182,15 @@ def run(plan: Plan, only: set[str], run_dir: Path) -> dict[str, Any]:
             return latency.end_to_end(stack, fast, most / 2, plan.e2e_seconds, memory)
 
         step("e2e", e2e)
+
+        def integrations_step() -> dict[str, Any]:
+            out = integrations.publish_cost(stack, plan.publish_count)
+            # A PATCH switches a sink's URL between the fast sink and a second one.
+            second = stack.start_sink("second")
+            out.update(integrations.config_change(stack, fast, second, plan.change_rounds, memory))
+            return out
+
+        step("integrations", integrations_step)
         if memory.peak_bytes:
             results["worker_rss_mb"] = round(memory.peak_mb, 1)
     results["context"] = {

@@ -28,6 +28,7 @@ from werkzeug.test import EnvironBuilder
 from bench.deliver import sink_table
 from bench.receive import TICKET
 from bench.stack import SECRET, Stack
+from gateway.publish.publisher import publish
 from gateway.signing import hex_signature
 
 
@@ -68,9 +69,9 @@ def measure(count: int, stack: Stack | None = None) -> dict[str, float]:
     ``stack``'s Redis (flushed first), or on a Redis of its own."""
     from bench.hello import app as hello_app
     from gateway import logs
-    from gateway.api import receive as view
-    from gateway.app import create_app
     from gateway.events import Event, iso_z, utc_now
+    from gateway.web import receive as view
+    from gateway.web.app import create_app
 
     body = json.dumps(TICKET, separators=(",", ":")).encode()
     headers = {"Content-Type": "application/json", "X-Webhook-Signature": hex_signature(body, SECRET)}
@@ -95,7 +96,7 @@ def measure(count: int, stack: Stack | None = None) -> dict[str, float]:
         stats = stack.redis.info("commandstats").get("cmdstat_evalsha", {})
         parsed = json.loads(body)
         out["  signature check (HMAC)"] = cpu_us(
-            lambda: view.verify_request_signature(body, headers, SECRET, 300), count
+            lambda: view.verify_request_signature(body, headers, [SECRET], 300), count
         )
         out["  json.loads"] = cpu_us(lambda: json.loads(body), count)
         out["  marshmallow: envelope + data"] = cpu_us(
@@ -117,11 +118,11 @@ def measure(count: int, stack: Stack | None = None) -> dict[str, float]:
 
         out["  ticket + event objects"] = cpu_us(build, count)
 
-        def publish() -> None:
+        def publish_one() -> None:
             ticket, event = build()
-            runtime.publisher.publish(event, ticket=ticket)
+            publish(runtime, event, ticket=ticket)
 
-        out["  publish (Python side, incl. the objects)"] = cpu_us(publish, count)
+        out["  publish (Python side, incl. the objects)"] = cpu_us(publish_one, count)
         out["  access log line"] = cpu_us(
             lambda: logs.access_log.info(
                 "%s %s %s %sms",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from bench.procs import MemoryWatch
 from bench.report import progress
 from bench.stack import SECRET, SinkHandle, Stack, watch_drain
 from gateway.events import Event
+from gateway.publish.publisher import publish
 
 
 def sink_table(name: str, sink: SinkHandle, **extra: Any) -> dict[str, Any]:
@@ -51,13 +53,13 @@ def preload(config: Path, count: int) -> None:
 
     runtime = Runtime.from_config(config, start_embedded=False)
 
-    def publish(index: int) -> None:
-        runtime.publisher.publish(Event.new("ticket.created", {"ticket": sample_ticket(index)}))
+    def publish_one(index: int) -> None:
+        publish(runtime, Event.new("ticket.created", {"ticket": sample_ticket(index)}))
 
     # Several threads overlap the round trips (the publisher is thread-safe: a pooled client).
     try:
         with ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(publish, range(count)))
+            list(pool.map(publish_one, range(count)))
     finally:
         runtime.redis.close()
 
@@ -71,12 +73,14 @@ def drain_rate(
     memory: MemoryWatch,
     timeout: float,
     worker_args: tuple[str, ...] = (),
+    loader: Callable[[Path, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Pre-load ``count`` deliveries for ``sink``, start ``workers`` worker processes and
-    time the sink from its first to its ``count``-th distinct delivery."""
+    """Pre-load ``count`` deliveries for ``sink`` (with ``loader``, default :func:`preload`),
+    start ``workers`` worker processes and time the sink from its first to its ``count``-th
+    distinct delivery."""
     stack.flush()
     sink.reset()
-    preload(config, count)
+    (loader or preload)(config, count)
     progress(f"{count} deliveries pre-loaded; starting {workers} worker(s)")
     started = time.monotonic()
     procs = stack.start_workers(config, workers, extra=worker_args)

@@ -16,32 +16,32 @@ import argparse
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from gateway.wsgi import GatewayServer
+from gateway.web.wsgi import GatewayServer
 
 BODY = b'{"floor":true}\n'
 
 
 def floor_app(config: str) -> Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]:
     """The WSGI callable: each POST re-runs one pre-built publish.lua call."""
-    from gateway.api.receive import new_ticket
     from gateway.events import Event, utc_now
+    from gateway.publish.publisher import delivery_rows, publish_args
+    from gateway.publish.tickets import new_ticket
     from gateway.runtime import Runtime
 
     runtime = Runtime.from_config(config, start_embedded=False)
-    publisher = runtime.publisher
     data = {"subject": "Floor", "message": "The least a receive costs.", "priority": "high",
             "category": None, "customer_email": "floor@example.com", "customer_name": "Floor"}
     now = utc_now()
     ticket = new_ticket(data, now)
     event = Event.new("ticket.created", {"ticket": ticket}, at=now)
-    args = publisher._args(event, publisher._deliveries(event), ticket, None, now)
+    args = publish_args(runtime, event, delivery_rows(runtime, event), ticket, None, now)
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("REQUEST_METHOD") != "POST":  # the start-up probe: nothing written
             start_response("404 NOT FOUND", [("Content-Length", "0")])
             return [b""]
         environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
-        publisher.direct(args)
+        runtime.scripts.publish(args)
         start_response("201 CREATED", [("Content-Type", "application/json"), ("Content-Length", str(len(BODY)))])
         return [BODY]
 

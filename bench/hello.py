@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Flask, jsonify
 
-from gateway.wsgi import GatewayServer
+from gateway.web.wsgi import GatewayServer
 
 app = Flask("hello")
 

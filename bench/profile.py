@@ -155,7 +155,7 @@ def pyinstrument_receive(stack: Stack, requests_count: int) -> None:
     """pyinstrument's call tree of ``requests_count`` receives through the Flask test client."""
     from pyinstrument import Profiler
 
-    from gateway.app import create_app
+    from gateway.web.app import create_app
 
     sink = stack.start_sink("profile-inproc-sink")
     config = stack.write_config("profile-inproc", [sink_table("fast", sink)])

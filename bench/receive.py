@@ -77,18 +77,24 @@ def _children_cpu() -> float:
 def receive_vs_hello(
     stack: Stack, sink_table: dict[str, Any] | None, seconds: float, rounds: int = 2
 ) -> dict[str, Any]:
-    """``hello_rps``, ``receive_rps`` and their ratio. Both servers run side by side (an
+    """``hello_rps``, ``receive_rps`` and their ratio. The servers run side by side (an
     idle one costs nothing) and are loaded in turns, hello, receive, receive, hello, ...,
-    so a change in what else the machine is doing hits both alike. CPU time per request
-    of each part is measured too: on a busy machine it is steadier than the rate."""
+    so a change in what else the machine is doing hits all alike. CPU time per request
+    of each part is measured too: on a busy machine it is steadier than the rate.
+
+    ``replicated`` is receive with ``durability = "replicated"`` on a master with one
+    replica on loopback (TCP): each 201 waits for the replica's confirmation (WAIT)."""
     body, signature = ticket_body(stack.run_dir)
     stack.flush()
     config = stack.write_config("receive", [sink_table] if sink_table else [])
+    replicated_config = stack.write_config("replicated", [sink_table] if sink_table else [], gateway={
+        "redis_url": stack.start_replicated_redis(), "durability": "replicated", "durability_replicas": 1})
     hello_url, hello_proc = stack.start_hello()
     web_url, web_proc = stack.start_web(config)
     floor_url, floor_proc = stack.start_floor(config)
+    replicated_url, replicated_proc = stack.start_web(replicated_config, name="web-replicated")
     servers = {"hello": (hello_url, hello_proc.pid), "receive": (web_url, web_proc.pid),
-               "floor": (floor_url, floor_proc.pid)}
+               "floor": (floor_url, floor_proc.pid), "replicated": (replicated_url, replicated_proc.pid)}
     try:
         for url, _ in servers.values():  # warm-up: imports, pools, the Lua script cached
             load.post_load(url, body, signature, CONNECTIONS, 1)
@@ -96,7 +102,7 @@ def receive_vs_hello(
         stored_before = stack.redis.zcard("gw:tickets")
         turns: dict[str, list[load.WrkResult]] = {name: [] for name in servers}
         cpu = {name: CpuTally() for name in servers}
-        order = ("hello", "receive", "floor")
+        order = ("hello", "receive", "floor", "replicated")
         for index in range(rounds):
             for name in order if index % 2 == 0 else reversed(order):
                 url, pid = servers[name]
@@ -106,13 +112,14 @@ def receive_vs_hello(
         # The floor rewrites one ticket (stored in the warm-up): the count grows with receive's alone.
         stored = stack.redis.zcard("gw:tickets") - stored_before
     finally:
-        stack.stop(hello_proc, web_proc, floor_proc)
-    bad = [r for r in turns["receive"] if r.status_errors or r.errors]
-    if bad:
-        raise RuntimeError(
-            f"receive answered {bad[0].status_errors} non-2xx and {bad[0].errors} socket errors; "
-            f"see {stack.run_dir / 'web.log'}"
-        )
+        stack.stop(hello_proc, web_proc, floor_proc, replicated_proc)
+    for name, log in (("receive", "web.log"), ("replicated", "web-replicated.log")):
+        bad = [r for r in turns[name] if r.status_errors or r.errors]
+        if bad:
+            raise RuntimeError(
+                f"{name} answered {bad[0].status_errors} non-2xx and {bad[0].errors} socket errors; "
+                f"see {stack.run_dir / log}"
+            )
     rate = {name: sum(r.ok for r in runs) / sum(r.duration_s for r in runs) for name, runs in turns.items()}
     hello_rps, receive_rps = rate["hello"], rate["receive"]
     hello_cpu, receive_cpu = cpu["hello"].per_request_us(), cpu["receive"].per_request_us()
@@ -123,6 +130,11 @@ def receive_vs_hello(
         "receive_ratio": round(receive_rps / hello_rps, 3) if hello_rps else 0.0,
         # The durable write alone, with no per-request work of ours (bench/floor.py).
         "receive_floor_rps": round(rate["floor"], 1),
+        # durability = "replicated": every 201 waited for a local replica's WAIT confirmation.
+        "receive_replicated_rps": round(rate["replicated"], 1),
+        "receive_ratio_replicated": round(rate["replicated"] / hello_rps, 3) if hello_rps else 0.0,
+        "replicated_cpu_us_per_request": {k: round(v) for k, v in cpu["replicated"].per_request_us().items()},
+        "replicated_p99_ms": max(r.latency_p99_ms for r in turns["replicated"]),
         "receive_floor_ratio": round(rate["floor"] / hello_rps, 3) if hello_rps else 0.0,
         "floor_cpu_us_per_request": {k: round(v) for k, v in floor_cpu.items()},
         "receive_rounds_rps": [round(r.rps) for r in turns["receive"]],

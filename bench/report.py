@@ -31,16 +31,23 @@ TARGETS = (
     Target("hello_rps", "Flask hello-world POST/s, same server", ""),
     Target("receive_ratio", "receive / hello", ">= 0.70", lambda v, r: v >= 0.70),
     Target("receive_floor_ratio", "the durable write alone / hello (bench/floor.py)", ""),
+    Target("receive_ratio_replicated", "receive with durability = replicated (WAIT, local replica) / hello", ""),
     Target("deliver_rps", "deliveries/s, 2 gateway workers, fast sink", ">= 1000", lambda v, r: v >= 1000),
     Target("plain_rq_rps", "deliveries/s, 2 forking rq workers, requests.post", ""),
     Target("deliver_ratio", "deliver / plain rq", ">= 10", lambda v, r: v >= 10),
     Target("slow_sink_rps", "deliveries/s, 200 ms sink, 1 worker", ">= 100", lambda v, r: v >= 100),
+    Target("ordered_deliver_rps", "deliveries/s, ordering per ticket, 1,000 tickets x 3 events, 2 workers", ""),
+    Target("ordered_ratio", "ordered / unordered, same load, same run", ">= 0.5", lambda v, r: v >= 0.5),
+    Target("ordered_violations", "events received after a later one of their ticket (ordered run)", "0",
+           lambda v, r: v == 0),
     Target(
         "isolation_p99_ms", "p99 healthy sink while another never answers", "<= 1000", lambda v, r: v <= 1000
     ),
     Target("e2e_p50_ms", "receive->delivered p50 at half max rate", "<= 10", lambda v, r: v <= 10),
     Target("e2e_p99_ms", "receive->delivered p99 at half max rate", "<= 50", lambda v, r: v <= 50),
     Target("worker_rss_mb", "peak RSS of one worker process", "<= 80", lambda v, r: v <= 80),
+    Target("publish_100_sinks_ratio", "publish time, 100 API sinks (10 subscribed) / 1 sink", ""),
+    Target("config_change_visible_ms", "PATCH answered -> a burst of 10 tickets delivered at the new URL", ""),
 )
 REQUIRED_KEYS = tuple(t.key for t in TARGETS)
 

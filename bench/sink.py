@@ -8,7 +8,9 @@ or never with ``--hang``) and recorded:
   repeat one), with the first and last arrival time;
 * a body whose ticket subject is ``bench <epoch microseconds>`` (what the bench's senders
   put there) gives a receive->delivered latency: arrival minus that send time, on the same
-  machine clock.
+  machine clock;
+* a body with a ticket id and an event timestamp older than one already received for that
+  ticket counts as an order violation (``order_violations``: the ordered delivery check).
 
 ``GET /_stats`` answers the record as JSON, ``GET /_count`` just the counts (cheap to
 poll); ``POST /_reset`` clears it. A raw protocol
@@ -27,6 +29,9 @@ import time
 from typing import Any
 
 SENT_MARK = re.compile(rb'"subject":"bench (\d+)"')
+# The envelope's own timestamp comes before its data; a ticket's id is its first field.
+EVENT_TIME = re.compile(rb'"timestamp":"([^"]+)"')
+TICKET_ID = re.compile(rb'"ticket":\{"id":"([^"]+)"')
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
 OK_CLOSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
 MAX_HEAD = 64 * 1024
@@ -45,6 +50,8 @@ class Record:
         self.first: float | None = None
         self.last: float | None = None
         self.latencies_ms: list[float] = []
+        self.latest: dict[bytes, bytes] = {}
+        self.order_violations = 0
 
     def add(self, delivery_id: bytes | None, body: bytes) -> None:
         now_us = time.time_ns() // 1000
@@ -61,6 +68,20 @@ class Record:
         match = SENT_MARK.search(body)
         if match:
             self.latencies_ms.append((now_us - int(match.group(1))) / 1000.0)
+        self._check_order(body)
+
+    def _check_order(self, body: bytes) -> None:
+        """An event older than one of its ticket's already received is out of order."""
+        ticket = TICKET_ID.search(body)
+        stamp = EVENT_TIME.search(body)
+        if ticket is None or stamp is None:
+            return
+        key, when = ticket.group(1), stamp.group(1)
+        latest = self.latest.get(key)
+        if latest is not None and when < latest:
+            self.order_violations += 1
+        else:
+            self.latest[key] = when
 
     @property
     def deliveries(self) -> int:
@@ -78,7 +99,8 @@ class Record:
 
     def to_json(self) -> dict[str, Any]:
         """Everything, each latency included."""
-        return {**self.counts(), "duplicates": self.duplicates, "latencies_ms": self.latencies_ms}
+        return {**self.counts(), "duplicates": self.duplicates, "order_violations": self.order_violations,
+                "latencies_ms": self.latencies_ms}
 
 
 class SinkProtocol(asyncio.Protocol):

@@ -17,7 +17,8 @@ import requests
 import tomli_w
 
 from bench.procs import PYTHON, VENV_BIN, Processes, cpu_seconds, free_port, http_ok, read_port, wait_until
-from gateway.store import EmbeddedRedis, connect
+from gateway.storage.connection import EmbeddedRedis, connect
+from gateway.storage.embedded import redis_server_binary
 
 SECRET = "bench-secret-3f9a"
 WEB_WORKERS = 2
@@ -141,6 +142,30 @@ class Stack:
         assert self.redis is not None
         self.redis.flushall()
 
+    def start_replicated_redis(self) -> str:
+        """A master and one replica on loopback TCP (replication needs TCP; AOF on both, as
+        the embedded one): the master's ``redis://`` URL. Stopped with the run."""
+        master_port, replica_port = free_port(), free_port()
+        for name, port, extra in (("redis-master", master_port, []),
+                                  ("redis-replica", replica_port, ["--replicaof", "127.0.0.1", str(master_port)])):
+            directory = self.run_dir / name
+            directory.mkdir(exist_ok=True)
+            self.procs.start(name, [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
+                                    "--dir", str(directory), "--appendonly", "yes", "--appendfsync", "everysec",
+                                    "--save", "", *extra])
+        master = redis.Redis("127.0.0.1", master_port, socket_connect_timeout=1, socket_timeout=5)
+
+        def replica_online() -> bool:
+            try:
+                info = master.info("replication")
+            except redis.RedisError:
+                return False
+            return isinstance(info.get("slave0"), dict) and info["slave0"].get("state") == "online"
+
+        wait_until(replica_online, "the bench replica to sync", timeout=60)
+        master.close()
+        return f"redis://127.0.0.1:{master_port}/0"
+
     # -- sinks -----------------------------------------------------------------------
     def start_sink(self, name: str, delay: float = 0.0, hang: bool = False) -> SinkHandle:
         args = [PYTHON, "-m", "bench.sink", "--delay", str(delay)] + (["--hang"] if hang else [])
@@ -150,14 +175,17 @@ class Stack:
 
     # -- config ----------------------------------------------------------------------
     def write_config(
-        self, name: str, sinks: list[dict[str, Any]], delivery: dict[str, Any] | None = None
+        self, name: str, sinks: list[dict[str, Any]], delivery: dict[str, Any] | None = None,
+        gateway: dict[str, Any] | None = None,
     ) -> Path:
-        """A gateway.toml for one scenario: the bench secret, the bench Redis, ``sinks``."""
+        """A gateway.toml for one scenario: the bench secret, the bench Redis (unless
+        ``gateway`` says otherwise), ``sinks``."""
         doc: dict[str, Any] = {
             "gateway": {
                 "redis_url": self.redis_url,
                 "secret": SECRET,
                 "data_dir": str(self.run_dir / "data"),
+                **(gateway or {}),
             },
             "delivery": {"allow_private_networks": True, **(delivery or {})},
             "sinks": sinks,
@@ -176,9 +204,9 @@ class Stack:
             raise RuntimeError(f"{name} exited with {proc.returncode}; see {self.run_dir / (name + '.log')}")
         return base + "/api/webhooks/receive", proc
 
-    def start_web(self, config: Path) -> tuple[str, subprocess.Popen[bytes]]:
+    def start_web(self, config: Path, name: str = "web") -> tuple[str, subprocess.Popen[bytes]]:
         """``gateway web`` (gunicorn, 2 workers): the receive URL and the process."""
-        return self._serve("web", [GATEWAY, "web", "--config", str(config)])
+        return self._serve(name, [GATEWAY, "web", "--config", str(config)])
 
     def start_floor(self, config: Path) -> tuple[str, subprocess.Popen[bytes]]:
         """The receive floor (``bench/floor.py``) served the same way: its URL and process."""

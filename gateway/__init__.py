@@ -1,38 +1,60 @@
 """Ticket event gateway: signed intake, durable events, sink plugins on RQ workers.
 
-The public API for plugin authors is re-exported here::
+This package is the plugin API: everything a plugin needs is importable from here (and
+its tests' helpers from :mod:`gateway.testing`); nothing else is public. Names listed in
+``__all__`` keep working within a major version (see docs/writing-plugins.md, "Stability")::
 
-    from gateway import hookimpl, Event, EventType, Sink, SinkType, Target, OutgoingRequest, Outcome
+    from gateway import DeliveryInfo, Event, OutgoingRequest, Outcome, Sink, SinkType, Target, hookimpl
 """
 
-from gateway.events import Event, EventType
+from importlib import metadata as _metadata
+
+from gateway import _renamed
+from gateway.errors import ApiError, ConfigError
+from gateway.events import Event, EventType, iso_z
 from gateway.hookspecs import hookimpl
 from gateway.sinks import (
+    CreatedTicket,
     DeliveryInfo,
-    OutgoingRequest,
+    DestinationRefused,
     Outcome,
     OutcomeKind,
+    OutgoingRequest,
     Response,
     Sink,
     SinkContext,
     SinkType,
     Target,
+    current_context,
+    url_field,
 )
 
-__version__ = "0.1.0"
+try:
+    __version__ = _metadata.version("ticket-event-gateway")
+except _metadata.PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
+
+_renamed.install()
 
 __all__ = [
+    "ApiError",
+    "ConfigError",
+    "CreatedTicket",
     "DeliveryInfo",
+    "DestinationRefused",
     "Event",
     "EventType",
-    "OutgoingRequest",
     "Outcome",
     "OutcomeKind",
+    "OutgoingRequest",
     "Response",
     "Sink",
     "SinkContext",
     "SinkType",
     "Target",
     "__version__",
+    "current_context",
     "hookimpl",
+    "iso_z",
+    "url_field",
 ]

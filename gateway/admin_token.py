@@ -53,7 +53,8 @@ def _read_complete(path: Path, timeout: float = 5.0) -> str:
 
 
 def ensure_admin_token(settings: Settings) -> Settings:
-    """``settings`` with ``admin_token`` set: the configured one, else the generated one."""
-    if settings.admin_token:
+    """``settings`` with ``admin_token`` set: the configured one, else the generated one;
+    unchanged when admins have tokens of their own (``admin_tokens``)."""
+    if settings.admin_token or settings.admin_tokens:
         return settings
     return dataclasses.replace(settings, admin_token=read_or_create_token(token_path(settings)))

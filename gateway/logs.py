@@ -1,42 +1,30 @@
-"""Structured logs: text or one JSON object per line, with secrets redacted.
+"""Logging: text or one JSON object per line, through a filter that keeps secrets out.
 
 * :func:`configure` installs one handler on the root logger (``gateway --log-format
   text|json``, ``GATEWAY_LOG_FORMAT``, ``GATEWAY_LOG_LEVEL``).
-* Every answered HTTP request gives one ``gateway.access`` line (method, path, status,
-  duration_ms, remote_addr; never bodies, query strings or headers) and every delivery
-  attempt one ``gateway.attempts`` line (delivery_id, event, sink, status_code,
-  duration_ms, outcome, ...). This module is a builtin plugin that records them through an
-  app-wide ``after_request`` and the ``delivery_attempted`` hook.
+* :func:`log_access` writes the one ``gateway.access`` line of an answered HTTP request
+  (method, path, status, duration_ms, remote_addr; never bodies, query strings or headers;
+  called by :mod:`gateway.web.instrumentation`) and :func:`log_attempt` the one
+  ``gateway.attempts`` line of a delivery attempt (delivery_id, event, sink, status_code,
+  duration_ms, outcome, ...; called by the delivery engine).
 * :class:`RedactingFilter` is the safety net on the handler: whatever a log record says
-  (message, arguments, extra fields, traceback), values that look like secrets or
-  signatures, and every secret the configuration holds, are replaced by ``[redacted]``.
+  (message, arguments, extra fields, traceback) goes through :func:`gateway.redact.redact`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
-from typing import IO, TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import IO, Any
 
-from flask import Blueprint, Response, g, request
 from gunicorn import glogging
 
-from gateway.hookspecs import hookimpl
-
-if TYPE_CHECKING:  # pragma: no cover
-    from flask.blueprints import BlueprintSetupState
-
-    from gateway.config import Settings
+from gateway.redact import redact, redact_value
 
 FORMATS = ("text", "json")
-FORMAT_ENV = "GATEWAY_LOG_FORMAT"
-LEVEL_ENV = "GATEWAY_LOG_LEVEL"
-REDACTED = "[redacted]"
 # A record attribute: set by code that built every value of the line itself (nothing to redact).
 SAFE_RECORD = "_gateway_safe"
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -44,94 +32,8 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 access_log = logging.getLogger("gateway.access")
 attempt_log = logging.getLogger("gateway.attempts")
 
-# Things that are secrets whatever their context. Ids such as dlv_<hex> and evt_<hex> are
-# kept: the word character before the hex run stops the \b match.
-_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"whsec_[A-Za-z0-9+/=_-]+"), "whsec_" + REDACTED),
-    (re.compile(r"\bv1[,=][A-Za-z0-9+/_-]{16,}={0,2}"), "v1," + REDACTED),
-    (re.compile(r"(?i)\bsha256=[0-9a-f]{16,}"), "sha256=" + REDACTED),
-    (re.compile(r"\b[0-9a-fA-F]{32,}\b"), REDACTED),
-    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), r"\1 " + REDACTED),
-    (re.compile(r"(?i)(hooks\.slack\.com/services/)[^\s\"'<>]+"), r"\1" + REDACTED),
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/@:\"']+:[^\s/@\"']+@"), r"\1" + REDACTED + "@"),
-    (re.compile(r"(?i)\b((?:x-)?(?:webhook-)?(?:secrets?|token|password|passwd|api[_-]?keys?|signature|"
-                r"authorization|admin_token)[\"']?\s*[:=]\s*[\"']?)(?!\[redacted\])[^\s\"',;&}\]]+"),
-     r"\1" + REDACTED),
-)
-# Every pattern above needs one of these (lowercased) or a long hex run; text with none of
-# them (nearly every line) skips the substitutions, which keeps the filter to a microsecond
-# or two per string.
-_TRIGGERS = ("whsec_", "v1,", "v1=", "sha256=", "bearer", "basic", "hooks.slack", "://", "secret", "token",
-             "passw", "api_key", "api-key", "apikey", "signature", "authorization")
-# As in _PATTERNS: a run standing alone, so ids such as dlv_<hex> do not count.
-_LONG_HEX = re.compile(r"\b[0-9a-fA-F]{32,}\b")
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
-_known_secrets: set[str] = set()
-_known_lock = threading.Lock()
-_known_pattern: re.Pattern[str] | None = None
 _installed: logging.Handler | None = None
-
-
-def register_secrets(values: Iterable[str | None]) -> None:
-    """Add exact values (configured secrets, tokens, API keys) that must never be logged.
-    Values shorter than 6 characters are ignored: redacting them would garble ordinary text."""
-    global _known_pattern
-    new = {v for v in values if isinstance(v, str) and len(v) >= 6}
-    with _known_lock:
-        if new <= _known_secrets:
-            return
-        _known_secrets.update(new)
-        ordered = sorted(_known_secrets, key=len, reverse=True)
-        _known_pattern = re.compile("|".join(re.escape(v) for v in ordered))
-
-
-def register_settings_secrets(settings: Settings) -> None:
-    """Register every secret a configuration holds: the incoming secret, the admin token,
-    and each sink's secrets, API keys, tokens and passwords (and its URL when that is a
-    secret itself, as a Slack webhook URL is)."""
-    values: list[str | None] = [settings.secret, settings.admin_token, settings.metrics_token]
-    for sink in settings.sinks:
-        values.extend(sink.secrets)
-        for key in ("api_keys", "token", "password"):
-            option = sink.options.get(key)
-            if isinstance(option, str):
-                values.append(option)
-            elif isinstance(option, (list, tuple)):
-                values.extend(str(v) for v in option)
-        url = sink.options.get("url")
-        if isinstance(url, str) and "hooks.slack.com" in url:
-            values.append(url)
-    register_secrets(values)
-
-
-def _suspicious(text: str) -> bool:
-    lowered = text.lower()
-    for trigger in _TRIGGERS:  # a plain loop: measurably cheaper than any() over a generator
-        if trigger in lowered:
-            return True
-    return len(text) >= 32 and _LONG_HEX.search(text) is not None
-
-
-def redact(text: str) -> str:
-    """``text`` with known secrets and secret-looking values replaced by ``[redacted]``."""
-    pattern = _known_pattern
-    if pattern is not None:
-        text = pattern.sub(REDACTED, text)
-    if not _suspicious(text):
-        return text
-    for regex, replacement in _PATTERNS:
-        text = regex.sub(replacement, text)
-    return text
-
-
-def _redact_value(value: Any) -> Any:
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, Mapping):
-        return {k: _redact_value(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_redact_value(v) for v in value]
-    return value
 
 
 class RedactingFilter(logging.Filter):
@@ -158,7 +60,7 @@ class RedactingFilter(logging.Filter):
             if isinstance(value, str):
                 attributes[key] = redact(value)
             elif isinstance(value, (Mapping, list, tuple)):
-                attributes[key] = _redact_value(value)
+                attributes[key] = redact_value(value)
         return True
 
 
@@ -211,14 +113,14 @@ class TextFormatter(logging.Formatter):
         if whole != second:
             text = time.strftime(self.default_time_format, self.converter(whole))
             self._second = (whole, text)
-        return self.default_msec_format % (text, record.msecs)
+        return f"{text},{int(record.msecs):03d}"
 
 
-class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _CurrentStderrHandler(logging.StreamHandler[IO[str]]):
     """Writes to whatever ``sys.stderr`` is at the time of each record (test runners and
     click's CliRunner swap it), never to a stream closed since."""
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> IO[str]:
         return sys.stderr
 
@@ -255,7 +157,7 @@ def reset() -> None:
         _installed = None
 
 
-class GunicornLogger(glogging.Logger):  # type: ignore[misc]
+class GunicornLogger(glogging.Logger):
     """gunicorn's own lines (start-up, workers booting and exiting) through the handler that
     :func:`configure` installed, so ``--log-format json`` makes them JSON too. For
     ``gateway web`` (its ``logger_class``); plain ``gunicorn`` keeps its own format."""
@@ -268,37 +170,11 @@ class GunicornLogger(glogging.Logger):  # type: ignore[misc]
             log.propagate = True
 
 
-# -- the builtin plugin: one line per request and per delivery attempt --------------------------
-
-bp = Blueprint("logs", __name__)
-
-
-@bp.record_once
-def _remember_app_secrets(state: BlueprintSetupState) -> None:
-    runtime = state.app.extensions.get("gateway")
-    if runtime is not None:
-        register_settings_secrets(runtime.settings)
-
-
-@bp.before_app_request
-def _start_timer() -> None:
-    # Shared with the request metrics (gateway.api.metrics_api), which set the same value.
-    if "gateway_started" not in g:
-        g.gateway_started = time.perf_counter()
-
-
-@bp.after_app_request
-def _log_request(response: Response) -> Response:
-    # request.path never includes the query string, where callers sometimes put tokens.
-    log_access(request.method, request.path, response.status_code, g.get("gateway_started"),
-               request.remote_addr)
-    return response
-
+# -- the lines the gateway writes itself ---------------------------------------------------------
 
 def log_access(method: str, path: str, status: int, started: float | None, remote_addr: str | None,
                safe: bool = False) -> None:
     """The access-log line of one answered request (``started``: its ``time.perf_counter()``).
-    Shared by the Flask hook above and the receive fast path (gateway.api.receive_fast).
     ``safe``: the caller vouches that no value can hold a secret (a fixed method and path,
     the peer's address from the socket), so the redacting filter can pass the line as is."""
     if not access_log.isEnabledFor(logging.INFO):
@@ -310,7 +186,7 @@ def log_access(method: str, path: str, status: int, started: float | None, remot
         if safe:
             fields[SAFE_RECORD] = True
         _emit(access_log, logging.INFO, "%s %s %s %sms", (method, path, status, duration_ms), fields)
-    except Exception:  # noqa: BLE001 - logging must never fail a request
+    except Exception:  # logging must never fail a request
         logging.getLogger("gateway.logs").exception("could not log a request")
 
 
@@ -333,11 +209,13 @@ def attempt_fields(attempt: Mapping[str, Any]) -> dict[str, Any]:
         "outcome": attempt.get("outcome"), "status": attempt.get("status"),
         "error": error.get("code") if isinstance(error, Mapping) else error,
         "next_attempt_at": attempt.get("next_attempt_at"),
+        # Ordered delivery: the delivery of the same ticket this one waited for.
+        "waited_for": (attempt.get("waited_for") or {}).get("delivery_id"),
     }
 
 
-@hookimpl
-def delivery_attempted(attempt: dict[str, Any]) -> None:
+def log_attempt(attempt: Mapping[str, Any]) -> None:
+    """The attempt's ``gateway.attempts`` line: INFO, or WARNING when it failed finally."""
     try:
         fields = attempt_fields(attempt)
         level = logging.WARNING if fields["status"] == "failed" else logging.INFO
@@ -348,6 +226,9 @@ def delivery_attempted(attempt: dict[str, Any]) -> None:
             if isinstance(error, Mapping) and error.get("message") else ""
         if isinstance(fields["error"], str):
             fields["error"] = redact(fields["error"])
+        waited = attempt.get("waited_for")
+        if isinstance(waited, Mapping):
+            detail += f" after {waited.get('delivery_id')} ({waited.get('status')})"
         # Everything else in the line is ours: ids, the event name, a sink name (a slug by
         # config), numbers, enums. Only the error text is redacted, here, so the filter's
         # full pass over the record (a tenth of a worker's CPU per delivery) is skipped.
@@ -355,10 +236,5 @@ def delivery_attempted(attempt: dict[str, Any]) -> None:
         _emit(attempt_log, level, "delivery %s of %s to %s: %s %s in %sms%s",
               (fields["delivery_id"], fields["event"], fields["sink"], fields["outcome"],
                fields["status_code"] or "-", fields["duration_ms"], detail), fields)
-    except Exception:  # noqa: BLE001 - logging must never fail a delivery
+    except Exception:  # logging must never fail a delivery
         logging.getLogger("gateway.logs").exception("could not log a delivery attempt")
-
-
-@hookimpl
-def register_blueprints(register: Callable[[Blueprint], None]) -> None:
-    register(bp)

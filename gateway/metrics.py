@@ -1,10 +1,11 @@
-"""Prometheus metrics: what the gateway counts, and how a scrape is rendered.
+"""Prometheus metrics: what the gateway counts.
 
-Counters and histograms are recorded where things happen (the ``event_published`` and
-``delivery_attempted`` hooks, and every HTTP request). Gauges that describe the backlog
-(queue depth, retry backlog, in flight, open circuits) are *not* recorded: they are read
-from Redis at scrape time by :class:`BacklogCollector`, so they are right whichever
-process answers the scrape and however many machines run workers.
+Counters and histograms are recorded where things happen: every published event (the
+publisher), every delivery attempt (the delivery engine) and every HTTP request (the
+request middleware). Gauges that describe the backlog (queue depth, retry backlog, in
+flight, open circuits) are *not* recorded: the scrape endpoint reads them from Redis
+(:mod:`gateway.web.api.metrics`), so they are right whichever process answers the scrape
+and however many machines run workers.
 
 Several processes (gunicorn workers, ``gateway worker`` processes) share one set of
 numbers through prometheus_client's multiprocess mode: each process writes its own
@@ -20,19 +21,14 @@ import logging
 import os
 import shutil
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from prometheus_client import CollectorRegistry
-    from prometheus_client.metrics_core import Metric
-
     from gateway.events import Event
-    from gateway.runtime import Runtime
 
 log = logging.getLogger("gateway.metrics")
 
@@ -93,7 +89,11 @@ def multiprocess_enabled() -> bool:
 
 
 class Metrics:
-    """The gateway's counters and histograms. Use :func:`get` for the process's instance."""
+    """The gateway's counters and histograms: one per process, ``runtime.metrics``.
+
+    One instance per process matters in multiprocess mode: two instances of one metric in
+    one process would each cache its value and overwrite each other's counts in the shared
+    file. A process builds one runtime (tests build several, without multiprocess mode)."""
 
     def __init__(self) -> None:
         from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
@@ -171,22 +171,6 @@ class Metrics:
         children[1].observe(seconds)
 
 
-_instance: Metrics | None = None
-_instance_lock = threading.Lock()
-
-
-def get() -> Metrics:
-    """This process's metrics, built on first use (after ``PROMETHEUS_MULTIPROC_DIR`` is set)."""
-    global _instance
-    if _instance is None:
-        # A worker's delivery threads may all arrive here at once. Two instances would each
-        # keep their own copy of a multiprocess value and overwrite each other's counts.
-        with _instance_lock:
-            if _instance is None:
-                _instance = Metrics()
-    return _instance
-
-
 def attempt_duration_seconds(attempt: Mapping[str, Any]) -> float | None:
     """An attempt record's duration in seconds (records carry ``duration_ms``)."""
     value = attempt.get("duration_ms")
@@ -214,133 +198,11 @@ def _epoch_seconds(value: Any) -> float | None:
     return None
 
 
-class BacklogCollector:
-    """Gauges read from Redis at scrape time, for every configured sink, in one round trip.
-
-    ``gateway_queue_depth``: deliveries ready to be attempted now; ``gateway_deliveries_in_flight``:
-    being attempted; ``gateway_circuit_open`` and ``gateway_sink_paused`` (0/1) by sink;
-    ``gateway_open_circuits`` (a count) and ``gateway_retry_backlog`` (rq's scheduled jobs: retries
-    wait there for their time). When Redis does not answer, only ``gateway_redis_up 0`` is
-    reported: a scrape never fails because of it.
-    """
-
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-
-    def describe(self) -> list[Metric]:
-        # Registering must not touch Redis; an empty description skips that collect() call.
-        return []
-
-    def collect(self) -> Iterator[Metric]:
-        import redis
-        from prometheus_client.metrics_core import GaugeMetricFamily
-
-        up = GaugeMetricFamily("gateway_redis_up", "1 when Redis answered this scrape.")
-        try:
-            rows, scheduled = self._read()
-        except redis.RedisError as exc:
-            log.warning("metrics: redis unavailable during scrape: %s", type(exc).__name__)
-            up.add_metric([], 0)
-            yield up
-            return
-        up.add_metric([], 1)
-        yield up
-        families = {
-            "queue_depth": GaugeMetricFamily(
-                "gateway_queue_depth", "Deliveries ready to be attempted now, by sink.", labels=["sink"]),
-            "in_flight": GaugeMetricFamily(
-                "gateway_deliveries_in_flight", "Deliveries being attempted now, by sink.", labels=["sink"]),
-            "circuit_open": GaugeMetricFamily(
-                "gateway_circuit_open", "1 while the sink's circuit breaker defers its deliveries.",
-                labels=["sink"]),
-            "paused": GaugeMetricFamily(
-                "gateway_sink_paused", "1 while the sink is paused.", labels=["sink"]),
-        }
-        open_circuits = 0
-        for sink, values in rows.items():
-            for key, family in families.items():
-                family.add_metric([sink], values[key])
-            open_circuits += values["circuit_open"]
-        yield from families.values()
-        total = GaugeMetricFamily("gateway_open_circuits", "Sinks whose circuit breaker is open.")
-        total.add_metric([], open_circuits)
-        yield total
-        backlog = GaugeMetricFamily(
-            "gateway_retry_backlog", "Delayed jobs waiting in rq's scheduled registry: retries at their "
-            "next retry time (and wake-ups of sinks whose circuit is open).")
-        backlog.add_metric([], scheduled)
-        yield backlog
-
-    def _read(self) -> tuple[dict[str, dict[str, int]], int]:
-        from rq.registry import ScheduledJobRegistry
-
-        runtime = self.runtime
-        keys = runtime.keys
-        sinks = [s.name for s in runtime.settings.sinks]
-        now_ms = int(time.time() * 1000)
-        scheduled_key = ScheduledJobRegistry(queue=runtime.queue).key
-        with runtime.redis.pipeline(transaction=False) as pipe:
-            for sink in sinks:
-                pipe.llen(keys.ready(sink))
-                pipe.zcard(keys.inflight(sink))
-                pipe.hmget(keys.sink_state(sink), "paused", "circuit_open_until")
-            pipe.zcard(scheduled_key)
-            replies = pipe.execute()
-        rows: dict[str, dict[str, int]] = {}
-        for index, sink in enumerate(sinks):
-            depth, in_flight, (paused, open_until) = replies[index * 3:index * 3 + 3]
-            rows[sink] = {
-                "queue_depth": int(depth),
-                "in_flight": int(in_flight),
-                "circuit_open": int(bool(open_until) and float(open_until) > now_ms),
-                "paused": int(paused in (b"1", "1")),
-            }
-        return rows, int(replies[-1])
-
-
-def scrape_registry(runtime: Runtime) -> CollectorRegistry:
-    """A registry holding everything one scrape reports: the merged multiprocess files (or
-    this process's own metrics) plus the Redis backlog gauges."""
-    from prometheus_client import CollectorRegistry
-    from prometheus_client.multiprocess import MultiProcessCollector
-
-    registry = CollectorRegistry(auto_describe=False)
-    if multiprocess_enabled():
-        # Recreated if it was removed, so that a scrape still answers.
-        Path(os.environ[MULTIPROC_ENV]).mkdir(parents=True, exist_ok=True)
-        MultiProcessCollector(registry)
-    else:
-        registry.register(_Forward(get().registry))
-    registry.register(BacklogCollector(runtime))
-    return registry
-
-
-class _Forward:
-    """Exposes another registry's metrics through this one (single-process mode)."""
-
-    def __init__(self, source: CollectorRegistry) -> None:
-        self.source = source
-
-    def describe(self) -> list[Metric]:
-        return []
-
-    def collect(self) -> Iterator[Metric]:
-        return iter(self.source.collect())
-
-
-def render(runtime: Runtime, accept: str | None = None) -> tuple[bytes, str]:
-    """The exposition body and its content type for a scrape (OpenMetrics when asked)."""
-    from prometheus_client.exposition import choose_encoder
-
-    encoder, content_type = choose_encoder(accept or "")
-    return encoder(scrape_registry(runtime)), content_type
-
-
 def safely(what: str, record: Callable[[], object]) -> None:
     """Run ``record()``; an error is logged, never raised: metrics must not break a request
     or a delivery."""
     try:
         record()
-    except Exception:  # noqa: BLE001 - observing must never fail the observed
+    except Exception:  # observing must never fail the observed
         log.exception("metrics: recording %s failed", what)
 

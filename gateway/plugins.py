@@ -10,34 +10,22 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import os
+import pathlib
+import traceback
 from importlib import metadata
 from typing import Any
 
 import flask
 import pluggy
 
-from gateway import __version__, hookspecs
-from gateway.events import Catalog, EventType
+from gateway import __version__, environment, hookspecs
+from gateway.events import Catalog, EventType, InvalidSample
 from gateway.sinks import SinkType
 
-BUILTIN_PLUGINS = (
-    "gateway.admin",
-    "gateway.builtin_events",
-    "gateway.api.receive",
-    "gateway.api.metrics_api",
-    "gateway.logs",
-    "gateway.scaffold",
-    "gateway.api.openapi",
-    "gateway.api.events_api",
-    "gateway.api.tickets",
-    "gateway.api.health",
-    "gateway.api.plugins_api",
-    "gateway.worker",
-    "gateway.cli_deliveries",
-    "gateway.api.deliveries",
-    "gateway.api.sinks",
-)
+BUILTIN_PLUGINS = ("gateway.publish.builtin_events",)
+"""The core's own registrations, loaded like any plugin (datasette's DEFAULT_PLUGINS): the
+guide's event types. The core's endpoints and commands are not plugins: the web app and the
+CLI register their own."""
 ENTRY_POINT_GROUP = "gateway"
 
 
@@ -94,7 +82,13 @@ class Plugins:
             plugin_name = self.pm.get_name(impl.plugin) or "?"
 
             def register_event(event_type: EventType, _plugin: str = plugin_name) -> None:
-                self.catalog.add(dataclasses.replace(event_type, plugin=_plugin))
+                if event_type.name in self.catalog:
+                    raise PluginError(f"event type {event_type.name!r} registered by {_plugin} is already "
+                                      f"registered by {self.catalog.get(event_type.name).plugin}")
+                try:
+                    self.catalog.add(dataclasses.replace(event_type, plugin=_plugin))
+                except InvalidSample as exc:
+                    raise PluginError(f"event type {event_type.name!r} registered by {_plugin}: {exc}") from None
                 self.info[_plugin].event_types.append(event_type.name)
 
             impl.function(register=register_event)
@@ -111,6 +105,16 @@ def _dist_version(ep: metadata.EntryPoint) -> str | None:
     return dist.version if dist is not None else None
 
 
+def _where(exc: BaseException, module: str) -> str:
+    """`` (at path/to/plugin.py:12)``: the innermost line of the plugin's own code in the
+    traceback of its load error, so its author need not reproduce it to find the line."""
+    package = module.split(".", 1)[0]
+    own = [frame for frame in traceback.extract_tb(exc.__traceback__)
+           if package in pathlib.PurePath(frame.filename).parts
+           or pathlib.PurePath(frame.filename).stem == package]
+    return f" (at {own[-1].filename}:{own[-1].lineno})" if own else ""
+
+
 def load_plugins(extra: list[Any] | None = None, entry_points: bool = True) -> Plugins:
     """Builtins, then entry-point plugins (filtered by ``GATEWAY_PLUGINS``), then ``extra``
     (objects or modules, e.g. from a test). Unknown hookimpls are errors (check_pending)."""
@@ -121,8 +125,7 @@ def load_plugins(extra: list[Any] | None = None, entry_points: bool = True) -> P
         pm.register(importlib.import_module(module_name), name=module_name)
         plugins.info[module_name] = PluginInfo(module_name, __version__, builtin=True)
     if entry_points:
-        allowed = os.environ.get("GATEWAY_PLUGINS")
-        allow = {n.strip() for n in allowed.split(",") if n.strip()} if allowed else None
+        allow = environment.plugin_allow_list()
         for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
             if (allow is not None and ep.name not in allow) or pm.has_plugin(ep.name):
                 continue
@@ -130,8 +133,8 @@ def load_plugins(extra: list[Any] | None = None, entry_points: bool = True) -> P
             plugins.info[ep.name] = info
             try:
                 pm.register(ep.load(), name=ep.name)
-            except Exception as exc:  # a broken third-party plugin must not take the gateway down
-                info.error = f"{type(exc).__name__}: {exc}"
+            except Exception as exc:  # noqa: BLE001 - a broken third-party plugin must not take the gateway down
+                info.error = f"{type(exc).__name__}: {exc}{_where(exc, ep.module)}"
     for index, obj in enumerate(extra or []):
         name = getattr(obj, "__name__", None) or f"{type(obj).__name__}-{index}"
         pm.register(obj, name=name)

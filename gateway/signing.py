@@ -70,7 +70,8 @@ def standard_signature(msg_id: str, timestamp: int | str, body: bytes, secrets: 
     )
 
 
-def signature_headers(body: bytes, delivery_id: str, secrets: Sequence[str], now: float | None = None) -> dict[str, str]:
+def signature_headers(body: bytes, delivery_id: str, secrets: Sequence[str],
+                      now: float | None = None) -> dict[str, str]:
     """All signature headers for an outgoing delivery: X-Webhook-Signature (first secret)
     plus webhook-id / webhook-timestamp / webhook-signature (every secret, for rotation)."""
     if not secrets:

@@ -1,4 +1,5 @@
-"""Suite-wide collection rules. The gateway's fixtures live in gateway/testing.py (a pytest plugin)."""
+"""Suite-wide collection rules. The gateway's fixtures live in gateway/testing.py (a pytest plugin),
+the parts the core's tests share in tests/support."""
 
 import importlib.util
 

@@ -6,9 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from served_gateway import EnvelopeSinkPlugin, write_config
+from support.configs import write_config
+from support.plugins import EnvelopeSinkPlugin
 
 from gateway.config import ConfigError, find_config_file, load_config, parse_config
+from gateway.delivery.sink_state import public_sink
 from gateway.plugins import load_plugins
 
 
@@ -44,7 +46,7 @@ def test_the_issue_example_is_valid(plugins: Any) -> None:
     assert settings.sinks[0].secrets == ("crm-s",)
     assert settings.sinks[0].events == ("ticket.created", "ticket.resolved")
     assert settings.sinks[0].timeout == 10
-    assert settings.delivery["retry_schedule"] == [5, 300, 1800, 7200, 18000, 36000, 36000]
+    assert settings.delivery.retry_schedule == (5, 300, 1800, 7200, 18000, 36000, 36000)
 
 
 def test_defaults_without_any_file(plugins: Any) -> None:
@@ -68,7 +70,7 @@ def test_unknown_sink_type(plugins: Any) -> None:
 
 
 def test_unknown_sink_type_names_a_plugin_that_failed_to_load(plugins: Any) -> None:
-    plugins.info["broken_sinks"] = type(plugins.info["gateway.api.receive"])(
+    plugins.info["broken_sinks"] = type(plugins.info["gateway.publish.builtin_events"])(
         "broken_sinks", "1.0", builtin=False, error="ImportError: no module named requests_oauth")
     try:
         message = errors_of({"sinks": [sink(type="oauth_webhook")]}, plugins)["sinks[0].type"][0]
@@ -145,9 +147,9 @@ def test_unreadable_and_invalid_files(tmp_path: Path, plugins: Any) -> None:
 
 def test_public_sink_json_never_contains_secrets(plugins: Any) -> None:
     settings = parse_config({"sinks": [sink(secrets=["new-secret", "old-secret"])]}, plugins, env={})
-    text = repr(settings.sinks[0].to_public_json())
-    assert "new-secret" not in text and "old-secret" not in text
-    assert settings.sinks[0].to_public_json()["signed"] is True
+    shown = public_sink(settings.sinks[0])
+    assert "new-secret" not in repr(shown) and "old-secret" not in repr(shown)
+    assert shown["signed"] is True
 
 
 def test_example_config_in_the_repository_is_valid(plugins: Any) -> None:

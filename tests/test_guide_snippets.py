@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import requests
-from served_gateway import GUIDE_CURL_BODY, ServedGateway, served_gateway
+from support.servers import GUIDE_CURL_BODY, ServedGateway, served_gateway
 
 from gateway.signing import hex_signature
 

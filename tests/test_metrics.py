@@ -14,10 +14,11 @@ import pytest
 import requests
 from marshmallow import Schema, fields
 from prometheus_client.parser import text_string_to_metric_families
+from support.configs import write_config
+from support.processes import free_port
 
 from gateway import Event, Outcome, OutgoingRequest, Sink, SinkType, hookimpl, metrics
 from gateway.events import iso_z
-from served_gateway import free_port, write_config
 
 TICKET = {"event": "ticket.create", "data": {"subject": "Printer on fire", "message": "Again.",
                                              "customer_email": "ops@example.com"}}
@@ -104,7 +105,7 @@ def test_ticket_counts_requests_events_and_queue_depth(make_client):
 
 def test_delivery_attempts_feed_outcomes_duration_and_latency(make_runtime):
     runtime = make_runtime(config(), plugins=[PlainSinkPlugin()])
-    from gateway.app import create_app
+    from gateway.web.app import create_app
 
     client = create_app(runtime).test_client()
     before = scrape(client)
@@ -115,8 +116,8 @@ def test_delivery_attempts_feed_outcomes_duration_and_latency(make_runtime):
                "status_code": 200, "duration_ms": 42.0, "outcome": "delivered",
                "event_timestamp": iso_z(datetime.fromtimestamp(received, UTC)),
                "at": iso_z(datetime.fromtimestamp(received + 0.5, UTC))}
-    runtime.plugins.hook.delivery_attempted(attempt=attempt)
-    runtime.plugins.hook.delivery_attempted(attempt={**attempt, "status_code": 500, "outcome": "retry"})
+    runtime.metrics.observe_attempt(attempt)
+    runtime.metrics.observe_attempt({**attempt, "status_code": 500, "outcome": "retry"})
 
     after = scrape(client)
 
@@ -219,7 +220,7 @@ def gunicorn_two_workers(tmp_path: Path, redis_url: str, redis_client, monkeypat
     # --max-requests recycles workers, so the requests below are served by several processes
     # for certain, not merely by chance.
     proc = subprocess.Popen([str(gunicorn), "--workers", "2", "--max-requests", "10", "--bind",
-                             f"127.0.0.1:{port}", "--log-level", "warning", "gateway.app:create_app()"],
+                             f"127.0.0.1:{port}", "--log-level", "warning", "gateway.web.app:create_app()"],
                             env=env, cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
@@ -259,7 +260,7 @@ def test_counts_add_up_across_gunicorn_worker_processes(gunicorn_two_workers):
 
 
 def test_real_deliveries_are_counted_with_their_latency(make_runtime, recording_sink, drain_deliveries):
-    from gateway.app import create_app
+    from gateway.web.app import create_app
 
     sink = recording_sink.sink("hooked", type="plain", events=["ticket.created"])
     runtime = make_runtime({"delivery": {"allow_private_networks": True}, "sinks": [sink]},
@@ -286,9 +287,10 @@ def test_real_deliveries_are_counted_with_their_latency(make_runtime, recording_
 
 
 RECORD_ATTEMPTS = """
-from gateway import metrics
+from gateway.metrics import Metrics
+metrics = Metrics()
 for outcome in ("delivered", "delivered", "retry"):
-    metrics.get().observe_attempt({"sink": "crm", "outcome": outcome, "duration_ms": 12})
+    metrics.observe_attempt({"sink": "crm", "outcome": outcome, "duration_ms": 12})
 """
 
 
@@ -318,11 +320,14 @@ def test_metrics_server_serves_worker_processes_of_a_machine(tmp_path):
 
 RACE_FIRST_USE = """
 import threading
-from gateway import metrics
+from gateway.config import Settings
+from gateway.plugins import load_plugins
+from gateway.runtime import Runtime
+runtime = Runtime(Settings(), load_plugins(), "redis://127.0.0.1:1/0")  # never connects
 barrier = threading.Barrier(32)
 def attempt():
     barrier.wait()
-    metrics.get().observe_attempt({"sink": "crm", "outcome": "delivered", "duration_ms": 1})
+    runtime.metrics.observe_attempt({"sink": "crm", "outcome": "delivered", "duration_ms": 1})
 threads = [threading.Thread(target=attempt) for _ in range(32)]
 for t in threads: t.start()
 for t in threads: t.join()

@@ -24,8 +24,9 @@ from typing import Any
 import pytest
 import redis as redis_lib
 import requests
-from delivery_support import wait_until
-from served_gateway import child_env, served_gateway, write_config
+from support.configs import write_config
+from support.processes import child_env, wait_until
+from support.servers import served_gateway
 
 from gateway import signing
 from gateway.testing import Reply
@@ -374,7 +375,7 @@ def test_every_admin_endpoint_refuses_missing_and_wrong_tokens(full_app_client: 
             continue
         url = _concrete(rule)
         # Each route from its own address: 10 wrong tokens lock an address out with 429
-        # (tests/test_admin_throttle.py), and this walk sends three per route.
+        # (tests/web/test_auth_throttle.py), and this walk sends three per route.
         env = {"REMOTE_ADDR": f"198.51.100.{len(checked) + 1}"}
         missing = full_app_client.open(url, method=method, json={}, environ_base=env)
         assert missing.status_code == 401, (method, rule, missing.status_code)
@@ -503,7 +504,7 @@ def test_redirects_are_never_followed(make_client: Any, recording_sink: Any, dra
     internal_hits: list[str] = []
 
     class Internal(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        def do_POST(self) -> None:
             internal_hits.append(self.path)
             self.send_response(200)
             self.end_headers()
@@ -560,7 +561,7 @@ class EchoSink:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 headers = dict(self.headers.items())
                 with owner.lock:
@@ -707,7 +708,7 @@ def test_secrets_and_signatures_never_appear_in_logs_api_cli_or_the_delivery_log
         worker_log = tmp_path / "worker.log"
         with open(worker_log, "wb") as out:
             worker = subprocess.Popen(
-                [sys.executable, "-m", "gateway.worker", "--config", str(config_path)],
+                [sys.executable, "-m", "gateway", "worker", "--config", str(config_path)],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=child_env(GATEWAY_LOG_LEVEL="DEBUG"),

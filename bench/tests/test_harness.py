@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import requests
@@ -83,9 +84,9 @@ def test_wrk_load_against_the_sink_is_counted_by_both(procs: Processes, tmp_path
 
 
 class _Recorder(BaseHTTPRequestHandler):
-    seen: list[tuple[bytes, str | None]] = []
+    seen: ClassVar[list[tuple[bytes, str | None]]] = []
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         self.seen.append((body, self.headers.get("X-Webhook-Signature")))
         self.send_response(201)
@@ -157,7 +158,7 @@ def test_bench_configs_load_as_gateway_configs(tmp_path: Path) -> None:
             "events": ["ticket.created"], "secret": 'a"b\\c', "max_in_flight": 50}
     settings = load_config(stack.write_config("t", [sink], delivery={"timeout": 2.5}))
     assert (settings.secret, settings.redis_url) == (SECRET, stack.redis_url)
-    assert settings.delivery["timeout"] == 2.5 and settings.delivery["allow_private_networks"] is True
+    assert settings.delivery.timeout == 2.5 and settings.delivery.allow_private_networks is True
     (loaded,) = settings.sinks
     assert (loaded.name, loaded.max_in_flight, loaded.secrets) == ("fast", 50, ('a"b\\c',))
 

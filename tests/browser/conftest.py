@@ -9,19 +9,14 @@ it (installing chromium first when /usr/bin/chromium is missing).
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-
-# The shared test helpers (served_gateway, delivery_support) live one directory up.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from delivery_support import SinkServer, start_worker, wait_until
-from served_gateway import served_gateway
+from support.processes import start_worker, wait_until
+from support.servers import SinkServer, served_gateway
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "admin"

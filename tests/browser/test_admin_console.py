@@ -7,8 +7,8 @@ import re
 from typing import Any
 
 import pytest
-from delivery_support import Answer
 from playwright.sync_api import expect
+from support.servers import Answer
 
 pytestmark = pytest.mark.browser
 Gateway = SinkServer = Any  # the conftest's classes, reached through fixtures
@@ -34,7 +34,8 @@ def test_find_a_failed_delivery_replay_it_and_see_it_delivered(page: Any, gatewa
     # The first request fails; everything after it succeeds.
     sink_server.answer(Answer(status=503, body=b"receiver is down for maintenance"))
     ticket = gateway.create_ticket("Printer on fire")
-    gateway.wait_until(lambda: any(d["status"] == "failed" for d in gateway.api("/api/deliveries?sink=crm")["deliveries"]),
+    gateway.wait_until(lambda: any(d["status"] == "failed"
+                                   for d in gateway.web.api("/api/deliveries?sink=crm")["deliveries"]),
                "the first delivery to fail")
 
     sign_in(page, gateway)

@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from reliability_support import Destination, Proc
+from support.processes import KillableProcess
+from support.servers import Destination
 
 
 @pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    """Append every started :class:`Proc` here; all are stopped (process groups killed) at the end."""
-    started: list[Proc] = []
+def procs() -> Iterator[list[KillableProcess]]:
+    """Append every started :class:`KillableProcess` here; all are stopped (process groups killed) at the end."""
+    started: list[KillableProcess] = []
     try:
         yield started
     finally:

@@ -16,19 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from reliability_support import (
-    Load,
-    Proc,
-    base_config,
-    engine_state,
-    free_port,
-    start_web,
-    start_worker,
-    wait_until,
-)
-from served_gateway import write_config
+from support.configs import outage_config, write_config
+from support.delivery import engine_state
+from support.load import Load, wait_under_load
+from support.processes import KillableProcess, free_port, start_killable_web, start_killable_worker
 
-from gateway.store import EmbeddedRedis, connect
+from gateway.storage.connection import EmbeddedRedis, connect
 
 OUTAGES = 3
 
@@ -51,29 +44,29 @@ def own_redis(tmp_path: Path) -> Any:
 
 
 def test_redis_killed_mid_load_then_restarted_from_its_aof(
-    own_redis: EmbeddedRedis, tmp_path: Path, logs: Path, procs: list[Proc], destination: Any
+    own_redis: EmbeddedRedis, tmp_path: Path, logs: Path, procs: list[KillableProcess], destination: Any
 ) -> None:
     receiver = destination()
     config = write_config(
-        tmp_path / "gateway.toml", base_config(own_redis.url, tmp_path / "data", receiver.url)
+        tmp_path / "gateway.toml", outage_config(own_redis.url, tmp_path / "data", receiver.url)
     )
     port = free_port()
-    procs.append(start_web(config, logs / "web.log", port, web_workers=2))
-    worker = start_worker(config, logs / "worker.log")
+    procs.append(start_killable_web(config, logs / "web.log", port, web_workers=2))
+    worker = start_killable_worker(config, logs / "worker.log")
     procs.append(worker)
 
     with Load(f"http://127.0.0.1:{port}", rate=25) as load:
-        wait_until(lambda: receiver.delivered_tickets(), "the first delivery")
+        wait_under_load(lambda: receiver.delivered_tickets(), "the first delivery")
         for _ in range(OUTAGES):  # several, so Redis dies at different points of the worker's loop
             assert own_redis.process is not None
             own_redis.process.kill()  # SIGKILL: no chance to flush anything on the way out
             own_redis.process.wait()
-            wait_until(answered(load, 503, 20), "20 refusals while Redis is down")
+            wait_under_load(answered(load, 503, 20), "20 refusals while Redis is down")
             own_redis.start()  # same socket, same data directory: the AOF is replayed
             # The next answers are failures: those deliveries need retries, which only rq's
             # scheduler fires, so the scheduler must have survived the outage too.
             receiver.script((500, {}), (500, {}))
-            wait_until(answered(load, 201, 20), "20 tickets after Redis is back")
+            wait_under_load(answered(load, 201, 20), "20 tickets after Redis is back")
 
     statuses = load.statuses()
     assert set(statuses) <= {201, 503}, {
@@ -104,7 +97,7 @@ def test_redis_killed_mid_load_then_restarted_from_its_aof(
 
     # And every acknowledged ticket's delivery completes once Redis is back.
     try:
-        wait_until(
+        wait_under_load(
             lambda: acknowledged <= receiver.delivered_tickets(),
             "every acknowledged ticket to be delivered",
             timeout=120,
@@ -121,20 +114,20 @@ def test_redis_killed_mid_load_then_restarted_from_its_aof(
 
 
 def test_readiness_follows_redis(
-    own_redis: EmbeddedRedis, tmp_path: Path, logs: Path, procs: list[Proc], destination: Any
+    own_redis: EmbeddedRedis, tmp_path: Path, logs: Path, procs: list[KillableProcess], destination: Any
 ) -> None:
     """/readyz tells a load balancer to stop sending while Redis is away, /healthz does not."""
     import requests
 
     config = write_config(
-        tmp_path / "gateway.toml", base_config(own_redis.url, tmp_path / "data", destination().url)
+        tmp_path / "gateway.toml", outage_config(own_redis.url, tmp_path / "data", destination().url)
     )
     port = free_port()
-    procs.append(start_web(config, logs / "web.log", port, web_workers=1))
+    procs.append(start_killable_web(config, logs / "web.log", port, web_workers=1))
     base = f"http://127.0.0.1:{port}"
     assert requests.get(f"{base}/readyz", timeout=10).status_code == 200
     own_redis.stop()
     assert requests.get(f"{base}/readyz", timeout=10).status_code == 503
     assert requests.get(f"{base}/healthz", timeout=10).status_code == 200
     own_redis.start()
-    wait_until(lambda: requests.get(f"{base}/readyz", timeout=10).status_code == 200, "/readyz after restart")
+    wait_under_load(lambda: requests.get(f"{base}/readyz", timeout=10).status_code == 200, "/readyz after restart")

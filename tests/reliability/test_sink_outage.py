@@ -13,6 +13,7 @@ again, and while it was open "rec" was charged far fewer attempts than "steady".
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import subprocess
 import sys
@@ -25,19 +26,10 @@ from typing import Any
 import pytest
 import redis as redis_lib
 import requests
-from reliability_support import (
-    ADMIN_TOKEN,
-    RECEIVE,
-    Proc,
-    base_config,
-    engine_state,
-    free_port,
-    start_web,
-    start_worker,
-    wait_until,
-    wait_until_logged_delivered,
-)
-from served_gateway import write_config
+from support.configs import OUTAGE_ADMIN_TOKEN, outage_config, write_config
+from support.delivery import engine_state, wait_until_logged_delivered
+from support.load import RECEIVE, wait_under_load
+from support.processes import KillableProcess, free_port, start_killable_web, start_killable_worker
 
 SCHEDULE = [1.0, 2.0, 3.0] + [3.0] * 12
 JITTER = 0.2
@@ -63,7 +55,7 @@ class StateWatcher:
         self._thread.start()
 
     def current(self) -> str:
-        response = requests.get(self.url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10)
+        response = requests.get(self.url, headers={"Authorization": f"Bearer {OUTAGE_ADMIN_TOKEN}"}, timeout=10)
         response.raise_for_status()
         return next(s for s in response.json()["sinks"] if s["name"] == "rec")["state"]
 
@@ -98,12 +90,12 @@ def test_sink_outage_retries_on_schedule_opens_and_closes_the_circuit_and_honour
     redis_client: redis_lib.Redis,
     tmp_path: Path,
     logs: Path,
-    procs: list[Proc],
+    procs: list[KillableProcess],
     destination: Any,
 ) -> None:
     receiver = destination()
     steady = destination()  # a second destination, down at the same time
-    config_doc = base_config(
+    config_doc = outage_config(
         redis_url,
         tmp_path / "data",
         receiver.url,
@@ -121,8 +113,8 @@ def test_sink_outage_retries_on_schedule_opens_and_closes_the_circuit_and_honour
     config = write_config(tmp_path / "gateway.toml", config_doc)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    procs.append(start_web(config, logs / "web.log", port))
-    procs.append(start_worker(config, logs / "worker.log"))
+    procs.append(start_killable_web(config, logs / "web.log", port))
+    procs.append(start_killable_worker(config, logs / "worker.log"))
     watcher = StateWatcher(base)
 
     def post(n: int) -> str:
@@ -142,7 +134,7 @@ def test_sink_outage_retries_on_schedule_opens_and_closes_the_circuit_and_honour
 
     try:
         tickets = [post(0)]
-        wait_until(all_delivered, "the first deliveries")
+        wait_under_load(all_delivered, "the first deliveries")
         assert watcher.current() == "ok"
 
         receiver.go_down()
@@ -152,7 +144,7 @@ def test_sink_outage_retries_on_schedule_opens_and_closes_the_circuit_and_honour
             tickets.append(post(n))
             time.sleep(OUTAGE_S / 2 / TICKETS_DURING_OUTAGE)
         try:
-            wait_until(lambda: "circuit_open" in watcher.seen, "the circuit to open")
+            wait_under_load(lambda: "circuit_open" in watcher.seen, "the circuit to open")
         except AssertionError as exc:
             raise AssertionError(f"{exc}: states {watcher.seen}, {engine_state(redis_client)}") from None
         assert _cli_state(config) in ("circuit_open", "half_open")  # the CLI tells the same story
@@ -161,9 +153,9 @@ def test_sink_outage_retries_on_schedule_opens_and_closes_the_circuit_and_honour
         receiver.script(*[(429, {"Retry-After": str(RETRY_AFTER_S)})] * 2)
         receiver.come_back()
         steady.come_back()
-        wait_until(all_delivered, "every ticket delivered to both sinks after the outage", timeout=90)
+        wait_under_load(all_delivered, "every ticket delivered to both sinks after the outage", timeout=90)
         wait_until_logged_delivered(redis_client, 2 * len(tickets))
-        wait_until(lambda: watcher.current() == "ok", "the circuit to close")
+        wait_under_load(lambda: watcher.current() == "ok", "the circuit to close")
         assert _cli_state(config) == "ok"
     finally:
         watcher.stop()
@@ -207,7 +199,7 @@ def check_retries(logs: list[list[dict[str, Any]]]) -> Retries:
     seen = Retries()
     for log in logs:
         assert log[-1]["status"] == "delivered", log[-1]
-        for this, following in zip(log, log[1:], strict=False):
+        for this, following in itertools.pairwise(log):
             assert this["status"] == "retrying" and this["next_attempt_at"], this
             planned = _epoch(this["next_attempt_at"]) - _epoch(this["at"]) - this["duration_ms"] / 1000
             # Never attempted before the planned time (rq fires on the second, so it may be later).

@@ -20,17 +20,15 @@ from typing import Any
 
 import pytest
 import redis as redis_lib
-from reliability_support import (
-    Load,
-    Proc,
-    base_config,
+from support.configs import outage_config, write_config
+from support.load import Load, wait_under_load
+from support.processes import (
+    KillableProcess,
     children_of,
     free_port,
-    start_web,
-    start_worker,
-    wait_until,
+    start_killable_web,
+    start_killable_worker,
 )
-from served_gateway import write_config
 
 WORKER_KILLS = 10
 SERVER_KILLS = 2
@@ -43,20 +41,20 @@ def test_killed_web_processes_lose_no_acknowledged_ticket(
     redis_client: redis_lib.Redis,
     tmp_path: Path,
     logs: Path,
-    procs: list[Proc],
+    procs: list[KillableProcess],
     destination: Any,
 ) -> None:
     rng = random.Random()
     receiver = destination()
-    config = write_config(tmp_path / "gateway.toml", base_config(redis_url, tmp_path / "data", receiver.url))
+    config = write_config(tmp_path / "gateway.toml", outage_config(redis_url, tmp_path / "data", receiver.url))
     port = free_port()
-    web = start_web(config, logs / "web.log", port, web_workers=2)
+    web = start_killable_web(config, logs / "web.log", port, web_workers=2)
     procs.append(web)
-    procs.append(start_worker(config, logs / "worker.log"))
+    procs.append(start_killable_worker(config, logs / "worker.log"))
 
     killed_workers = 0
     with Load(f"http://127.0.0.1:{port}", rate=40, retry_unanswered=True) as load:
-        wait_until(lambda: load.acknowledged(), "the first acknowledged ticket")
+        wait_under_load(lambda: load.acknowledged(), "the first acknowledged ticket")
         plan = ["worker"] * WORKER_KILLS + ["server"] * SERVER_KILLS
         rng.shuffle(plan)
         for n, what in enumerate(plan):
@@ -69,7 +67,7 @@ def test_killed_web_processes_lose_no_acknowledged_ticket(
                 killed_workers += 1
             else:
                 web.kill()
-                web = start_web(config, logs / f"web-restart-{n}.log", port, web_workers=2)
+                web = start_killable_web(config, logs / f"web-restart-{n}.log", port, web_workers=2)
                 procs.append(web)
         time.sleep(2)
 
@@ -96,7 +94,7 @@ def test_killed_web_processes_lose_no_acknowledged_ticket(
         assert json.loads(redis_client.get(f"gw:ticket:{ticket_id}"))["id"] == ticket_id
     # ...and delivered.
     wanted = set(acknowledged.values())
-    wait_until(
+    wait_under_load(
         lambda: wanted <= receiver.delivered_tickets(),
         "every acknowledged ticket to be delivered",
         timeout=120,

@@ -19,17 +19,10 @@ from typing import Any
 
 import pytest
 import redis as redis_lib
-from reliability_support import (
-    Load,
-    Proc,
-    base_config,
-    free_port,
-    start_web,
-    start_worker,
-    wait_until,
-    wait_until_logged_delivered,
-)
-from served_gateway import write_config
+from support.configs import outage_config, write_config
+from support.delivery import wait_until_logged_delivered
+from support.load import Load, wait_under_load
+from support.processes import KillableProcess, free_port, start_killable_web, start_killable_worker
 
 KILLS = 20
 PICKUP_DEADLINE_S = 60.0
@@ -53,20 +46,20 @@ def test_sigkilled_workers_lose_nothing_and_interrupted_deliveries_resume(
     redis_client: redis_lib.Redis,
     tmp_path: Path,
     logs: Path,
-    procs: list[Proc],
+    procs: list[KillableProcess],
     destination: Any,
 ) -> None:
     rng = random.Random()
     receiver = destination(delay=(0.05, 0.4))
-    config = write_config(tmp_path / "gateway.toml", base_config(redis_url, tmp_path / "data", receiver.url))
+    config = write_config(tmp_path / "gateway.toml", outage_config(redis_url, tmp_path / "data", receiver.url))
     port = free_port()
-    procs.append(start_web(config, logs / "web.log", port))
-    workers = [start_worker(config, logs / f"worker-{i}.log") for i in range(2)]
+    procs.append(start_killable_web(config, logs / "web.log", port))
+    workers = [start_killable_worker(config, logs / f"worker-{i}.log") for i in range(2)]
     procs.extend(workers)
 
     kills: list[tuple[float, list[str]]] = []
     with Load(f"http://127.0.0.1:{port}", rate=25) as load:
-        wait_until(lambda: receiver.delivered_tickets(), "the first delivery")
+        wait_under_load(lambda: receiver.delivered_tickets(), "the first delivery")
         for n in range(KILLS):
             time.sleep(rng.uniform(0.5, 3.0))
             victim = rng.randrange(len(workers))
@@ -74,7 +67,7 @@ def test_sigkilled_workers_lose_nothing_and_interrupted_deliveries_resume(
             killed_at = time.time()
             workers[victim].kill()
             kills.append((killed_at, in_flight))
-            workers[victim] = start_worker(config, logs / f"worker-restart-{n}.log")
+            workers[victim] = start_killable_worker(config, logs / f"worker-restart-{n}.log")
             procs.append(workers[victim])
         time.sleep(2)
     acknowledged = load.acknowledged()
@@ -83,7 +76,7 @@ def test_sigkilled_workers_lose_nothing_and_interrupted_deliveries_resume(
 
     # Every acknowledged ticket reaches the receiver at least once.
     wanted = set(acknowledged.values())
-    wait_until(
+    wait_under_load(
         lambda: wanted <= receiver.delivered_tickets(),
         "every acknowledged ticket to be delivered",
         timeout=150,

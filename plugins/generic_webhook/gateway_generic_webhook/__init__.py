@@ -32,4 +32,5 @@ __all__ = ["GenericWebhookOptions", "GenericWebhookSink", "register_sink_types"]
 def register_sink_types(register: Callable[[SinkType], None]) -> None:
     """Provide the ``generic_webhook`` sink type."""
     register(SinkType(name="generic_webhook", options_schema=GenericWebhookOptions, factory=GenericWebhookSink,
-                      description="POST the guide's signed JSON envelope to any URL"))
+                      description="POST the guide's signed JSON envelope to any URL",
+                      secret_options=frozenset({"headers"}), signs=True))

@@ -7,7 +7,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from gateway.config import url_field
+from gateway import url_field
 
 DEFAULT_USER_AGENT = "AI-Support-Autoresponder/1.0"
 

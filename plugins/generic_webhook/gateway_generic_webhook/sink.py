@@ -1,11 +1,13 @@
-"""Render an event as the guide's webhook and judge the receiver's answer."""
+"""Render an event as the guide's webhook. Answers are judged by the reference policy
+(:meth:`gateway.Sink.classify`): 2xx delivered; 410 gone, which pauses the sink until an
+admin fixes its ``url`` and resumes it; 408, 425, 429 and 5xx retried (after
+``Retry-After`` when the receiver sends one); any other answer, redirects included (they
+are never followed: a redirect could carry a signed event to a host nobody configured),
+given up at once and left for a replay once the receiver is fixed."""
 
 from __future__ import annotations
 
-from gateway import DeliveryInfo, Event, Outcome, OutgoingRequest, Response, Sink, Target
-from gateway.http import retry_after
-
-RETRY_AFTER_STATUSES = (429, 503)
+from gateway import DeliveryInfo, Event, OutgoingRequest, Sink, Target
 
 
 class GenericWebhookSink(Sink):
@@ -24,19 +26,3 @@ class GenericWebhookSink(Sink):
         # sign=True: the core adds X-Webhook-Signature and webhook-id/-timestamp/-signature
         # over these exact bytes with the sink's secret(s); nothing when none is configured.
         return OutgoingRequest(url=target.url, body=event.envelope_bytes(), headers=headers, sign=True)
-
-    def classify(self, response: Response, target: Target) -> Outcome:
-        """2xx delivered; 410 gone (pauses the sink); 429/503 retried no sooner than
-        Retry-After; anything else, redirects included, retried on the schedule."""
-        status = response.status_code
-        if response.ok:
-            return Outcome.delivered()
-        if status == 410:
-            return Outcome.gone("HTTP 410 Gone: the receiver says this webhook no longer exists; "
-                                "fix the sink's url, then resume the sink")
-        if status in RETRY_AFTER_STATUSES:
-            return Outcome.retry(f"HTTP {status}", not_before=retry_after(response))
-        if 300 <= status < 400:
-            # Following a redirect could carry a signed event to a host nobody configured.
-            return Outcome.retry(f"HTTP {status}: redirect not followed; set the sink's url to the final address")
-        return Outcome.retry(f"HTTP {status}")

@@ -29,4 +29,4 @@ def register_sink_types(register: Callable[[SinkType], None]) -> None:
     """Provide the ``slack`` sink type."""
     register(SinkType(name="slack", options_schema=SlackOptions, factory=SlackSink,
                       description="Slack incoming webhook: colour-coded attachments per event",
-                      default_rate_limit=DEFAULT_RATE_LIMIT))
+                      default_rate_limit=DEFAULT_RATE_LIMIT, secret_options=frozenset({"url"})))

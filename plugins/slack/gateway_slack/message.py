@@ -29,18 +29,6 @@ COLORS = {
     "ticket.resolved": GREEN,
     "ai.response.approved": GREEN,
 }
-LABELS = {
-    "ticket.created": "New ticket",
-    "ticket.updated": "Ticket updated",
-    "ticket.resolved": "Ticket resolved",
-    "ticket.escalated": "Ticket escalated",
-    "ai.response.generated": "AI response generated",
-    "ai.response.requires_review": "AI response needs review",
-    "ai.response.approved": "AI response approved",
-    "ai.response.rejected": "AI response rejected",
-    "conversation.added": "New message",
-    "feedback.received": "Feedback received",
-}
 
 # Slack truncates an attachment's text past a few thousand characters and refuses messages
 # of 40,000 or more; fields are meant to be glanceable, so they get much less.
@@ -56,11 +44,6 @@ MESSAGE_LIMIT = 40_000
 def color_for(event_name: str) -> str:
     """The attachment colour of an event (grey for events without a meaning of their own)."""
     return COLORS.get(event_name, GREY)
-
-
-def label_for(event_name: str) -> str:
-    """How the event reads in a notification, e.g. ``Ticket escalated``."""
-    return LABELS.get(event_name, event_name)
 
 
 def ticket_link(public_url: str | None, ticket_id: Any) -> str | None:
@@ -201,15 +184,18 @@ def mention_for(event_name: str, mentions: Mapping[str, str] | None) -> str | No
     return mentions.get(event_name) or mentions.get("*")
 
 
-def build_message(event: Event, options: Mapping[str, Any], public_url: str | None) -> dict[str, Any]:
+def build_message(event: Event, options: Mapping[str, Any], public_url: str | None,
+                  label: str | None = None) -> dict[str, Any]:
     """The Slack message for ``event``, as a JSON-ready dict.
 
     ``options`` is the sink's options (``channel``, ``username``, ``icon_emoji``,
-    ``mention``); ``public_url`` is the gateway's, for the title link.
+    ``mention``); ``public_url`` is the gateway's, for the title link; ``label`` is how the
+    event reads in a notification (its catalogue title, e.g. ``Ticket escalated``; the
+    event's name when not given).
     """
     data = event.data if isinstance(event.data, Mapping) else {}
     parts = _renderer(event.name)(data)
-    label = label_for(event.name)
+    label = label or event.name
     title = parts.title or label
     summary = f"{label}: {title}" if parts.title else label
     attachment: dict[str, Any] = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from gateway.config import url_field
+from gateway import url_field
 
 EVENT_OR_STAR = validate.Regexp(r"^(\*|[a-z0-9_]+(\.[a-z0-9_]+)+)$",
                                 error="Use an event name such as ticket.escalated, or * for every event.")

@@ -11,8 +11,11 @@ class SlackSink(Sink):
     """Posts to a Slack incoming webhook (the sink's ``url``)."""
 
     def render(self, event: Event, target: Target, delivery: DeliveryInfo) -> OutgoingRequest:
-        """The event as a Slack attachments message; Slack does not verify signatures."""
-        message = build_message(event, self.options, self.context.public_url)
+        """The event as a Slack attachments message, headed by the event's catalogue title;
+        Slack does not verify signatures."""
+        catalogue = self.context.event_types
+        label = catalogue.get(event.name).title if event.name in catalogue else None
+        message = build_message(event, self.options, self.context.public_url, label)
         return OutgoingRequest(url=target.url, body=OutgoingRequest.json_body(message),
                                headers={"Content-Type": "application/json; charset=utf-8"})
 

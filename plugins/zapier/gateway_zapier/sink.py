@@ -7,19 +7,14 @@ was turned off or deleted: that subscription is dropped and the sink keeps runni
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from gateway import DeliveryInfo, Event, Outcome, OutgoingRequest, Response, Sink, SinkContext, Target
-from gateway.http import parse_retry_after
 from gateway_zapier.payload import flatten
 from gateway_zapier.subscriptions import Subscriptions
 
-# The zapier sinks built for each runtime's context, so the event_published hook (which
-# gets the context) knows whether any of them offers an event, without a Redis read.
-_LIVE: weakref.WeakKeyDictionary[SinkContext, weakref.WeakSet[ZapierSink]] = weakref.WeakKeyDictionary()
+TYPE_NAME = "zapier"
 
 
 class ZapierSink(Sink):
@@ -28,7 +23,6 @@ class ZapierSink(Sink):
     def __init__(self, name: str, options: Mapping[str, Any], context: SinkContext) -> None:
         super().__init__(name, options, context)
         self.subscriptions = Subscriptions(context, name)
-        _LIVE.setdefault(context, weakref.WeakSet()).add(self)
 
     @property
     def enabled(self) -> bool:
@@ -40,25 +34,37 @@ class ZapierSink(Sink):
         events = self.options.get("events") or ()
         return "*" in events or event_name in events
 
+    def offered_events(self) -> list[str]:
+        """The events a Zap may subscribe to here (``*`` spelled out), in catalogue order."""
+        return [name for name in self.context.event_types.names() if self.offers(name)]
+
+    @property
+    def api_keys(self) -> list[dict[str, Any]]:
+        """``{"label", "key"}`` per configured key (see :class:`gateway_zapier.options.ApiKey`)."""
+        return list(self.options.get("api_keys") or ())
+
+    @property
+    def creates_tickets(self) -> bool:
+        """False when the sink is configured with ``create_tickets = false``."""
+        return bool(self.options.get("create_tickets", True))
+
     def targets(self, event: Event) -> list[Target]:
         """One target per subscription to this event (none: nothing is queued)."""
         return [Target(key=sub.id, url=sub.target_url) for sub in self.subscriptions.for_event(event.name)]
 
     def render(self, event: Event, target: Target, delivery: DeliveryInfo) -> OutgoingRequest:
-        """POST the flat payload; signed when the sink has a secret."""
+        """POST the flat payload (:func:`~gateway_zapier.payload.flatten`, the function the
+        samples are made with too); signed when the sink has a secret."""
         body = OutgoingRequest.json_body(flatten(event, self.context.public_url))
         return OutgoingRequest(url=target.url, body=body, sign=True,
                                headers={"Content-Type": "application/json", "X-Webhook-Event": event.name})
 
     def classify(self, response: Response, target: Target) -> Outcome:
-        """2xx delivered; 410 the Zap is gone; anything else is retried (after Retry-After
-        when Zapier sends one)."""
-        if response.ok:
-            return Outcome.delivered()
+        """The reference policy (:meth:`gateway.Sink.classify`: 2xx delivered, 408/425/429/5xx
+        retried after Retry-After, other answers given up), with Zapier's meaning of 410."""
         if response.status_code == 410:
             return Outcome.gone("Zapier answered HTTP 410: the Zap was turned off or deleted")
-        not_before = parse_retry_after(response.header("Retry-After"), datetime.now(UTC))
-        return Outcome.retry(f"Zapier answered HTTP {response.status_code}", not_before)
+        return super().classify(response, target)
 
     def on_gone(self, target: Target, reason: str) -> bool:
         """Drop the subscription whose Zap is gone; the sink itself keeps running."""
@@ -66,6 +72,6 @@ class ZapierSink(Sink):
         return False
 
 
-def live_sinks(context: SinkContext) -> list[ZapierSink]:
-    """The zapier sinks built on ``context`` (one runtime's), by name."""
-    return sorted(_LIVE.get(context, ()), key=lambda sink: sink.name)
+def zapier_sinks(context: SinkContext) -> list[ZapierSink]:
+    """The zapier sinks this process runs (from the context: no registry of our own)."""
+    return [sink for sink in context.sinks(TYPE_NAME) if isinstance(sink, ZapierSink)]

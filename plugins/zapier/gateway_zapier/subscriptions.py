@@ -11,35 +11,37 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import time
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, cast
 
-from gateway import SinkContext
-from gateway.events import iso_z, utc_now
+from gateway import SinkContext, iso_z
 
 MAX_SUBSCRIPTIONS = 1000
 
 
 @dataclasses.dataclass(frozen=True)
 class Subscription:
-    """One Zap listening for one event."""
+    """One Zap listening for one event; ``key_label`` is the label of the API key that
+    subscribed it (None for an unlabelled key), so an admin can tell Zaps apart."""
 
     id: str
     sink: str
     event: str
     target_url: str
     created_at: str
+    key_label: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The API's form of a subscription."""
         return {"id": self.id, "target_url": self.target_url, "event": self.event, "created_at": self.created_at,
-                "sink": self.sink}
+                "sink": self.sink, "key_label": self.key_label}
 
     @classmethod
     def from_hash(cls, raw: dict[bytes, bytes]) -> Subscription:
-        """From the stored hash."""
+        """From the stored hash (subscriptions stored before labels existed have none)."""
         fields = {k.decode(): v.decode() for k, v in raw.items()}
         return cls(id=fields["id"], sink=fields["sink"], event=fields["event"], target_url=fields["target_url"],
-                   created_at=fields["created_at"])
+                   created_at=fields["created_at"], key_label=fields.get("key_label") or None)
 
 
 class Subscriptions:
@@ -64,14 +66,16 @@ class Subscriptions:
         """How many subscriptions the sink has."""
         return int(self.redis.scard(self._all_key))
 
-    def create(self, event: str, target_url: str) -> Subscription:
+    def create(self, event: str, target_url: str, key_label: str | None = None) -> Subscription:
         """Store a new subscription and return it."""
         # The id starts with the creation time in ns (16 hex digits), then 64 random bits:
         # "oldest first" (created_at, id) holds for subscriptions made in the same millisecond.
         sub = Subscription(id=f"sub_{time.time_ns():016x}{secrets.token_hex(8)}", sink=self.sink, event=event,
-                           target_url=target_url, created_at=iso_z(utc_now()))
+                           target_url=target_url, created_at=iso_z(datetime.now(UTC)), key_label=key_label)
+        stored = {**dataclasses.asdict(sub), "key_label": key_label or ""}
         with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self._hook_key(sub.id), mapping=dataclasses.asdict(sub))
+            # redis-py types the mapping's keys as an invariant union: a dict of str cannot match it.
+            pipe.hset(self._hook_key(sub.id), mapping=stored)  # type: ignore[arg-type]
             pipe.sadd(self._event_key(event), sub.id)
             pipe.sadd(self._all_key, sub.id)
             pipe.execute()
@@ -79,12 +83,12 @@ class Subscriptions:
 
     def get(self, sub_id: str) -> Subscription | None:
         """The subscription with this id, or None."""
-        raw = self.redis.hgetall(self._hook_key(sub_id))
+        raw = cast(dict[bytes, bytes], self.redis.hgetall(self._hook_key(sub_id)))
         return Subscription.from_hash(raw) if raw else None
 
     def delete(self, sub_id: str) -> bool:
         """Remove a subscription; False when there was none."""
-        event = self.redis.hget(self._hook_key(sub_id), "event")
+        event = cast(bytes | None, self.redis.hget(self._hook_key(sub_id), "event"))
         if event is None:
             return False
         with self.redis.pipeline(transaction=True) as pipe:
@@ -103,9 +107,9 @@ class Subscriptions:
 
     def all(self) -> list[Subscription]:
         """Every subscription of the sink, oldest first."""
-        return self._load(list(self.redis.smembers(self._all_key)))
+        return self._load(list(cast(set[bytes], self.redis.smembers(self._all_key))))
 
     def for_event(self, event: str) -> list[Subscription]:
         """The subscriptions an event fans out to, oldest first."""
-        ids = list(self.redis.smembers(self._event_key(event)))
+        ids = list(cast(set[bytes], self.redis.smembers(self._event_key(event))))
         return self._load(ids) if ids else []

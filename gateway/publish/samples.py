@@ -1,0 +1,23 @@
+"""Test events: a sample of an event type, published to one sink through the normal path
+(``gateway send-test``, ``POST /api/sinks/<name>/test``, the console's "Send test")."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from gateway.delivery.sink_state import require_sink
+from gateway.events import Event
+from gateway.publish.publisher import Published, publish
+
+if TYPE_CHECKING:  # pragma: no cover
+    from gateway.runtime import Runtime
+
+
+def send_test(runtime: Runtime, event_name: str, sink_name: str) -> Published:
+    """Publish a sample ``event_name`` through the normal path, to ``sink_name`` only: the
+    sink's own :meth:`~gateway.sinks.Sink.sample_event` when it has one, else the
+    catalogue's sample. Raises UnknownSink, or gateway.events.UnknownEvent."""
+    require_sink(runtime, sink_name)
+    event_type = runtime.plugins.catalog.get(event_name)
+    data = runtime.sinks[sink_name].sample_event(event_name) or event_type.sample
+    return publish(runtime, Event.new(event_name, dict(data)), only_sink=sink_name)

@@ -1,0 +1,120 @@
+"""The delivery log: a filterable list, one delivery with its attempts, and replay (one
+delivery, or every failed one of a sink). Reads and replays go through
+:mod:`gateway.delivery.delivery_log`, the same functions as ``/api/deliveries`` and the CLI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import abort, flash, jsonify, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response as WerkzeugResponse
+
+from gateway.delivery import delivery_log
+from gateway.integrations import audit
+from gateway.web.admin.blueprint import bp, runtime
+from gateway.web.auth import current_actor
+
+PAGE_SIZE = 50
+# (value of ?since=, label): values are delivery_log.parse_since ages.
+PERIODS = (("", "Any time"), ("1h", "In the last hour"), ("24h", "In the last 24 hours"),
+           ("7d", "In the last 7 days"))
+_PERIOD_VALUES = {value for value, _ in PERIODS}
+
+
+def _filters() -> dict[str, str]:
+    """The list's filters from the query string; unknown values are dropped, not errors,
+    since they come from the console's own select boxes (or an edited URL)."""
+    rt = runtime()
+    wanted = {name: (request.args.get(name) or "").strip() for name in ("sink", "event", "status", "since")}
+    if wanted["sink"] not in rt.sinks:
+        wanted["sink"] = ""
+    if wanted["event"] not in rt.plugins.catalog:
+        wanted["event"] = ""
+    if wanted["status"] not in delivery_log.STATUSES:
+        wanted["status"] = ""
+    if wanted["since"] not in _PERIOD_VALUES:
+        wanted["since"] = ""
+    return {name: value for name, value in wanted.items() if value}
+
+
+def _limit() -> int:
+    raw = request.args.get("limit", "")
+    return min(int(raw), delivery_log.MAX_LIMIT) if raw.isdigit() and int(raw) > 0 else PAGE_SIZE
+
+
+@bp.route("/deliveries")
+def deliveries() -> str:
+    """Deliveries newest first, filtered by sink, event, status and creation time."""
+    rt = runtime()
+    filters = _filters()
+    limit = _limit()
+    since = delivery_log.parse_since(filters["since"]) if "since" in filters else None
+    # One more than shown tells whether a "Show more" link is needed.
+    rows = delivery_log.list_deliveries(rt, sink=filters.get("sink"), status=filters.get("status"),
+                                       event=filters.get("event"), since=since, limit=limit + 1)
+    choices = [  # (query parameter, label, [(value, text), ...]) for the filter form
+        ("sink", "Sink", [("", "All sinks")] + [(name, name) for name in rt.sinks]),
+        ("event", "Event", [("", "All events")] + [(name, name) for name in rt.plugins.catalog.names()]),
+        ("status", "Status", [("", "Any status")] + [(name, name) for name in delivery_log.STATUSES]),
+        ("since", "Created", list(PERIODS)),
+    ]
+    return render_template("admin/deliveries.html", title="Deliveries", rows=rows[:limit],
+                           more=len(rows) > limit and limit < delivery_log.MAX_LIMIT, limit=limit,
+                           filters=filters, choices=choices)
+
+
+def _delivery_or_404(delivery_id: str) -> dict[str, Any]:
+    found = delivery_log.get_delivery(runtime(), delivery_id)
+    if found is None:
+        abort(404, description="No such delivery: it is unknown, or past the retention period.")
+    return found
+
+
+@bp.route("/deliveries/<delivery_id>")
+def delivery(delivery_id: str) -> str:
+    """One delivery: its state, and every attempt with status code, duration, response
+    excerpt and request headers (secret values already hidden by the engine)."""
+    found = _delivery_or_404(delivery_id)
+    return render_template("admin/delivery.html", title=f"Delivery {delivery_id}", delivery=found,
+                           attempts=found["attempt_log"])
+
+
+@bp.route("/deliveries/<delivery_id>.json")
+def delivery_status(delivery_id: str) -> WerkzeugResponse:
+    """What the delivery page's script polls: just enough to notice a change."""
+    found = _delivery_or_404(delivery_id)
+    return jsonify({"id": found["id"], "status": found["status"], "attempts": found["attempts"]})
+
+
+@bp.route("/deliveries/<delivery_id>/replay", methods=["POST"])
+def replay(delivery_id: str) -> WerkzeugResponse:
+    """Send one delivery again, with the same delivery id."""
+    outcome = delivery_log.replay(runtime(), [delivery_id]).outcomes.get(delivery_id, "missing")
+    if outcome == "missing":
+        abort(404, description="No such delivery: it is unknown, or past the retention period.")
+    if outcome == "busy":
+        flash("This delivery is already queued or being attempted: replay it once that attempt is over.",
+              "error")
+    else:
+        audit.record(runtime(), current_actor(), "replay", f"delivery:{delivery_id}")
+        flash("Replay queued: the delivery will be sent again with the same delivery id.", "ok")
+    return redirect(url_for("admin.delivery", delivery_id=delivery_id))
+
+
+@bp.route("/sinks/<sink>/replay-failed", methods=["POST"])
+def replay_failed(sink: str) -> WerkzeugResponse:
+    """Replay every failed delivery of a sink (within the list's time filter, if any)."""
+    if sink not in runtime().sinks:
+        abort(404, description="No sink of that name is configured.")
+    since_value = request.form.get("since", "")
+    since = delivery_log.parse_since(since_value) if since_value in _PERIOD_VALUES and since_value else None
+    matched, queued = delivery_log.replay_matching(runtime(), sink, "failed", since)
+    if matched == 0:
+        flash(f"{sink} has no failed deliveries to replay.", "info")
+    else:
+        audit.record(runtime(), current_actor(), "replay", f"sink:{sink}",
+                     {"failed_deliveries": {"from": None, "to": queued}})
+        busy = matched - queued
+        note = f" ({busy} already queued or in flight)" if busy else ""
+        flash(f"Replay queued for {queued} failed deliveries of {sink}{note}.", "ok")
+    return redirect(url_for("admin.deliveries", sink=sink))

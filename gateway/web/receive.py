@@ -1,0 +1,232 @@
+"""``POST /api/webhooks/receive``: the guide's incoming webhook, as its own WSGI application.
+
+Mounted beside the Flask app (``werkzeug``'s DispatcherMiddleware, see
+:func:`gateway.web.app.create_app`), so a ticket create costs the gateway's own work and
+not Flask's request machinery. The contract is the guide's, checked in this order:
+method (405) -> media type (415) -> body size (413) -> signature over the raw bytes (401)
+-> JSON (400) -> event name (400) -> schema (422, one message list per dotted path) ->
+Idempotency-Key (400) -> one atomic write (201), or 200 with the original ticket when the
+Idempotency-Key / webhook-id was seen within ``idempotency_ttl``; 503 when Redis is down
+(``storage_unavailable``) or, with ``durability = "replicated"``, when the replicas did not
+confirm the write in time (``replication_timeout``).
+
+Being outside Flask, app-wide Flask hooks (``before_request``...) do not see this
+endpoint; the request middleware (timing, access line, metrics) and ``trusted_proxies``
+wrap it like every other.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import redis
+from werkzeug.datastructures import EnvironHeaders
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.http import HTTP_STATUS_CODES
+from werkzeug.wsgi import get_input_stream
+
+from gateway import signing
+from gateway.errors import ApiError, http_error, internal_error, redis_unavailable, replication_timeout, too_large
+from gateway.publish.schemas import ReceiveBody, TicketCreateData
+from gateway.publish.tickets import create_ticket
+from gateway.storage.replication import ReplicationTimeout
+from gateway.web.bodies import NOT_JSON, idempotency_key, is_json, load_or_422, parse_json
+from gateway.web.instrumentation import ROUTE_KEY
+
+if TYPE_CHECKING:  # pragma: no cover
+    from gateway.runtime import Runtime
+
+log = logging.getLogger("gateway.web")
+
+PATH = "/api/webhooks/receive"
+RECEIVE_BODY = ReceiveBody()
+TICKET_DATA = TicketCreateData()
+INCOMING_EVENTS = ("ticket.create",)
+StartResponse = Callable[..., Any]
+
+
+def verify_request_signature(body: bytes, headers: Any, secrets: Sequence[str], tolerance: int) -> None:
+    """Accept the guide's X-Webhook-Signature, or Standard Webhooks headers, made with any of
+    ``secrets`` (the current receive secret, and during a rotation's overlap the previous
+    one); else 401."""
+    hex_header = headers.get("X-Webhook-Signature")
+    if hex_header is not None:
+        if not signing.verify_hex_signature(body, hex_header, secrets):
+            raise ApiError(401, "signature_invalid",
+                           "X-Webhook-Signature does not match the body: sign the exact bytes you send with "
+                           "HMAC-SHA256 and the shared secret, hex-encoded.")
+        return
+    if headers.get("webhook-signature") is not None:
+        try:
+            signing.verify_standard(body, headers, secrets, tolerance)
+        except signing.StandardVerifyError as exc:
+            raise ApiError(401, exc.code, str(exc)) from None
+        return
+    raise ApiError(401, "signature_missing", "A webhook secret is configured: send X-Webhook-Signature "
+                   "(hex HMAC-SHA256 of the body) or Standard Webhooks headers.")
+
+
+def accept(body: bytes, headers: Any, secrets: Sequence[str], tolerance: int) -> tuple[dict[str, Any], str | None]:
+    """Every check after the media type, in the documented order: signature (401; none when
+    ``secrets`` is empty), JSON (400), event name (400), schema (422), Idempotency-Key (400).
+    Returns the validated ticket data and the idempotency key; raises :class:`ApiError`."""
+    if secrets:
+        verify_request_signature(body, headers, secrets, tolerance)
+    doc = parse_json(body)
+    if not isinstance(doc, dict):
+        raise ApiError(400, "malformed_json", 'The body must be a JSON object: {"event": ..., "data": {...}}.')
+    envelope = load_or_422(RECEIVE_BODY, doc)
+    if envelope["event"] not in INCOMING_EVENTS:
+        raise ApiError(400, "unknown_event", f"Unknown event {envelope['event'][:100]!r}; "
+                       f"accepted: {', '.join(INCOMING_EVENTS)}.", {"event": ["Unknown event."]})
+    data = load_or_422(TICKET_DATA, envelope["data"], prefix="data")
+    return data, idempotency_key(headers)
+
+
+class ReceiveApp:
+    """The WSGI application answering ``POST /api/webhooks/receive`` for one runtime."""
+
+    def __init__(self, runtime: Runtime, ensure_ascii: bool = True) -> None:
+        self.runtime = runtime
+        self.ensure_ascii = ensure_ascii
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        try:
+            published = self._receive(environ)
+        except ApiError as error:
+            return self._answer(start_response, error.status, error.body(), error.headers.items())
+        except HTTPException as error:  # from reading the body: 413, a client gone mid-body (400)
+            return self._answer(start_response, *_http(error, self.runtime.settings.max_body_bytes))
+        except ReplicationTimeout as exc:
+            log.warning("write not confirmed by replicas: %s", exc)
+            unconfirmed = replication_timeout()
+            return self._answer(start_response, unconfirmed.status, unconfirmed.body(), unconfirmed.headers.items())
+        except redis.RedisError as exc:
+            log.warning("redis unavailable: %s", type(exc).__name__)
+            down = redis_unavailable()
+            return self._answer(start_response, down.status, down.body(), down.headers.items())
+        except Exception:  # a bug: logged with its traceback, answered without
+            log.exception("unhandled error")
+            bug = internal_error()
+            return self._answer(start_response, bug.status, bug.body(), ())
+        ticket = published.ticket
+        if published.replayed:
+            return self._answer(start_response, 200, {"ticket": ticket}, [("Idempotent-Replayed", "true")])
+        return self._answer(start_response, 201, {"ticket": ticket}, [("Location", f"/api/tickets/{ticket['id']}")])
+
+    def _receive(self, environ: dict[str, Any]) -> Any:
+        if environ.get("PATH_INFO", "") not in ("", "/"):
+            raise http_error(404, "The requested URL was not found on the server.")
+        if environ.get("REQUEST_METHOD") != "POST":
+            raise http_error(405, "The method is not allowed for the requested URL.", {"Allow": "POST"})
+        # Labelled by route only once it matched, as Flask does (a wrong method is "unmatched").
+        environ[ROUTE_KEY] = PATH
+        if not is_json(environ.get("CONTENT_TYPE")):
+            raise ApiError(415, "unsupported_media_type", NOT_JSON)
+        runtime = self.runtime
+        settings = runtime.settings
+        body = _read_body(environ, settings.max_body_bytes)
+        headers = EnvironHeaders(environ)
+        tolerance = settings.signature_tolerance
+        view = runtime.integrations
+        try:
+            data, key = accept(body, headers, view.receive_secrets(), tolerance)
+        except ApiError as error:
+            # Signed with a secret this process has not seen yet (rotated a moment ago in
+            # another process)? One GET says; only refused requests pay for it.
+            if error.status != 401 or runtime.refresh() is view:
+                raise
+            data, key = accept(body, headers, runtime.integrations.receive_secrets(), tolerance)
+
+        def recheck() -> None:
+            # The integrations changed while this request was being stored: judge its
+            # signature again by the receive secret as it is now.
+            if runtime.integrations.receive_secrets():
+                verify_request_signature(body, headers, runtime.integrations.receive_secrets(), tolerance)
+
+        return create_ticket(runtime, data, key, recheck=recheck)
+
+    def _answer(self, start_response: StartResponse, status: int, doc: Any,
+                headers: Iterable[tuple[str, str]]) -> Iterable[bytes]:
+        # As Flask's jsonify writes it (compact, the app's ensure_ascii, a final newline).
+        payload = (json.dumps(doc, separators=(",", ":"), ensure_ascii=self.ensure_ascii) + "\n").encode("utf-8")
+        # The status line as werkzeug (and so Flask) writes it.
+        start_response(f"{status} {HTTP_STATUS_CODES.get(status, 'UNKNOWN').upper()}", [
+            ("Content-Type", "application/json"), ("Content-Length", str(len(payload))), *headers])
+        return [payload]
+
+
+def _read_body(environ: dict[str, Any], limit: int) -> bytes:
+    """The whole body, at most ``limit`` bytes: 413 for a Content-Length over the limit (raised
+    by werkzeug) and for a chunked body that goes past it; 400 for a body cut short."""
+    stream = get_input_stream(environ, max_content_length=limit)
+    body = stream.read()
+    # A chunked body is cut at the limit without an error: one that reaches the limit may
+    # have gone on, so it is refused (as gateway.web.bodies.read_body does for Flask).
+    if not environ.get("CONTENT_LENGTH") and len(body) >= limit:
+        raise RequestEntityTooLarge()
+    return body
+
+
+def _http(error: HTTPException, limit: int) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+    status = error.code or 400
+    api = too_large(limit) if status == 413 else http_error(status, error.description or error.name)
+    return status, api.body(), []
+
+
+def receive_operation() -> None:
+    """Create a ticket: the Webhooks Guide's incoming webhook.
+    ---
+    post:
+      tags: [tickets]
+      summary: Create a ticket (the guide's incoming webhook)
+      description: >-
+        When `gateway.secret` is set the request must carry `X-Webhook-Signature` (hex
+        HMAC-SHA256 of the raw body, keyed with the secret) or Standard Webhooks headers
+        (`webhook-id`, `webhook-timestamp`, `webhook-signature`). An `Idempotency-Key` (else
+        `webhook-id`) seen within `idempotency_ttl` returns the original ticket with 200 and
+        `Idempotent-Replayed: true`; nothing new is stored or published.
+      security: [{}, {webhookSignature: []}]
+      parameters:
+        - name: Idempotency-Key
+          in: header
+          required: false
+          schema: {type: string, minLength: 1, maxLength: 255}
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema:
+              type: object
+              required: [event, data]
+              additionalProperties: false
+              properties:
+                event: {type: string, enum: [ticket.create]}
+                data: TicketCreateData
+      responses:
+        201:
+          description: The ticket, its ticket.created event and one delivery per subscribed sink are stored.
+          headers:
+            Location: {description: The ticket's URL in the admin API., schema: {type: string}}
+          content:
+            application/json:
+              schema: {type: object, required: [ticket], properties: {ticket: TicketSchema}}
+        200:
+          description: The Idempotency-Key was seen before; the original ticket, nothing new stored.
+          headers:
+            Idempotent-Replayed: {schema: {type: string, enum: ["true"]}}
+          content:
+            application/json:
+              schema: {type: object, required: [ticket], properties: {ticket: TicketSchema}}
+        400: BadRequest
+        401: Unauthorized
+        413: PayloadTooLarge
+        415: UnsupportedMediaType
+        422: ValidationFailed
+        503: StorageUnavailable
+    """
+
+
