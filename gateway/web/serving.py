@@ -27,6 +27,7 @@ from __future__ import annotations
 import io
 import json
 import resource
+import socket
 import time
 import warnings
 from typing import Any
@@ -172,10 +173,19 @@ class GatewayWorker(GeventWorker):
         return whole
 
     @staticmethod
-    def _send_quietly(sock: Any, data: bytes) -> None:
+    def _send_quietly(sock: Any, data: bytes, linger: float = 1.0) -> None:
+        """Send ``data`` and end our side; then read (and drop) what the client still sends
+        for up to ``linger`` s, so that closing does not reset the connection before the
+        client has read the answer (a close with unread bytes sends a TCP RST)."""
+        deadline = time.monotonic() + linger
         try:
-            sock.settimeout(1.0)
+            sock.settimeout(linger)
             sock.sendall(data)
+            sock.shutdown(socket.SHUT_WR)
+            while (left := deadline - time.monotonic()) > 0:
+                sock.settimeout(left)
+                if not sock.recv(65536):
+                    break
         except OSError:
             pass  # the client is gone or not reading: closing is all that is left
 
