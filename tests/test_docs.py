@@ -21,11 +21,12 @@ CONFIG_DOC = DOCS / "configuration.md"
 
 
 def test_every_config_key_is_in_the_configuration_reference():
-    from gateway.config import DeliverySection, GatewaySection, SinkCommon
+    from gateway.config import DeliverySection, GatewaySection, SinkCommon, WebSection
     from gateway.plugins import load_plugins
 
     text = CONFIG_DOC.read_text(encoding="utf-8")
-    schemas = {"[gateway]": GatewaySection, "[delivery]": DeliverySection, "[[sinks]]": SinkCommon}
+    schemas = {"[gateway]": GatewaySection, "[delivery]": DeliverySection, "[web]": WebSection,
+               "[[sinks]]": SinkCommon}
     schemas.update({f'type = "{name}"': sink_type.options_schema
                     for name, sink_type in load_plugins().sink_types.items()
                     if name in ("generic_webhook", "slack", "zapier")})
@@ -35,12 +36,12 @@ def test_every_config_key_is_in_the_configuration_reference():
 
 
 def test_the_documented_defaults_are_the_real_ones():
-    from gateway.config import DeliverySection, GatewaySection
+    from gateway.config import DeliverySection, GatewaySection, WebSection
 
     text = CONFIG_DOC.read_text(encoding="utf-8")
     rows = dict(re.findall(r"^\| `(\w+)` \| `([^`]+)` \|", text, re.MULTILINE))
     assert len(rows) >= 15
-    for schema in (GatewaySection(), DeliverySection()):
+    for schema in (GatewaySection(), DeliverySection(), WebSection()):
         for key, value in schema.load({}).items():
             if key in rows:
                 documented = rows[key].strip('"')
