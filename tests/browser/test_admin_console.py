@@ -53,7 +53,7 @@ def test_find_a_failed_delivery_replay_it_and_see_it_delivered(page: Any, gatewa
     expect(rows.first).to_contain_text("HTTP 503")
     screenshot(page, "deliveries-failed")
 
-    rows.first.get_by_role("link").click()
+    rows.first.get_by_role("link", name=re.compile("dlv_")).click()
     expect(page.locator("#attempt-1")).to_contain_text("HTTP 503")
     expect(page.locator("#attempt-1")).to_contain_text("receiver is down for maintenance")
     page.locator("#attempt-1").get_by_text("Request headers", exact=True).click()
