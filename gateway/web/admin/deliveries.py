@@ -5,6 +5,7 @@ failed one of a sink). Reads and replays go through
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import abort, flash, jsonify, redirect, render_template, request, url_for
@@ -12,6 +13,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from gateway.delivery import delivery_log
 from gateway.integrations import audit
+from gateway.web.admin import charts
 from gateway.web.admin.blueprint import bp, runtime, to_datetime
 from gateway.web.auth import current_actor
 
@@ -44,6 +46,14 @@ def _limit() -> int:
     return min(int(raw), delivery_log.MAX_LIMIT) if raw.isdigit() and int(raw) > 0 else PAGE_SIZE
 
 
+def _chart_rows(filters: dict[str, str], since: datetime | None) -> list[dict[str, Any]]:
+    """The filtered set's deliveries of the last 24 hours (the latest CHART_ROWS of them)."""
+    day_ago = datetime.now(UTC) - timedelta(hours=24)
+    return delivery_log.list_deliveries(runtime(), sink=filters.get("sink"), status=filters.get("status"),
+                                        event=filters.get("event"), since=max(since or day_ago, day_ago),
+                                        limit=charts.CHART_ROWS)
+
+
 def _matches(row: dict[str, Any], filters: dict[str, str]) -> bool:
     return all(row.get(name) == filters[name] for name in ("sink", "event", "status") if name in filters)
 
@@ -65,6 +75,7 @@ def deliveries() -> str:
         # One more than shown tells whether a "Show more" link is needed.
         rows = delivery_log.list_deliveries(rt, sink=filters.get("sink"), status=filters.get("status"),
                                            event=filters.get("event"), since=since, limit=limit + 1)
+    chart = charts.deliveries_chart(rows if wanted or len(rows) <= limit else _chart_rows(filters, since))
     choices = [  # (query parameter, label, [(value, text), ...]) for the filter form
         ("sink", "Sink", [("", "All sinks")] + [(name, name) for name in rt.sinks]),
         ("event", "Event", [("", "All events")] + [(name, name) for name in rt.plugins.catalog.names()]),
@@ -74,7 +85,7 @@ def deliveries() -> str:
     return render_template("admin/deliveries.html", title="Deliveries",
                            rows=delivery_log.with_tickets(rt, rows[:limit]),
                            more=len(rows) > limit and limit < delivery_log.MAX_LIMIT, limit=limit,
-                           filters=filters, choices=choices)
+                           filters=filters, choices=choices, chart=chart)
 
 
 def _delivery_or_404(delivery_id: str) -> dict[str, Any]:
