@@ -35,7 +35,7 @@ def test_find_a_failed_delivery_replay_it_and_see_it_delivered(page: Any, gatewa
     sink_server.answer(Answer(status=503, body=b"receiver is down for maintenance"))
     ticket = gateway.create_ticket("Printer on fire")
     gateway.wait_until(lambda: any(d["status"] == "failed"
-                                   for d in gateway.web.api("/api/deliveries?sink=crm")["deliveries"]),
+                                   for d in gateway.api("/api/deliveries?sink=crm")["deliveries"]),
                "the first delivery to fail")
 
     sign_in(page, gateway)
@@ -113,6 +113,8 @@ def test_keyboard_alone_signs_in_and_navigates(page: Any, gateway: Gateway) -> N
     expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
     page.keyboard.press("Tab")
     page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("navigation", name="Main").get_by_role("link", name="Tickets")).to_be_focused()
     page.keyboard.press("Tab")
     expect(page.get_by_role("navigation", name="Main").get_by_role("link", name="Deliveries")).to_be_focused()
     page.keyboard.press("Enter")
