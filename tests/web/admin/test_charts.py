@@ -9,39 +9,22 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from support.console import TOKEN, sign_in
-from support.delivery import drain_queued
+from support.console import console_config, create_ticket
 from support.plugins import PlainSinkPlugin
 from support.servers import Answer, SinkServer
 
 from gateway.delivery import hourly_stats
 
 
-def config(url: str) -> dict[str, Any]:
-    sinks = [{"name": "crm", "type": "plain", "url": url, "events": ["ticket.created"], "retry_schedule": []}]
-    return {"gateway": {"admin_token": TOKEN}, "delivery": {"allow_private_networks": True, "failure_threshold": 50},
-            "sinks": sinks}
-
-
 @pytest.fixture
-def sink() -> Any:
-    with SinkServer() as server:
-        yield server
-
-
-@pytest.fixture
-def console(make_client: Any, sink: SinkServer) -> Any:
-    client = make_client(config(sink.url), plugins=[PlainSinkPlugin()])
-    assert sign_in(client).status_code == 302
-    return client
+def console(signed_in: Any, sink: SinkServer) -> Any:
+    crm = {"name": "crm", "type": "plain", "url": sink.url, "events": ["ticket.created"], "retry_schedule": []}
+    return signed_in(console_config([crm], failure_threshold=50), [PlainSinkPlugin()])
 
 
 def deliver(client: Any, n: int) -> None:
     for i in range(n):
-        body = {"event": "ticket.create", "data": {"subject": f"Ticket {i}", "message": "Help",
-                                                   "customer_email": "jane@example.com"}}
-        assert client.post("/api/webhooks/receive", json=body).status_code == 201
-        drain_queued(client.application.extensions["gateway"])
+        create_ticket(client, f"Ticket {i}", deliver=True)
 
 
 def titles(html: str, chart_id: str) -> list[str]:

@@ -158,16 +158,8 @@ def test_plugins_page_lists_plugins_with_versions(admin: Any) -> None:
 
 
 @pytest.fixture
-def sink() -> Any:
-    with SinkServer() as server:
-        yield server
-
-
-@pytest.fixture
-def console(make_client: Any, sink: SinkServer) -> Any:
-    client = make_client(config(url=sink.url), plugins=[SINK_PLUGIN])
-    assert sign_in(client).status_code == 302
-    return client
+def console(signed_in: Any, sink: SinkServer) -> Any:
+    return signed_in(config(url=sink.url), [SINK_PLUGIN])
 
 
 def drain(client: Any) -> None:

@@ -8,7 +8,8 @@ import re
 from typing import Any
 
 import pytest
-from support.console import TOKEN, sign_in
+from support.console import console_config
+from support.console import create_ticket as console_ticket
 from support.delivery import drain_queued
 from support.plugins import KeyedSinkPlugin, PlainSinkPlugin
 from support.servers import SinkServer
@@ -18,35 +19,22 @@ SLACK_TOKEN = "T000/B000/XXXXSLACKPATHSECRET"
 
 
 def config(url: str) -> dict[str, Any]:
-    sinks = [{"name": "crm", "type": "plain", "url": url, "secret": "crm-signing-secret-value",
-              "events": ["ticket.created"], "retry_schedule": []},
-             {"name": "keyed", "type": "keyed", "url": url, "api_key": API_KEY, "events": ["ticket.created"],
-              "retry_schedule": []},
-             {"name": "slack", "type": "slack", "url": f"{url}/services/{SLACK_TOKEN}", "channel": "#support",
-              "events": ["ticket.created"], "retry_schedule": []}]
-    return {"gateway": {"admin_token": TOKEN}, "delivery": {"allow_private_networks": True}, "sinks": sinks}
+    return console_config([
+        {"name": "crm", "type": "plain", "url": url, "secret": "crm-signing-secret-value",
+         "events": ["ticket.created"], "retry_schedule": []},
+        {"name": "keyed", "type": "keyed", "url": url, "api_key": API_KEY, "events": ["ticket.created"],
+         "retry_schedule": []},
+        {"name": "slack", "type": "slack", "url": f"{url}/services/{SLACK_TOKEN}", "channel": "#support",
+         "events": ["ticket.created"], "retry_schedule": []}])
 
 
 @pytest.fixture
-def sink() -> Any:
-    with SinkServer() as server:
-        yield server
-
-
-@pytest.fixture
-def console(make_client: Any, sink: SinkServer) -> Any:
-    client = make_client(config(sink.url), plugins=[PlainSinkPlugin(), KeyedSinkPlugin()])
-    assert sign_in(client).status_code == 302
-    return client
+def console(signed_in: Any, sink: SinkServer) -> Any:
+    return signed_in(config(sink.url), [PlainSinkPlugin(), KeyedSinkPlugin()])
 
 
 def create_ticket(client: Any, subject: str) -> dict[str, Any]:
-    body = {"event": "ticket.create", "data": {"subject": subject, "message": "Help",
-                                               "customer_email": "jane@example.com"}}
-    response = client.post("/api/webhooks/receive", json=body)
-    assert response.status_code == 201, response.text
-    drain_queued(client.application.extensions["gateway"])
-    return response.json["ticket"]
+    return console_ticket(client, subject, deliver=True)
 
 
 def listed(client: Any, query: str = "") -> list[tuple[str, str]]:

@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 import pytest
-from support.console import TOKEN, csrf_from, sign_in
+from support.console import TOKEN, console_config, create_ticket, csrf_from, sign_in
 from support.delivery import drain_queued
 from support.plugins import PlainSinkPlugin
 from support.servers import SinkServer
@@ -18,36 +18,19 @@ from gateway.publish.tickets import TicketQuery, TicketStore
 
 
 def config(url: str) -> dict[str, Any]:
-    sinks = [{"name": "crm", "type": "plain", "url": url, "secret": "crm-signing-secret-value",
-              "events": ["ticket.created", "ticket.updated", "ticket.resolved"], "retry_schedule": []},
-             {"name": "chat", "type": "plain", "url": url, "events": ["ticket.resolved"], "retry_schedule": []}]
-    return {"gateway": {"admin_token": TOKEN}, "delivery": {"allow_private_networks": True}, "sinks": sinks}
+    return console_config([
+        {"name": "crm", "type": "plain", "url": url, "secret": "crm-signing-secret-value",
+         "events": ["ticket.created", "ticket.updated", "ticket.resolved"], "retry_schedule": []},
+        {"name": "chat", "type": "plain", "url": url, "events": ["ticket.resolved"], "retry_schedule": []}])
 
 
 @pytest.fixture
-def sink() -> Any:
-    with SinkServer() as server:
-        yield server
-
-
-@pytest.fixture
-def console(make_client: Any, sink: SinkServer) -> Any:
-    client = make_client(config(sink.url), plugins=[PlainSinkPlugin()])
-    assert sign_in(client).status_code == 302
-    return client
+def console(signed_in: Any, sink: SinkServer) -> Any:
+    return signed_in(config(sink.url), [PlainSinkPlugin()])
 
 
 def runtime_of(client: Any) -> Any:
     return client.application.extensions["gateway"]
-
-
-def create_ticket(client: Any, subject: str, email: str = "jane@example.com", priority: str = "medium"
-                  ) -> dict[str, Any]:
-    body = {"event": "ticket.create", "data": {"subject": subject, "message": "Help", "customer_email": email,
-                                               "priority": priority}}
-    response = client.post("/api/webhooks/receive", json=body)
-    assert response.status_code == 201, response.text
-    return response.json["ticket"]
 
 
 def listed_numbers(client: Any, query: str = "") -> list[str]:
