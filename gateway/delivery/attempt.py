@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from gateway import signing
-from gateway.delivery import retry, wakeups
+from gateway.delivery import hourly_stats, retry, wakeups
 from gateway.delivery.circuit import CircuitSettings
 from gateway.delivery.delivery_log import SINK_DELETED, SINK_DELETED_MESSAGE
 from gateway.delivery.group_finish import GroupFinish
@@ -207,8 +207,13 @@ class AttemptRunner:
             headers.update(signing.signature_headers(request.body, delivery_id, signing_secrets))
             request = dataclasses.replace(request, headers=headers)
         shown = hide_headers(headers, secrets)
+        hidden = sent_secrets(headers, secrets, request.url, shown)
+        # The request as it went out, for the delivery log: the rendered body (a Slack
+        # message, a Zapier flat payload...) bounded and with every secret it carried hidden,
+        # kept in the attempt record finish.lua writes anyway (no extra round trip).
         request_view = {"method": request.method, "url": shown_url(request.url, carries_secret(request.url, secrets)),
-                        "headers": shown}
+                        "headers": shown, "body": excerpt(request.body, hidden) if request.body else "",
+                        "body_bytes": len(request.body or b"")}
         try:
             response = self.client.send(request, timeout=sink_config.timeout)
         except DeliveryError as exc:
@@ -221,7 +226,7 @@ class AttemptRunner:
                            circuit="none"), request_view
         body_excerpt = ""
         if response.body:
-            body_excerpt = excerpt(response.body, sent_secrets(headers, secrets, request.url, shown))
+            body_excerpt = excerpt(response.body, hidden)
         try:
             outcome = sink.classify(response, target)
         except Exception as exc:  # noqa: BLE001 - as for render
@@ -306,7 +311,9 @@ class AttemptRunner:
             max_in_flight=sink_config.max_in_flight if sink_config is not None else 1,
             failure_threshold=circuit.failure_threshold,
             cooldown_ms=circuit.cooldown_ms, max_cooldown_ms=circuit.max_cooldown_ms,
-            pause_reason=verdict.pause_reason, hour=now.strftime("%Y%m%d%H"), stats_ttl_s=STATS_TTL_S,
+            pause_reason=verdict.pause_reason, hour=now.strftime("%Y%m%d%H"),
+            latency_bucket=hourly_stats.bucket(record["duration_ms"]) if record.get("request") else "",
+            stats_ttl_s=STATS_TTL_S,
         )
         if verdict.status == "retrying" and verdict.next_attempt is not None:
             opened_until = self._finish_with_retry(attempt, verdict.next_attempt)

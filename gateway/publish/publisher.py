@@ -96,7 +96,8 @@ def publish(runtime: Runtime, event: Event, ticket: dict[str, Any] | None = None
     for _ in range(MAX_STALE_TRIES):
         view = runtime.integrations
         rows = delivery_rows(runtime, event, only_sink, view)
-        args = publish_args(runtime, event, rows, ticket, idempotency_key, now, config_version=view.version)
+        args = publish_args(runtime, event, rows, ticket, idempotency_key, now, config_version=view.version,
+                            logged=only_sink is None)
         try:
             reply = runtime.scripts.publish(args)
         except ReplicationTimeout as unconfirmed:
@@ -217,10 +218,23 @@ def ordering_group(target_key: str, ordering_key: str) -> str:
     return hashlib.sha1(json.dumps([target_key, ordering_key]).encode("utf-8"), usedforsecurity=False).hexdigest()
 
 
+def ticket_of(event: Event) -> str:
+    """The id of the ticket ``event`` is about: its ``ticket``'s id, or a ``ticket_id`` in
+    one of its objects (a conversation's); "" when it names none."""
+    for key, value in event.data.items():
+        if isinstance(value, dict):
+            found = value.get("id") if key == "ticket" else value.get("ticket_id")
+            if isinstance(found, str) and found:
+                return found
+    return ""
+
+
 def publish_args(runtime: Runtime, event: Event, rows: tuple[NewDelivery, ...], ticket: dict[str, Any] | None,
-                 idempotency_key: str | None, now: datetime, config_version: str | None = None) -> PublishArgs:
+                 idempotency_key: str | None, now: datetime, config_version: str | None = None,
+                 logged: bool = True) -> PublishArgs:
     """publish.lua's arguments for ``event`` (and its new ``ticket``) with ``rows``, routed by
-    the integrations at ``config_version`` (default: the current view's; "" = not checked)."""
+    the integrations at ``config_version`` (default: the current view's; "" = not checked).
+    ``logged``: the event goes into its ticket's log (not a test event's sample ticket)."""
     settings = runtime.settings
     return PublishArgs(
         prefix=settings.key_prefix,
@@ -235,6 +249,7 @@ def publish_args(runtime: Runtime, event: Event, rows: tuple[NewDelivery, ...], 
         event_name=event.name,
         event_json=_raw(event.to_json()),
         event_ttl_s=int(settings.retention_days * 86400),
+        ticket_ref=(ticket["id"] if ticket is not None else ticket_of(event)) if logged else "",
         max_drainers=runtime.max_drainers,
         drainer_lease_ms=DRAINER_LEASE_MS,
         backlog_per_drainer=BACKLOG_PER_DRAINER,

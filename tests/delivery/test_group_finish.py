@@ -37,7 +37,8 @@ def record(delivery_id: str, sink: str, status: str, threshold: int = 5) -> Atte
         last_error="" if status == "delivered" else "http_status: HTTP 500", retention_s=86400,
         circuit="success" if status == "delivered" else "failure", lane="", max_in_flight=10,
         failure_threshold=threshold, cooldown_ms=30_000,
-        max_cooldown_ms=600_000, pause_reason="", hour=time.strftime("%Y%m%d%H", time.gmtime()), stats_ttl_s=3600)
+        max_cooldown_ms=600_000, pause_reason="", hour=time.strftime("%Y%m%d%H", time.gmtime()), latency_bucket="50",
+        stats_ttl_s=3600)
 
 
 def claim_all(runtime: Any, sink: str) -> None:

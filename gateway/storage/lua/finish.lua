@@ -1,8 +1,8 @@
 -- Record finished attempts, atomically (ordering.lua and lanes.lua are prepended): per
 -- attempt, append the attempt record, update the delivery, release its in-flight lease, set
 -- the retention TTL when it ended, release the next delivery of its ordering group when it
--- ended, bump the sink's hourly counters, and run the failure streak / circuit breaker (of
--- the sink, or of the target for a fan-out sink) and the pause. Several attempts that
+-- ended, bump the sink's hourly counters (outcome, and latency bucket), and run the failure
+-- streak / circuit breaker (of the sink, or of the target for a fan-out sink) and the pause. Several attempts that
 -- finished together are recorded in one call (one round trip), in order, exactly as if each
 -- had been its own call.
 --
@@ -66,6 +66,7 @@ local function finish(r)
 
   local stats = p .. "sink:" .. r.sink .. ":stats:" .. r.hour
   redis.call("HINCRBY", stats, status, 1)
+  if r.latency_bucket ~= "" then redis.call("HINCRBY", stats, "ms:" .. r.latency_bucket, 1) end
   redis.call("EXPIRE", stats, r.stats_ttl_s)
 
   if r.pause_reason ~= "" then
