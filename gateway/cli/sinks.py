@@ -16,7 +16,7 @@ from gateway.errors import ApiError
 from gateway.events import UnknownEvent
 from gateway.integrations import audit, store
 from gateway.integrations.export import export_toml
-from gateway.publish import samples
+from gateway.publish import samples, system_events
 
 
 @click.command("send-test")
@@ -81,10 +81,9 @@ def sinks_resume(name: str, as_json: bool) -> None:
     runtime = cli_runtime()
     runtime.refresh()
     try:
-        state = sink_state.resume(runtime, name)
+        state = system_events.resume(runtime, name, audit.CLI_ACTOR)
     except sink_state.UnknownSink:
         raise click.BadParameter(f"No sink named {name!r} is configured.", param_hint="NAME") from None
-    audit.record(runtime, audit.CLI_ACTOR, "resume", f"sink:{name}")
     if as_json:
         echo_json(state)
     else:

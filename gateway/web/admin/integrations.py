@@ -11,8 +11,7 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from gateway.delivery import sink_state
-from gateway.integrations import audit
-from gateway.publish import samples
+from gateway.publish import samples, system_events
 from gateway.redact import redact_url
 from gateway.web.admin.blueprint import bp, runtime
 from gateway.web.auth import current_actor
@@ -67,8 +66,7 @@ def _known_sink(name: str) -> None:
 def resume(sink: str) -> WerkzeugResponse:
     """Un-pause a sink (and close its circuit): the admin says the destination is fixed."""
     _known_sink(sink)
-    sink_state.resume(runtime(), sink)
-    audit.record(runtime(), current_actor(), "resume", f"sink:{sink}")
+    system_events.resume(runtime(), sink, current_actor())
     flash(f"{sink} resumed: waiting deliveries are being sent.", "ok")
     return redirect(url_for("admin.integrations", _anchor=f"sink-{sink}"))
 

@@ -25,8 +25,8 @@ from marshmallow import Schema, fields, validate
 from gateway.delivery import sink_state
 from gateway.errors import ApiError
 from gateway.events import UnknownEvent
-from gateway.integrations import audit, store
-from gateway.publish import samples
+from gateway.integrations import store
+from gateway.publish import samples, system_events
 from gateway.web.auth import current_actor, require_admin
 from gateway.web.bodies import NOT_JSON, json_object_body, load_or_422, parse_json, read_body
 
@@ -354,10 +354,9 @@ def resume_sink(name: str) -> Response:
     runtime = _runtime()
     runtime.refresh()
     try:
-        resumed = sink_state.resume(runtime, name)
+        resumed = system_events.resume(runtime, name, current_actor())
     except sink_state.UnknownSink:
         raise _sink_not_found(name) from None
-    audit.record(runtime, current_actor(), "resume", f"sink:{name}")
     return jsonify({"sink": resumed})
 
 
