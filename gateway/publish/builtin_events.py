@@ -95,9 +95,10 @@ SAMPLE_SINK = {"name": "crm", "type": "generic_webhook"}
 
 def _system_event(name: str, title: str, description: str, schema: type[Schema], sample: dict[str, Any]
                   ) -> EventType:
-    # About a sink, not a ticket: unordered, and only for sinks that name it (see EventType.system).
-    return EventType(name, description, schema, {"sink": SAMPLE_SINK, **sample}, title=title, ordering_key=None,
-                     system=True)
+    # About a sink, not a ticket: ordered by the sink's name on sinks with ordering = "per_ticket"
+    # (opened before closed), and only for sinks that name it (see EventType.system).
+    return EventType(name, description, schema, {"sink": SAMPLE_SINK, **sample}, title=title,
+                     ordering_key="data.sink.name", system=True)
 
 
 SYSTEM_EVENT_TYPES = (
