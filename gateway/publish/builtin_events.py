@@ -91,6 +91,8 @@ BUILTIN_EVENT_TYPES = (
 
 
 SAMPLE_SINK = {"name": "crm", "type": "generic_webhook"}
+PAUSED_REASON = ("Slack answered HTTP 410 channel_is_archived: the webhook's channel is archived: unarchive it "
+                 "or use a webhook for another channel, then resume the sink")
 
 
 def _system_event(name: str, title: str, description: str, schema: type[Schema], sample: dict[str, Any]
@@ -115,20 +117,22 @@ SYSTEM_EVENT_TYPES = (
     _system_event("sink.paused", "Sink paused",
                   "A sink was paused (its destination said it is gone: a 410, Slack's channel_is_archived); "
                   "its deliveries wait until an admin resumes it", schemas.PausedPayload,
-                  {"reason": "channel_is_archived", "paused_at": "2026-01-15T10:35:12.004Z", "actor": None,
+                  {"sink": {"name": "on-call", "type": "slack"}, "reason": PAUSED_REASON,
+                   "paused_at": "2026-01-15T10:35:12.004Z", "actor": None,
                    "delivery_id": "dlv_5b0e3c9d2f8a4b71a6e0c4d3f2b1a098"}),
     _system_event("sink.resumed", "Sink resumed",
                   "An admin resumed a paused sink (or one whose circuit was open): what waited is being delivered",
                   schemas.ResumedPayload,
-                  {"resumed_at": "2026-01-15T11:02:40.310Z", "actor": "admin", "was_paused": True,
-                   "paused_reason": "channel_is_archived", "circuit_was_open": False}),
+                  {"sink": {"name": "on-call", "type": "slack"}, "resumed_at": "2026-01-15T11:02:40.310Z",
+                   "actor": "admin", "was_paused": True,
+                   "paused_reason": PAUSED_REASON, "circuit_was_open": False}),
     _system_event("delivery.failed", "Deliveries failed",
                   "Deliveries of a sink failed for good (retries exhausted, or refused): one summary per sink "
                   "at most every delivery.failure_summary_interval, counting the failures since the previous one",
                   schemas.DeliveryFailedPayload,
                   {"failures": 37, "since": "2026-01-15T10:33:00.412Z", "window_seconds": 300,
                    "delivery": {"id": "dlv_9c4e1f7a2b3d4e5f6a7b8c9d0e1f2a3b", "event": "ticket.created",
-                                "event_id": "evt_1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d", "attempts": 11,
+                                "event_id": "evt_1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d", "attempts": 8,
                                 "status_code": 503,
                                 "error": {"code": "http_status", "message": "HTTP 503 (no retries left)"},
                                 "failed_at": "2026-01-15T10:37:59.871Z"}}),
