@@ -1,6 +1,6 @@
 """Sinks on the command line: ``sinks`` (state and counts), ``sinks add|edit|rm|enable|disable|
 rotate-secret|show|export`` (the sinks API's store: same checks, same audit log, actor
-``cli``), ``sinks resume`` and ``send-test``."""
+``cli``), ``sinks pause``, ``sinks resume`` and ``send-test``."""
 
 from __future__ import annotations
 
@@ -70,6 +70,25 @@ def _targets(state: dict[str, object]) -> str | None:
         return None
     return (f"targets: {targets['circuit_open']} circuit open, {targets['half_open']} half-open, "
             f"{targets['parked']} deliveries held")
+
+
+@sinks_group.command("pause")
+@click.argument("name")
+@click.option("--reason", default=None, help="Why (shown with the state, in sink.paused and the audit log).")
+@json_option
+@config_option
+def sinks_pause(name: str, reason: str | None, as_json: bool) -> None:
+    """Pause a sink: nothing of it is sent until `gateway sinks resume`."""
+    runtime = cli_runtime()
+    runtime.refresh()
+    try:
+        state = system_events.pause(runtime, name, audit.CLI_ACTOR, reason)
+    except sink_state.UnknownSink:
+        raise click.BadParameter(f"No sink named {name!r} is configured.", param_hint="NAME") from None
+    if as_json:
+        echo_json(state)
+    else:
+        click.echo(f"Sink {name} paused: {state['paused_reason']}; {state['counts']['queued']} queued.")
 
 
 @sinks_group.command("resume")

@@ -2,7 +2,7 @@
 
 State: ``ok``, ``circuit_open`` (until a time; then one probe decides), ``half_open``
 (cool-down over, the probe is due or out) or ``paused`` (with the reason, e.g. the
-destination answered 410 Gone; only ``resume`` un-pauses). A fan-out sink's circuits are
+destination answered 410 Gone, or an admin paused it; only ``resume`` un-pauses). A fan-out sink's circuits are
 its targets': its ``targets`` say how many are open or half-open and how many deliveries
 are held back for them. Counts: deliveries queued (ready, and held back), in flight, and
 attempts in the last 24 h by the status they led to.
@@ -142,6 +142,23 @@ class Held:
     paused: bool = False
     paused_reason: str | None = None
     circuit_open: bool = False
+
+
+MAX_PAUSE_REASON = 500
+
+
+def pause(runtime: Runtime, name: str, reason: str) -> tuple[dict[str, Any], bool]:
+    """Pause a sink as its destination's "gone" answer would (an admin's maintenance window,
+    a destination known to be broken): nothing of it is claimed until it is resumed; what
+    is being attempted finishes. Returns the new state and whether it was not paused
+    already (read in the same transaction: of two admins pausing at once, one pauses it)."""
+    require_sink(runtime, name)
+    key = runtime.keys.sink_state(name)
+    with runtime.redis.pipeline(transaction=True) as pipe:
+        pipe.hget(key, "paused")
+        pipe.hset(key, mapping={"paused": "1", "paused_reason": reason[:MAX_PAUSE_REASON], "paused_at": now_ms()})
+        was, _ = pipe.execute()
+    return sink_states(runtime, [name])[0], was is None or as_text(was) != "1"
 
 
 def resume(runtime: Runtime, name: str) -> dict[str, Any]:

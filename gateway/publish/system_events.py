@@ -12,7 +12,7 @@ path, :func:`gateway.publish.publisher.publish`, by the process that saw the tra
   sink's summary when one is due (at most one per sink per
   ``delivery.failure_summary_interval``; the claim is atomic, so each failure is counted
   in exactly one summary), :func:`flush_failure_summaries`;
-* resume and config changes: the web or CLI process that made the change.
+* an admin's pause, resume and config changes: the web or CLI process that made the change.
 
 No loops: a sink only gets the system events its ``events`` name (``"*"`` does not include
 them) and never one about itself (the publisher skips it). Publishing is best effort: what
@@ -139,6 +139,23 @@ def flush_failure_summaries(runtime: Runtime) -> int:
 
 
 # -- from admins' actions ----------------------------------------------------------------------
+
+DEFAULT_PAUSE_REASON = "paused by an admin"
+
+
+def pause(runtime: Runtime, name: str, actor: str, reason: str | None = None) -> dict[str, Any]:
+    """Pause a sink (:func:`gateway.delivery.sink_state.pause`), write the audit entry, and
+    publish ``sink.paused`` when it was not paused already. Returns the new state; raises
+    :class:`~gateway.delivery.sink_state.UnknownSink`."""
+    why = reason or DEFAULT_PAUSE_REASON
+    state, paused = sink_state.pause(runtime, name, why)
+    audit.record(runtime, actor, "pause", f"sink:{name}", {"paused_reason": {"from": None, "to": why}}
+                 if paused else None)
+    if paused:
+        publish_system_event(runtime, PAUSED, sink_ref(runtime, name), {
+            "reason": state["paused_reason"], "paused_at": state["paused_at"], "actor": actor, "delivery_id": None})
+    return state
+
 
 def resume(runtime: Runtime, name: str, actor: str) -> dict[str, Any]:
     """Un-pause a sink and close its circuit (:func:`gateway.delivery.sink_state.resume`),

@@ -148,7 +148,7 @@ def test_failure_summaries_are_one_per_window_and_count_every_failure(gateway, s
     assert all(e["data"]["delivery"]["error"]["code"] == "http_status" for e in summaries)
 
 
-def test_pause_by_the_destination_and_resume_through_the_api_are_told(gateway, servers):
+def test_pauses_by_the_destination_or_through_the_api_and_resumes_are_told(gateway, servers):
     crm = sink_server(servers).answer(Answer(410, b"gone"))
     alerts = sink_server(servers)
     runtime, client = gateway([sink_table("crm", crm.url, events=["ticket.created"]),
@@ -169,8 +169,18 @@ def test_pause_by_the_destination_and_resume_through_the_api_are_told(gateway, s
 
     # Resuming a sink that is not held changes nothing, and says nothing.
     assert client.post("/api/sinks/crm/resume", headers=AUTH).status_code == 200
+    # An admin's pause is told with the admin's name and reason; a second one is no news.
+    for _ in range(2):
+        response = client.post("/api/sinks/crm/pause", headers=AUTH, json={"reason": "CRM maintenance"})
+        assert response.status_code == 200 and response.get_json()["sink"]["state"] == "paused"
+    wait_until(lambda: len(system_events(alerts, "sink.paused")) == 2, what="the admin's pause")
+    assert client.post("/api/sinks/crm/resume", headers=AUTH).status_code == 200
+    wait_until(lambda: len(system_events(alerts, "sink.resumed")) == 2, what="the second resume")
     time.sleep(1)
-    assert len(system_events(alerts, "sink.resumed")) == 1 and len(system_events(alerts, "sink.paused")) == 1
+    paused_events, resumed_events = system_events(alerts, "sink.paused"), system_events(alerts, "sink.resumed")
+    assert len(paused_events) == 2 and len(resumed_events) == 2
+    by_admin = next(e for e in paused_events if e["data"]["actor"] == "admin")
+    assert by_admin["data"]["reason"] == "CRM maintenance" and by_admin["data"]["delivery_id"] is None
 
 
 def test_changing_a_sink_through_the_integrations_api_is_told_without_its_secrets(gateway, servers):
