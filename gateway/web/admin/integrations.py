@@ -11,6 +11,7 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from gateway.delivery import sink_state
+from gateway.events import Catalog
 from gateway.publish import samples, system_events
 from gateway.redact import redact_url
 from gateway.web.admin.blueprint import bp, runtime
@@ -32,9 +33,10 @@ def subscriptions_of(sink: Any) -> list[dict[str, Any]] | None:
     return rows
 
 
-def testable_events(sink_config: Any, catalog_names: list[str]) -> list[str]:
-    """The events a test can be sent for: those the sink subscribes to."""
-    return [name for name in catalog_names if sink_config.subscribes(name)]
+def testable_events(sink_config: Any, catalog: Catalog) -> list[str]:
+    """The events a test can be sent for: those the sink subscribes to (a system event only
+    when named: ``*`` does not include them)."""
+    return [t.name for t in catalog if sink_config.subscribes(t.name, wildcard=not t.system)]
 
 
 @bp.route("/")
@@ -47,11 +49,10 @@ def index() -> WerkzeugResponse:
 def integrations() -> str:
     """All sinks, as cards with their state, counts and actions."""
     rt = runtime()
-    names = rt.plugins.catalog.names()
     sinks = []
     for state in sink_state.sink_states(rt):
         sink_config = rt.sink_config(state["name"])
-        sinks.append({**state, "test_events": testable_events(sink_config, names),
+        sinks.append({**state, "test_events": testable_events(sink_config, rt.plugins.catalog),
                       "subscriptions": subscriptions_of(rt.sinks.get(state["name"]))})
     return render_template("admin/integrations.html", title="Integrations", sinks=sinks,
                            source=rt.settings.source)
