@@ -5,7 +5,7 @@ rotate-secret|show|export`` (the sinks API's store: same checks, same audit log,
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
@@ -79,16 +79,8 @@ def _targets(state: dict[str, object]) -> str | None:
 @config_option
 def sinks_pause(name: str, reason: str | None, as_json: bool) -> None:
     """Pause a sink: nothing of it is sent until `gateway sinks resume`."""
-    runtime = cli_runtime()
-    runtime.refresh()
-    try:
-        state = system_events.pause(runtime, name, audit.CLI_ACTOR, reason)
-    except sink_state.UnknownSink:
-        raise click.BadParameter(f"No sink named {name!r} is configured.", param_hint="NAME") from None
-    if as_json:
-        echo_json(state)
-    else:
-        click.echo(f"Sink {name} paused: {state['paused_reason']}; {state['counts']['queued']} queued.")
+    state = _change_state(name, lambda runtime: system_events.pause(runtime, name, audit.CLI_ACTOR, reason))
+    _say(state, as_json, f"Sink {name} paused: {state['paused_reason']}; {state['counts']['queued']} queued.")
 
 
 @sinks_group.command("resume")
@@ -97,16 +89,25 @@ def sinks_pause(name: str, reason: str | None, as_json: bool) -> None:
 @config_option
 def sinks_resume(name: str, as_json: bool) -> None:
     """Un-pause a sink (and close its circuit); what waited is delivered."""
+    state = _change_state(name, lambda runtime: system_events.resume(runtime, name, audit.CLI_ACTOR))
+    _say(state, as_json, f"Sink {name} resumed: {state['state']}, {state['counts']['queued']} queued.")
+
+
+def _change_state(name: str, change: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+    """Pause or resume (``change(runtime)``) the sink ``name``, as every process sees it now."""
     runtime = cli_runtime()
     runtime.refresh()
     try:
-        state = system_events.resume(runtime, name, audit.CLI_ACTOR)
+        return change(runtime)
     except sink_state.UnknownSink:
         raise click.BadParameter(f"No sink named {name!r} is configured.", param_hint="NAME") from None
+
+
+def _say(state: dict[str, Any], as_json: bool, line: str) -> None:
     if as_json:
         echo_json(state)
     else:
-        click.echo(f"Sink {name} resumed: {state['state']}, {state['counts']['queued']} queued.")
+        click.echo(line)
 
 
 class IntegrationError(click.ClickException):

@@ -9,9 +9,10 @@ secret in them. No sink ever gets a system event about itself, and "*" does not 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -33,17 +34,10 @@ SYSTEM_EVENTS = [t.name for t in SYSTEM_EVENT_TYPES]
 
 
 @pytest.fixture
-def servers() -> Iterator[list[SinkServer]]:
-    started: list[SinkServer] = []
-    yield started
-    for server in started:
-        server.__exit__()
-
-
-def sink_server(servers: list[SinkServer], default: Answer | None = None) -> SinkServer:
-    server = SinkServer(default).__enter__()
-    servers.append(server)
-    return server
+def sink_server() -> Iterator[Callable[..., SinkServer]]:
+    """sink_server(default=None) -> a started SinkServer, stopped at teardown."""
+    with contextlib.ExitStack() as stack:
+        yield lambda default=None: stack.enter_context(SinkServer(default))
 
 
 @pytest.fixture
@@ -78,10 +72,10 @@ def ended(runtime: Any, ids: list[str]) -> dict[str, str]:
     return {i: shown(runtime, i)["status"] for i in ids}
 
 
-def test_a_sink_that_goes_down_and_recovers_is_one_alert_each_way_and_one_failure_summary(gateway, servers):
-    crm = sink_server(servers, Answer(503, b"down"))
-    alerts = sink_server(servers)
-    everything = sink_server(servers)
+def test_a_sink_that_goes_down_and_recovers_is_one_alert_each_way_and_one_failure_summary(gateway, sink_server):
+    crm = sink_server(Answer(503, b"down"))
+    alerts = sink_server()
+    everything = sink_server()
     runtime, _ = gateway(
         [sink_table("crm", crm.url, events=["ticket.created", *SYSTEM_EVENTS], failure_threshold=3,
                     retry_schedule=[]),
@@ -126,9 +120,9 @@ def test_a_sink_that_goes_down_and_recovers_is_one_alert_each_way_and_one_failur
     assert system_events(everything) == []
 
 
-def test_failure_summaries_are_one_per_window_and_count_every_failure(gateway, servers):
-    crm = sink_server(servers, Answer(400, b"bad"))
-    alerts = sink_server(servers)
+def test_failure_summaries_are_one_per_window_and_count_every_failure(gateway, sink_server):
+    crm = sink_server(Answer(400, b"bad"))
+    alerts = sink_server()
     runtime, _ = gateway([sink_table("crm", crm.url, events=["ticket.created"], failure_threshold=1000),
                           sink_table("alerts", alerts.url, events=["delivery.failed"])],
                          failure_summary_interval=3)
@@ -148,9 +142,9 @@ def test_failure_summaries_are_one_per_window_and_count_every_failure(gateway, s
     assert all(e["data"]["delivery"]["error"]["code"] == "http_status" for e in summaries)
 
 
-def test_pauses_by_the_destination_or_through_the_api_and_resumes_are_told(gateway, servers):
-    crm = sink_server(servers).answer(Answer(410, b"gone"))
-    alerts = sink_server(servers)
+def test_pauses_by_the_destination_or_through_the_api_and_resumes_are_told(gateway, sink_server):
+    crm = sink_server().answer(Answer(410, b"gone"))
+    alerts = sink_server()
     runtime, client = gateway([sink_table("crm", crm.url, events=["ticket.created"]),
                                sink_table("alerts", alerts.url, events=["sink.paused", "sink.resumed"])])
 
@@ -183,9 +177,9 @@ def test_pauses_by_the_destination_or_through_the_api_and_resumes_are_told(gatew
     assert by_admin["data"]["reason"] == "CRM maintenance" and by_admin["data"]["delivery_id"] is None
 
 
-def test_changing_a_sink_through_the_integrations_api_is_told_without_its_secrets(gateway, servers):
-    alerts = sink_server(servers)
-    crm = sink_server(servers)
+def test_changing_a_sink_through_the_integrations_api_is_told_without_its_secrets(gateway, sink_server):
+    alerts = sink_server()
+    crm = sink_server()
     # ordering = "per_ticket": system events about one sink arrive in the order they happened.
     _, client = gateway([sink_table("alerts", alerts.url, events=["sink.config_changed"], ordering="per_ticket")])
 

@@ -29,7 +29,7 @@ from gateway.events import UnknownEvent
 from gateway.integrations import store
 from gateway.publish import samples, system_events
 from gateway.web.auth import current_actor, require_admin
-from gateway.web.bodies import NOT_JSON, json_object_body, load_or_422, parse_json, read_body
+from gateway.web.bodies import json_object_body, load_or_422, optional_object_body, parse_json, read_body
 
 bp = Blueprint("sinks", __name__)
 DEFAULT_TEST_EVENT = "ticket.created"
@@ -314,15 +314,8 @@ def rotate_secret(name: str) -> Response:
 
 def overlap_body() -> int | None:
     """The optional ``{"overlap": seconds}`` body of a rotation (and of the receive secret's)."""
-    raw = read_body()
-    if not raw.strip():
-        return None
-    if not request.is_json:
-        raise ApiError(415, "unsupported_media_type", NOT_JSON)
-    body = parse_json(raw)
-    if not isinstance(body, dict):
-        raise ApiError(400, "malformed_json", 'The body must be a JSON object, e.g. {"overlap": 3600}.')
-    overlap: int | None = load_or_422(RotateBody(), body)["overlap"]
+    body = optional_object_body('{"overlap": 3600}')
+    overlap: int | None = load_or_422(RotateBody(), body)["overlap"] if body is not None else None
     return overlap
 
 
@@ -377,15 +370,8 @@ def pause_sink(name: str) -> Response:
     """
     runtime = _runtime()
     runtime.refresh()
-    reason: str | None = None
-    raw = read_body()
-    if raw.strip():
-        if not request.is_json:
-            raise ApiError(415, "unsupported_media_type", NOT_JSON)
-        body = parse_json(raw)
-        if not isinstance(body, dict):
-            raise ApiError(400, "malformed_json", 'The body must be a JSON object, e.g. {"reason": "maintenance"}.')
-        reason = load_or_422(PauseBody(), body)["reason"]
+    body = optional_object_body('{"reason": "maintenance"}')
+    reason: str | None = load_or_422(PauseBody(), body)["reason"] if body is not None else None
     try:
         paused = system_events.pause(runtime, name, current_actor(), reason)
     except sink_state.UnknownSink:
