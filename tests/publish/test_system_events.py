@@ -138,7 +138,8 @@ def test_failure_summaries_are_one_per_window_and_count_every_failure(gateway, s
     summaries = system_events(alerts)
     assert 2 <= len(summaries) <= 3
     stamps = [datetime.fromisoformat(e["timestamp"]).timestamp() for e in summaries]
-    assert all(b - a >= 2.9 for a, b in itertools.pairwise(stamps)), stamps  # a window apart
+    # A window (3 s) apart, less the time one publish may take more than the other under load.
+    assert all(b - a >= 2 for a, b in itertools.pairwise(stamps)), stamps
     assert all(e["data"]["delivery"]["error"]["code"] == "http_status" for e in summaries)
 
 
