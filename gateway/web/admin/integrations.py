@@ -63,6 +63,15 @@ def _known_sink(name: str) -> None:
         abort(404, description="No sink of that name is configured.")
 
 
+@bp.route("/sinks/<sink>/pause", methods=["POST"])
+def pause(sink: str) -> WerkzeugResponse:
+    """Pause a sink: nothing of it is sent until it is resumed (what waits is kept)."""
+    _known_sink(sink)
+    system_events.pause(runtime(), sink, current_actor())
+    flash(f"{sink} paused: its deliveries wait until you resume it.", "ok")
+    return redirect(url_for("admin.integrations", _anchor=f"sink-{sink}"))
+
+
 @bp.route("/sinks/<sink>/resume", methods=["POST"])
 def resume(sink: str) -> WerkzeugResponse:
     """Un-pause a sink (and close its circuit): the admin says the destination is fixed."""
