@@ -68,8 +68,7 @@ def pause(sink: str) -> WerkzeugResponse:
     """Pause a sink: nothing of it is sent until it is resumed (what waits is kept)."""
     _known_sink(sink)
     system_events.pause(runtime(), sink, current_actor())
-    flash(f"{sink} paused: its deliveries wait until you resume it.", "ok")
-    return redirect(url_for("admin.integrations", _anchor=f"sink-{sink}"))
+    return _back_to_card(sink, f"{sink} paused: its deliveries wait until you resume it.", "ok")
 
 
 @bp.route("/sinks/<sink>/resume", methods=["POST"])
@@ -77,7 +76,12 @@ def resume(sink: str) -> WerkzeugResponse:
     """Un-pause a sink (and close its circuit): the admin says the destination is fixed."""
     _known_sink(sink)
     system_events.resume(runtime(), sink, current_actor())
-    flash(f"{sink} resumed: waiting deliveries are being sent.", "ok")
+    return _back_to_card(sink, f"{sink} resumed: waiting deliveries are being sent.", "ok")
+
+
+def _back_to_card(sink: str, message: str, category: str) -> WerkzeugResponse:
+    """Flash ``message`` and show the sink's card again."""
+    flash(message, category)
     return redirect(url_for("admin.integrations", _anchor=f"sink-{sink}"))
 
 
@@ -91,9 +95,8 @@ def send_test(sink: str) -> WerkzeugResponse:
         abort(400, description="Choose an event from the list.")
     published = samples.send_test(runtime(), event_name, sink)
     if not published.delivery_ids:
-        flash(f"Test {event_name} published, but {sink} has no destination for it "
-              "(a Zapier sink needs a subscription to that event).", "info")
-        return redirect(url_for("admin.integrations", _anchor=f"sink-{sink}"))
+        return _back_to_card(sink, f"Test {event_name} published, but {sink} has no destination for it "
+                             "(a Zapier sink needs a subscription to that event).", "info")
     flash(f"Test {event_name} sent to {sink}.", "ok")
     if len(published.delivery_ids) == 1:
         return redirect(url_for("admin.delivery", delivery_id=published.delivery_ids[0]))
