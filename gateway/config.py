@@ -132,6 +132,7 @@ class DeliverySection(Schema):
     circuit_max_cooldown = fields.Float(load_default=3600, validate=validate.Range(min=0.1))
     max_retry_after = fields.Float(load_default=3600, validate=validate.Range(min=1))
     concurrency = fields.Integer(load_default=64, validate=validate.Range(min=1, max=1024))
+    failure_summary_interval = fields.Float(load_default=300, validate=validate.Range(min=1, max=86_400))
 
 
 class WebSection(Schema):
@@ -182,6 +183,8 @@ class DeliverySettings:
     max_retry_after: float = 3600
     concurrency: int = 64
     """Deliveries in flight at once in one worker process."""
+    failure_summary_interval: float = 300
+    """At most one ``delivery.failed`` summary per sink per this many seconds."""
 
     @classmethod
     def from_section(cls, section: Mapping[str, Any]) -> DeliverySettings:
@@ -251,9 +254,10 @@ class SinkConfig:
     revision: int = 0
     """Bumped by every change through the API (the ETag); 0 for file sinks."""
 
-    def subscribes(self, event_name: str) -> bool:
-        """True when this sink takes ``event_name``."""
-        return "*" in self.events or event_name in self.events
+    def subscribes(self, event_name: str, wildcard: bool = True) -> bool:
+        """True when this sink takes ``event_name``; ``wildcard=False`` for an event that
+        ``"*"`` does not include (a system event: only sinks naming it get it)."""
+        return event_name in self.events or (wildcard and "*" in self.events)
 
     def signing_secrets(self, now: float | None = None) -> tuple[str, ...]:
         """The secrets that sign a request sent now: the current ones first (so

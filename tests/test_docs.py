@@ -138,3 +138,24 @@ def test_every_command_in_the_troubleshooting_guide_exists():
                     assert sub is not None, f"{shown}: no command {token!r}"
                     command = sub
                     params.update({opt: p for p in command.params for opt in p.opts})
+
+
+# docs/events.md: the event catalogue, every system event with its sample as the catalogue has it.
+
+EVENTS_DOC = DOCS / "events.md"
+
+
+def test_every_catalogued_event_is_in_the_event_catalogue_doc_with_the_real_sample():
+    import json
+
+    from gateway.plugins import load_plugins
+
+    text = EVENTS_DOC.read_text(encoding="utf-8")
+    catalog = load_plugins().catalog
+    builtin = [t for t in catalog if t.plugin == "gateway.publish.builtin_events"]
+    assert [t.name for t in builtin if f"`{t.name}`" not in text] == []
+    documented = dict(re.findall(r"^### `([\w.]+)`\n.*?```json\n(.*?)\n```", text, re.MULTILINE | re.DOTALL))
+    system = [t for t in builtin if t.system]
+    assert len(system) == 6 and sorted(documented) == sorted(t.name for t in system)
+    for event_type in system:
+        assert json.loads(documented[event_type.name]) == event_type.sample, event_type.name

@@ -5,8 +5,10 @@ and its event, read by the claim itself). The outcome is written by finish.lua: 
 record, the delivery's new status, the in-flight lease released, retention, hourly
 counters, the sink's failure streak and circuit; attempts finishing together share one
 round trip (:class:`~gateway.delivery.group_finish.GroupFinish`), and a retry goes in one
-MULTI/EXEC with its rq job. Then the attempt is logged and counted, and observers get the
-``delivery_attempted`` hook.
+MULTI/EXEC with its rq job. What finish.lua reports this attempt changed (a circuit opened
+or closed, the sink paused) is published as system events
+(:mod:`gateway.publish.system_events`). Then the attempt is logged and counted, and
+observers get the ``delivery_attempted`` hook.
 A sink that raises in ``render`` or ``classify`` has a bug, which no retry fixes: the
 delivery fails at once (``render_error`` / ``classify_error``, with the exception's type and
 message) and can be replayed once the plugin is fixed; the traceback is logged at DEBUG.
@@ -33,6 +35,7 @@ from gateway.delivery.http_client import DeliveryError
 from gateway.events import Event, iso_from_ms, iso_z
 from gateway.logs import log_attempt
 from gateway.metrics import safely
+from gateway.publish import system_events
 from gateway.redact import (
     carries_secret,
     excerpt,
@@ -45,6 +48,7 @@ from gateway.redact import (
 from gateway.sinks import DeliveryInfo, Outcome, OutcomeKind, Response, Sink, Target
 from gateway.storage.connection import transient
 from gateway.storage.layout import AttemptRecord
+from gateway.storage.scripts import Finished, parse_finished
 
 if TYPE_CHECKING:  # pragma: no cover
     from gateway.config import SinkConfig
@@ -314,20 +318,25 @@ class AttemptRunner:
             pause_reason=verdict.pause_reason, hour=now.strftime("%Y%m%d%H"),
             latency_bucket=hourly_stats.bucket(record["duration_ms"]) if record.get("request") else "",
             stats_ttl_s=STATS_TTL_S,
+            failure_json=json.dumps(system_events.failure_description(record), separators=(",", ":"),
+                                    ensure_ascii=False) if verdict.status == "failed" else "",
         )
         if verdict.status == "retrying" and verdict.next_attempt is not None:
-            opened_until = self._finish_with_retry(attempt, verdict.next_attempt)
+            finished = self._finish_with_retry(attempt, verdict.next_attempt)
         else:
             # Attempts finishing together share one round trip; this returns once ours is in.
-            opened_until = self.finishes(attempt)
-        if opened_until:
+            finished = self.finishes(attempt)
+        if finished.open_until:
             log.warning("circuit of sink %s opened until %s", sink_name,
-                        iso_from_ms(str(opened_until)))
-            wakeups.schedule_wake(runtime, sink_name, opened_until)
+                        iso_from_ms(str(finished.open_until)))
+            wakeups.schedule_wake(runtime, sink_name, finished.open_until)
         if verdict.pause_reason:
             log.warning("sink %s paused: %s", sink_name, verdict.pause_reason)
+        # finish.lua told this attempt alone of the transitions it caused: this process
+        # publishes them (never raises; a few round trips, only on a transition).
+        system_events.after_attempt(runtime, sink_config, sink_name, record, lane, finished, verdict.pause_reason)
 
-    def _finish_with_retry(self, attempt: AttemptRecord, when: datetime) -> int:
+    def _finish_with_retry(self, attempt: AttemptRecord, when: datetime) -> Finished:
         """finish.lua and the rq job that requeues the delivery, in one MULTI/EXEC: a
         retrying delivery always has its retry scheduled. (Not grouped with other attempts:
         the MULTI/EXEC is this delivery's own.)"""
@@ -341,4 +350,4 @@ class AttemptRunner:
             return runtime.scripts.finish([attempt])[0]
         if isinstance(replies[0], Exception):
             raise replies[0]
-        return int(replies[0][0])
+        return parse_finished(replies[0][0])

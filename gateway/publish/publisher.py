@@ -176,7 +176,8 @@ def _unconfirmed(after_commit: Callable[..., object], *args: Any) -> None:
 def delivery_rows(runtime: Runtime, event: Event, only_sink: str | None = None,
                   view: Integrations | None = None) -> tuple[NewDelivery, ...]:
     """One new delivery per (subscribed sink, target) of ``event`` (or of ``only_sink``: a
-    test event, never ordered), routed by ``view`` (default: the current one); on a sink with
+    test event, never ordered), routed by ``view`` (default: the current one), except to the
+    sink a system event is about; on a sink with
     ``ordering = "per_ticket"``, in the ordering group of its target and the event's ordering
     key (when the event has one). UnknownSink when ``only_sink`` is none."""
     rows: list[NewDelivery] = []
@@ -188,7 +189,10 @@ def delivery_rows(runtime: Runtime, event: Event, only_sink: str | None = None,
     else:
         sinks = view.subscribers.get(event.name, ())
     key: str | None = None
+    about = _system_subject(runtime, event) if only_sink is None else None
     for sink_config in sinks:
+        if sink_config.name == about:
+            continue  # no loops: a sink never gets a system event about itself
         sink = view.sinks[sink_config.name]
         # A test event (only_sink) goes out at once: its ticket is the catalogue's sample, and
         # it must not wait behind an earlier test that is still being retried.
@@ -200,6 +204,15 @@ def delivery_rows(runtime: Runtime, event: Event, only_sink: str | None = None,
             rows.append(NewDelivery(new_id("dlv_"), sink_config.name, json.dumps(target.to_json()), group,
                                     key if group and key else ""))
     return tuple(rows)
+
+
+def _system_subject(runtime: Runtime, event: Event) -> str | None:
+    """The name of the sink a system event is about; None for any other event."""
+    sink = event.data.get("sink")  # ticket events have no "sink": one dict lookup on their path
+    if not isinstance(sink, dict) or event.name not in runtime.plugins.catalog:
+        return None
+    name = sink.get("name")
+    return name if runtime.plugins.catalog.get(event.name).system and isinstance(name, str) else None
 
 
 def _ordering_key(runtime: Runtime, event: Event) -> str:

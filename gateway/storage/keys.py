@@ -118,6 +118,21 @@ class Keys:
         the cool-down (ms); past it, half-open until a probe decides."""
         return f"{self.prefix}sink:{sink}:open_lanes"
 
+    def sink_failures(self, sink: str) -> str:
+        """HASH: a sink's failed deliveries not reported in a delivery.failed summary yet:
+        count, since (ms), last (JSON) (storage/lua/failures.lua)."""
+        return f"{self.prefix}sink:{sink}:failures"
+
+    def failure_summary(self, sink: str) -> str:
+        """STRING with a TTL of the summary window: a delivery.failed summary of the sink
+        went out within it."""
+        return f"{self.prefix}sink:{sink}:failure_summary"
+
+    @property
+    def failing_sinks(self) -> str:
+        """SET: sinks with failures not reported yet (the sweeper flushes their summaries)."""
+        return f"{self.prefix}failures"
+
     @property
     def sinks(self) -> str:
         """SET: names of sinks that have ever had a delivery (for the sweeper)."""

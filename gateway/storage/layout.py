@@ -229,6 +229,9 @@ class AttemptRecord(Row):
     """The hourly latency histogram's bucket for the attempt's duration (the bound in ms, as
     gateway.delivery.hourly_stats names it; "" = the attempt sent nothing, so it has none)."""
     stats_ttl_s: int
+    failure_json: str = ""
+    """A delivery that ends failed: the failure as the delivery.failed summary shows it
+    (storage/lua/failures.lua counts it); "" = not counted."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -238,6 +241,18 @@ class FinishArgs(ScriptArgs):
     SCRIPT: ClassVar[str] = "finish"
     prefix: str
     attempts: tuple[AttemptRecord, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class FailureSummariesArgs(ScriptArgs):
+    """failure_summaries.lua: the sweeper claims the failure summaries that are due."""
+
+    SCRIPT: ClassVar[str] = "failure_summaries"
+    prefix: str
+    now_ms: int
+    window_ms: int
+    limit: int
+    """Most sinks looked at in one call."""
 
 
 @dataclasses.dataclass(frozen=True)

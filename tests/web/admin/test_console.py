@@ -267,8 +267,20 @@ def test_a_paused_sink_shows_its_reason_and_counts_and_can_be_resumed(console: A
     assert "badge-ok" in card and "badge-paused" not in card
 
 
+def test_an_admin_pauses_a_sink_from_its_card(console: Any) -> None:
+    card = console.get("/admin/integrations").text.split('id="sink-crm"', 1)[1]
+    assert "Pause" in card
+    response = console.post("/admin/sinks/crm/pause", data={"csrf_token": form_token(console)})
+    assert response.status_code == 302
+    page = console.get("/admin/integrations").text
+    card = page.split('id="sink-crm"', 1)[1]
+    assert "crm paused" in page and "badge-paused" in card and "paused by an admin" in card
+    assert "Resume" in card
+
+
 def test_actions_refuse_a_post_without_the_csrf_token(console: Any) -> None:
-    for path in ("/admin/sinks/crm/test", "/admin/sinks/crm/resume", "/admin/sinks/crm/replay-failed",
+    for path in ("/admin/sinks/crm/test", "/admin/sinks/crm/resume", "/admin/sinks/crm/pause",
+                 "/admin/sinks/crm/replay-failed",
                  "/admin/deliveries/dlv_0/replay"):
         response = console.post(path)
         assert response.status_code == 400, path
