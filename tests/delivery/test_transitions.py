@@ -36,7 +36,7 @@ def attempt(status: str, now: int | None = None, lane: str = "", pause: str = ""
         last_error="" if status == "delivered" else "http_status: HTTP 503", retention_s=3600,
         circuit="success" if status == "delivered" else "failure", lane=lane, max_in_flight=10,
         failure_threshold=2, cooldown_ms=1000, max_cooldown_ms=4000, pause_reason=pause,
-        hour=time.strftime("%Y%m%d%H", time.gmtime()), stats_ttl_s=3600,
+        hour=time.strftime("%Y%m%d%H", time.gmtime()), latency_bucket="", stats_ttl_s=3600,
         failure_json=json.dumps({"id": f"dlv_{n}", "event": "ticket.created"}) if failed else "")
 
 
