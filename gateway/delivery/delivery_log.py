@@ -134,6 +134,21 @@ def list_deliveries(runtime: Runtime, sink: str | None = None, status: str | Non
     return found
 
 
+WAITING = ("pending", "retrying", "waiting")
+"""The statuses of deliveries that have not ended (what deleting their sink cancels)."""
+
+
+def count_by_status(runtime: Runtime, sink: str, statuses: tuple[str, ...] = WAITING) -> dict[str, int]:
+    """How many of ``sink``'s deliveries are in each of ``statuses`` now (a scan of its
+    deliveries within the retention: for one sink, on an admin's request)."""
+    counts = dict.fromkeys(statuses, 0)
+    for fields in iter_deliveries(runtime, sink):
+        status = fields.get("status", "")
+        if status in counts:
+            counts[status] += 1
+    return counts
+
+
 def get_delivery(runtime: Runtime, delivery_id: str) -> dict[str, Any] | None:
     """One delivery with every attempt (oldest first) and the payload it sends; None when
     unknown or expired."""
