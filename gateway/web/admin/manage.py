@@ -138,7 +138,8 @@ def integration_edit(name: str) -> Page | WerkzeugResponse:
         wanted = {k: v for k, v in wanted.items()
                   if not (v in (None, {}) and k in sink_type.secret_options)}
         wanted["events"] = values["events"]
-        patch = {k: v for k, v in wanted.items() if current.table.get(k) != v}
+        defaults = {item.name: item.default for item in options + advanced}
+        patch = {k: v for k, v in wanted.items() if current.table.get(k, defaults.get(k)) != v}
         saved = store.update(runtime(), name, patch, current_actor(), form.get("etag") or None)
     except sink_form.FormProblem as problem:
         return _refused(sink_type, options, advanced, {problem.name: [problem.message]}, values, name,

@@ -37,16 +37,8 @@ EXTRA_LIST_INPUTS = 2
 _SPLIT_NUMBERS = re.compile(r"[\s,;]+")
 _PATH_HEAD = re.compile(r"[.\[]")
 _INDEX = re.compile(r"\[(\d+)\]")
-_COMMON_HELP = {
-    "retry_schedule": "Seconds to wait before each retry, e.g. 5, 300, 1800. Write none for no retries.",
-    "max_in_flight": "Most deliveries sent to it at the same time.",
-    "timeout": "Seconds to wait for an answer before the attempt counts as failed.",
-    "rate_limit": "Most deliveries per second.",
-    "failure_threshold": "Failures in a row that open the circuit (deliveries then wait instead of failing).",
-    "ordering": "per_ticket: one ticket's events arrive in the order they happened.",
-}
-_COMMON_DEFAULTS = {"retry_schedule": "retry_schedule", "max_in_flight": "max_in_flight", "timeout": "timeout",
-                    "failure_threshold": "failure_threshold"}
+_DELIVERY_DEFAULTS = ("retry_schedule", "max_in_flight", "timeout", "failure_threshold")
+"""Common keys whose default is the ``[delivery]`` section's value of the same name."""
 
 
 @dataclasses.dataclass
@@ -65,6 +57,8 @@ class Input:
     value: Any = None
     """What the input shows: a string, a list of strings (list), a bool (checkbox)."""
     errors: list[str] = dataclasses.field(default_factory=list)
+    default: Any = None
+    """The value a sink without this key has (so an edit that leaves it so changes nothing)."""
 
     @property
     def values(self) -> list[str]:
@@ -85,6 +79,10 @@ class FormProblem(ValueError):
 
 def _label(name: str, field: fields.Field) -> str:
     return str(field.metadata.get("label") or name.replace("_", " ").capitalize())
+
+
+def _help(field: fields.Field) -> str:
+    return str(field.metadata.get("description") or field.metadata.get("help") or "")
 
 
 def _choices(field: fields.Field) -> tuple[str, ...]:
@@ -153,10 +151,10 @@ def option_inputs(sink_type: SinkType) -> list[Input]:
         kind = _kind(field, secret)
         default = _default(field)
         inputs.append(Input(name=name, label=_label(name, field), kind=kind, required=bool(field.required),
-                            help=str(field.metadata.get("description") or field.metadata.get("help") or ""),
+                            help=_help(field),
                             choices=_choices(field), secret=secret,
                             placeholder="" if secret else _placeholder(kind, default),
-                            value=bool(default) if kind == "checkbox" else None))
+                            value=bool(default) if kind == "checkbox" else None, default=default))
     return sorted(inputs, key=lambda i: not i.required)
 
 
@@ -167,11 +165,11 @@ def advanced_inputs(delivery: Any, sink_type: SinkType) -> list[Input]:
     for name in ADVANCED_KEYS:
         field = schema.fields[name]
         kind = _kind(field, False)
-        default: Any = getattr(delivery, _COMMON_DEFAULTS[name]) if name in _COMMON_DEFAULTS else _default(field)
+        default: Any = getattr(delivery, name) if name in _DELIVERY_DEFAULTS else _default(field)
         if name == "rate_limit":
             default = sink_type.default_rate_limit
         placeholder = _placeholder(kind, default) or ("none" if name in ("retry_schedule", "rate_limit") else "")
-        inputs.append(Input(name=name, label=_label(name, field), kind=kind, help=_COMMON_HELP.get(name, ""),
+        inputs.append(Input(name=name, label=_label(name, field), kind=kind, help=_help(field),
                             choices=_choices(field), placeholder=placeholder,
                             value=_default(field) if kind == "select" else None))
     return inputs
