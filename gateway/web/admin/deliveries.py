@@ -19,15 +19,22 @@ PAGE_SIZE = 50
 PERIODS = (("", "Any time"), ("1h", "In the last hour"), ("24h", "In the last 24 hours"),
            ("7d", "In the last 7 days"))
 _PERIOD_VALUES = {value for value, _ in PERIODS}
+NOW_FILTERS = {"in_flight": "being attempted now", "waiting": "waiting for their turn"}
 
 
 def _filters() -> dict[str, str]:
     """The list's filters from the query string; unknown values are dropped, not errors,
     since they come from the console's own select boxes (or an edited URL)."""
     rt = runtime()
-    wanted = {name: (request.args.get(name) or "").strip() for name in ("sink", "event", "status", "since")}
-    if wanted["sink"] not in rt.sinks:
+    wanted = {name: (request.args.get(name) or "").strip() for name in ("sink", "event", "status", "since", "now")}
+    # A deleted sink's deliveries stay in the log (cancelled ones, say) until they expire.
+    if wanted["sink"] not in rt.sinks and wanted["sink"] not in rt.integrations.deleted:
         wanted["sink"] = ""
+    # The integration card's "now" counts: pending deliveries being attempted, or not yet.
+    if wanted["now"] not in NOW_FILTERS or not wanted["sink"]:
+        wanted["now"] = ""
+    elif wanted["now"]:
+        wanted["status"] = "pending"
     if wanted["event"] not in rt.plugins.catalog:
         wanted["event"] = ""
     if wanted["status"] not in delivery_log.STATUSES:
@@ -50,17 +57,24 @@ def deliveries() -> str:
     limit = _limit()
     since = delivery_log.parse_since(filters["since"]) if "since" in filters else None
     # One more than shown tells whether a "Show more" link is needed.
+    keep = None
+    if "now" in filters:
+        attempting = delivery_log.in_flight_ids(rt, filters["sink"])
+        wanted = filters["now"] == "in_flight"
+        keep = lambda fields: (fields.get("id") in attempting) == wanted  # noqa: E731
     rows = delivery_log.list_deliveries(rt, sink=filters.get("sink"), status=filters.get("status"),
-                                       event=filters.get("event"), since=since, limit=limit + 1)
+                                       event=filters.get("event"), since=since, limit=limit + 1, keep=keep)
     choices = [  # (query parameter, label, [(value, text), ...]) for the filter form
-        ("sink", "Sink", [("", "All sinks")] + [(name, name) for name in rt.sinks]),
+        ("sink", "Sink", [("", "All sinks")] + [(name, name) for name in rt.sinks]
+         + ([(filters["sink"], f"{filters['sink']} (deleted)")] if filters.get("sink", "") not in rt.sinks
+            and filters.get("sink") else [])),
         ("event", "Event", [("", "All events")] + [(name, name) for name in rt.plugins.catalog.names()]),
         ("status", "Status", [("", "Any status")] + [(name, name) for name in delivery_log.STATUSES]),
         ("since", "Created", list(PERIODS)),
     ]
     return render_template("admin/deliveries.html", title="Deliveries", rows=rows[:limit],
                            more=len(rows) > limit and limit < delivery_log.MAX_LIMIT, limit=limit,
-                           filters=filters, choices=choices)
+                           filters=filters, choices=choices, now_label=NOW_FILTERS.get(filters.get("now", "")))
 
 
 def _delivery_or_404(delivery_id: str) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import Any
 from flask import abort, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from gateway.delivery import sink_state
+from gateway.delivery import delivery_log, sink_state
 from gateway.integrations import audit
 from gateway.publish import samples
 from gateway.redact import redact_url
@@ -20,6 +20,9 @@ from gateway.web.admin.blueprint import bp, config_name, runtime
 from gateway.web.auth import current_actor
 
 DEFAULT_TEST_EVENT = "ticket.created"
+RETRY_SCAN_LIMIT = 2000
+"""Deliveries of a sink looked at (newest first) to count those retrying now: past it, the
+card shows the count so far with a "+" rather than slowing the page down."""
 
 
 def subscriptions_of(sink: Any) -> list[dict[str, Any]] | None:
@@ -57,7 +60,9 @@ def integrations() -> str:
     for state in sink_state.sink_states(rt):
         sink_config = rt.sink_config(state["name"])
         retiring = [until for _, until in sink_config.retiring if until > now]
+        retrying, complete = delivery_log.count_by_status(rt, state["name"], ("retrying",), RETRY_SCAN_LIMIT)
         sinks.append({**state, "test_events": testable_events(sink_config, names),
+                      "retrying": retrying["retrying"], "retrying_complete": complete,
                       "subscriptions": subscriptions_of(rt.sinks.get(state["name"])),
                       "old_secret_until": max(retiring) if retiring else None})
     return render_template("admin/integrations.html", title="Integrations", sinks=sinks,

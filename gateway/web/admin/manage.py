@@ -182,7 +182,7 @@ def integration_delete(name: str) -> str | WerkzeugResponse:
     delete."""
     _stored_or_refuse(name)
     if request.method == "GET":
-        waiting = delivery_log.count_by_status(runtime(), name)
+        waiting, _ = delivery_log.count_by_status(runtime(), name)
         return render_template("admin/integration_delete.html", title=f"Delete {name}", sink=name,
                                waiting=waiting, total=sum(waiting.values()))
     cancelled = store.delete(runtime(), name, current_actor())

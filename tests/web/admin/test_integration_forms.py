@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from support.delivery import drain_queued
 from support.plugins import TicketDeskPlugin
-from support.servers import SinkServer
+from support.servers import Answer, SinkServer
 
 TOKEN = "integration-forms-admin-token-0123456789"
 FILE_SINK = "from-file"
@@ -307,3 +307,34 @@ def test_every_new_form_needs_sign_in_and_the_csrf_token(admin: Any, make_client
     for path in ("/admin/integrations/new", "/admin/receive", "/admin/audit", "/admin/integrations/crm/delete"):
         assert stranger.get(path).status_code == 302, path
     assert admin.get("/api/sinks/crm", headers={"Authorization": f"Bearer {TOKEN}"}).json["sink"]["enabled"]
+
+
+def card_counts(client: Any, sink: str) -> dict[str, tuple[str, str]]:
+    """The card's counts: label -> (number, the deliveries link behind it)."""
+    page = client.get("/admin/integrations").text
+    card = page[page.index(f'id="sink-{sink}"'):]
+    card = card[:card.index('<li class="card"') if '<li class="card"' in card else None]
+    found = re.findall(r'<a (?:class="[^"]*" )?href="([^"]+)"><strong>([^<]+)</strong>\s*([^<]+?)</a>', card)
+    return {label.strip(): (number, html.unescape(link)) for link, number, label in found}
+
+
+def listed_ids(client: Any, link: str) -> list[str]:
+    return re.findall(r'href="/admin/deliveries/(dlv_[0-9a-f]+)"', client.get(link).text)
+
+
+def test_card_counts_say_what_they_mean_and_link_to_exactly_those(admin: Any, sink: SinkServer) -> None:
+    add_webhook(admin, "crm", sink.url, ["ticket.created"], retry_schedule="3600")
+    sink.answer(Answer(500), Answer(200))
+    create_ticket(admin, "Will retry")
+    create_ticket(admin, "Will be delivered")
+    drain_queued(admin.application.extensions["gateway"])
+    create_ticket(admin, "Still waiting")
+    counts = card_counts(admin, "crm")
+    assert {label: number for label, (number, _) in counts.items()} == {
+        "waiting": "1", "retrying": "1", "in flight": "0", "delivered": "1", "failed finally": "0"}
+    assert len(listed_ids(admin, counts["waiting"][1])) == 1
+    assert len(listed_ids(admin, counts["retrying"][1])) == 1
+    assert listed_ids(admin, counts["in flight"][1]) == []
+    assert len(listed_ids(admin, counts["delivered"][1])) == 1
+    assert listed_ids(admin, counts["failed finally"][1]) == []
+    assert "waiting for their turn" in admin.get(counts["waiting"][1]).text
