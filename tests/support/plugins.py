@@ -101,3 +101,8 @@ class TicketDeskPlugin:
         register(SinkType(name="ticketdesk", options_schema=TicketDeskOptions, factory=EnvelopeSink,
                           description="Copies tickets to a TicketDesk inbox.",
                           secret_options=frozenset({"api_key"}), signs=True))
+
+
+ticketdesk_plugin = TicketDeskPlugin()
+"""What an entry point names (``support.plugins:ticketdesk_plugin``) for processes that
+discover the ``ticketdesk`` type the way a pip-installed plugin is found."""
