@@ -82,7 +82,10 @@ def integration_create(type_name: str) -> Page | WerkzeugResponse:
     values = {"name": form.get("name", "").strip(), "events": sink_form.events_sent(form),
               "enabled": "enabled" in form}
     try:
-        table = {key: value for key, value in _table_from(form, options + advanced).items() if value is not None}
+        defaults = {item.name: item.default for item in options + advanced}
+        # Only what differs from the defaults is stored (and audited), as a hand-written table would be.
+        table = {key: value for key, value in _table_from(form, options + advanced).items()
+                 if value is not None and value != defaults.get(key)}
         saved = store.create(runtime(), {"name": values["name"], "type": sink_type.name,
                                          "events": values["events"], "enabled": values["enabled"], **table},
                              current_actor())

@@ -154,7 +154,8 @@ def option_inputs(sink_type: SinkType) -> list[Input]:
                             help=_help(field),
                             choices=_choices(field), secret=secret,
                             placeholder="" if secret else _placeholder(kind, default),
-                            value=bool(default) if kind == "checkbox" else None, default=default))
+                            value=bool(default) if kind == "checkbox" else default if kind == "select" else None,
+                            default=default))
     return sorted(inputs, key=lambda i: not i.required)
 
 
@@ -171,7 +172,7 @@ def advanced_inputs(delivery: Any, sink_type: SinkType) -> list[Input]:
         placeholder = _placeholder(kind, default) or ("none" if name in ("retry_schedule", "rate_limit") else "")
         inputs.append(Input(name=name, label=_label(name, field), kind=kind, help=_help(field),
                             choices=_choices(field), placeholder=placeholder,
-                            value=_default(field) if kind == "select" else None))
+                            value=_default(field) if kind == "select" else None, default=_default(field)))
     return inputs
 
 
