@@ -42,7 +42,7 @@ from gateway.redact import (
     shown_url,
     sink_secret_values,
 )
-from gateway.sinks import DeliveryInfo, Outcome, OutcomeKind, Response, Sink, Target
+from gateway.sinks import DEFAULT_USER_AGENT, DeliveryInfo, Outcome, OutcomeKind, Response, Sink, Target
 from gateway.storage.connection import transient
 from gateway.storage.layout import AttemptRecord
 
@@ -202,10 +202,13 @@ class AttemptRunner:
         except Exception as exc:  # noqa: BLE001 - a plugin's bug is a failed attempt, not a dead worker
             return _plugin_bug(sink_config.name, delivery_id, "render", exc, secrets), None
         headers = dict(request.headers)
+        if not any(name.lower() == "user-agent" for name in headers):
+            # The guide's "all outgoing webhooks" header, rather than urllib3's own name.
+            headers["User-Agent"] = DEFAULT_USER_AGENT
         signing_secrets = sink_config.signing_secrets()
         if request.sign and signing_secrets:
             headers.update(signing.signature_headers(request.body, delivery_id, signing_secrets))
-            request = dataclasses.replace(request, headers=headers)
+        request = dataclasses.replace(request, headers=headers)
         shown = hide_headers(headers, secrets)
         request_view = {"method": request.method, "url": shown_url(request.url, carries_secret(request.url, secrets)),
                         "headers": shown}

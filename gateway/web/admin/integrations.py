@@ -17,6 +17,7 @@ from gateway.integrations import audit
 from gateway.publish import samples
 from gateway.redact import redact_url
 from gateway.web.admin.blueprint import bp, config_name, runtime
+from gateway.web.api.sinks import with_warnings
 from gateway.web.auth import current_actor
 
 DEFAULT_TEST_EVENT = "ticket.created"
@@ -61,7 +62,7 @@ def integrations() -> str:
         sink_config = rt.sink_config(state["name"])
         retiring = [until for _, until in sink_config.retiring if until > now]
         retrying, complete = delivery_log.count_by_status(rt, state["name"], ("retrying",), RETRY_SCAN_LIMIT)
-        sinks.append({**state, "test_events": testable_events(sink_config, names),
+        sinks.append({**with_warnings(state), "test_events": testable_events(sink_config, names),
                       "retrying": retrying["retrying"], "retrying_complete": complete,
                       "subscriptions": subscriptions_of(rt.sinks.get(state["name"])),
                       "old_secret_until": max(retiring) if retiring else None})
