@@ -53,7 +53,7 @@ def _render_form(sink_type: SinkType, options: list[sink_form.Input], advanced: 
                  editing: str | None = None, values: dict[str, Any] | None = None,
                  errors: dict[str, list[str]] | None = None, etag: str = "", status: int = 200) -> Page:
     page = render_template("admin/integration_form.html", title=f"Edit {editing}" if editing else
-                           f"Add a {sink_type.name} integration", sink_type=sink_type, options=options,
+                           f"Add a {sink_type.name.replace('_', ' ').capitalize()} integration", sink_type=sink_type, options=options,
                            advanced=advanced, event_types=_catalogue(), editing=editing,
                            values=values or {}, errors=errors or {}, etag=etag,
                            advanced_open=any(i.errors for i in advanced))
