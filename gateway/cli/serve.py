@@ -69,7 +69,7 @@ def check_data_dir(data_dir: str) -> None:
 
 def _redis_for(settings: Settings) -> tuple[str, Any]:
     """Where Redis is; the embedded server is started here (and returned, to be stopped)."""
-    url, embedded = redis_url_for(settings.redis_url, settings.data_dir)
+    url, embedded = redis_url_for(settings.redis_url, settings.data_dir, settings.embedded_fsync)
     if embedded is not None:
         try:
             embedded.start()
