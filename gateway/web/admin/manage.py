@@ -52,10 +52,11 @@ def _inputs(sink_type: SinkType) -> tuple[list[sink_form.Input], list[sink_form.
 def _render_form(sink_type: SinkType, options: list[sink_form.Input], advanced: list[sink_form.Input], *,
                  editing: str | None = None, values: dict[str, Any] | None = None,
                  errors: dict[str, list[str]] | None = None, etag: str = "", status: int = 200) -> Page:
-    page = render_template("admin/integration_form.html", title=f"Edit {editing}" if editing else
-                           f"Add a {sink_type.name.replace('_', ' ').capitalize()} integration", sink_type=sink_type, options=options,
-                           advanced=advanced, event_types=_catalogue(), editing=editing,
-                           values=values or {}, errors=errors or {}, etag=etag,
+    shown_type = sink_type.name.replace("_", " ").capitalize()
+    page = render_template("admin/integration_form.html",
+                           title=f"Edit {editing}" if editing else f"Add a {shown_type} integration",
+                           sink_type=sink_type, options=options, advanced=advanced, event_types=_catalogue(),
+                           editing=editing, values=values or {}, errors=errors or {}, etag=etag,
                            advanced_open=any(i.errors for i in advanced))
     return (page, status) if status != 200 else page
 
