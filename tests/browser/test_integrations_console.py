@@ -62,8 +62,9 @@ class Console:
 
 
 @pytest.fixture
-def console(tmp_path: Path, redis_url: str, entry_point_plugin: None) -> Iterator[Console]:
-    """A gateway with one sink from its config file (read-only in the console) and no other."""
+def console(tmp_path: Path, redis_url: str, redis_client: Any, entry_point_plugin: None) -> Iterator[Console]:
+    """A gateway with one sink from its config file (read-only in the console) and no other
+    (``redis_client`` flushes what earlier tests stored)."""
     config = {"gateway": {"admin_token": TOKEN}, "delivery": {"allow_private_networks": True},
               "sinks": [{"name": "ops-archive", "type": "generic_webhook", "events": ["ticket.resolved"],
                          "url": "https://archive.example.com/hooks/support-tickets/very-long-path-segment-0123456789"}]}
