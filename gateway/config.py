@@ -207,12 +207,18 @@ class SinkCommon(Schema):
     secret = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1))
     secrets = fields.List(fields.String(validate=validate.Length(min=1)), load_default=None, allow_none=True,
                           validate=validate.Length(min=1, max=5))
-    retry_schedule = RetrySchedule(load_default=None, allow_none=True)
-    max_in_flight = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=1, max=1000))
-    timeout = fields.Float(load_default=None, allow_none=True, validate=validate.Range(min=0.1, max=300))
-    failure_threshold = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=1))
-    rate_limit = fields.Float(load_default=None, allow_none=True, validate=validate.Range(min=0.01))
-    ordering = fields.String(load_default="none", validate=validate.OneOf(ORDERINGS))
+    retry_schedule = RetrySchedule(load_default=None, allow_none=True, metadata={
+        "description": "Seconds to wait before each retry, e.g. 5, 300, 1800. Write none for no retries."})
+    max_in_flight = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=1, max=1000),
+                                   metadata={"description": "Most deliveries sent to it at the same time."})
+    timeout = fields.Float(load_default=None, allow_none=True, validate=validate.Range(min=0.1, max=300),
+                           metadata={"description": "Seconds to wait for an answer before the attempt fails."})
+    failure_threshold = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=1), metadata={
+        "description": "Failures in a row that open the circuit (deliveries then wait instead of failing)."})
+    rate_limit = fields.Float(load_default=None, allow_none=True, validate=validate.Range(min=0.01),
+                              metadata={"description": "Most deliveries per second."})
+    ordering = fields.String(load_default="none", validate=validate.OneOf(ORDERINGS), metadata={
+        "description": "per_ticket: one ticket's events arrive in the order they happened."})
 
     @validates_schema
     def _one_secret_form(self, data: dict[str, Any], **kwargs: Any) -> None:

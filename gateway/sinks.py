@@ -54,6 +54,10 @@ def url_field(**kwargs: Any) -> fields.URL:
     return fields.URL(schemes={"http", "https"}, require_tld=False, **kwargs)
 
 
+DEFAULT_USER_AGENT = "AI-Support-Autoresponder/1.0"
+"""The product's ``User-Agent`` (the Webhooks Guide's header list): the core sends it with
+every request whose sink sets none."""
+
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
 """The client-error statuses the reference policy retries: a timeout, "too early", and
 "too many requests" mean "not now", not "never"."""

@@ -9,6 +9,7 @@ import click
 
 from gateway.cli.context import cli_plugins, cli_settings, config_option, echo_json, echo_table
 from gateway.config import Settings
+from gateway.integrations.validation import refused_destinations
 from gateway.redact import without_password
 from gateway.runtime import durability_of
 from gateway.signing import hex_signature
@@ -71,6 +72,11 @@ def config_check(file: str | None, offline: bool) -> None:
     settings = cli_settings(file)
     count = len(settings.sinks)
     click.echo(f"OK: {count} sink{'s' * (count != 1)} ({settings.source or 'built-in defaults'})")
+    plugins = cli_plugins()
+    for sink in settings.sinks if not offline else ():  # a host name means a DNS lookup
+        # Valid as a table, yet every delivery would be refused: say so now, not at the first ticket.
+        for option, message in refused_destinations(settings.delivery, plugins, sink.type, sink.options).items():
+            click.echo(f"warning: sinks.{sink.name}.{option}: {message}")
     if settings.secret is None:
         click.echo("note: gateway.secret is not set, so unsigned webhooks are accepted")
     if not offline and not _report_redis(settings):

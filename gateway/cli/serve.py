@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,36 @@ def _serve_options(f: F) -> F:
                         help="Address to listen on.")(f)
 
 
+def check_port(host: str, port: int) -> None:
+    """One clear line, before anything starts, when ``host:port`` cannot be listened on (else
+    gunicorn prints a banner's worth of retries and tracebacks)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As gunicorn binds: a port left in TIME_WAIT by a previous run is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise click.ClickException(f"port {port} is already in use on {host}: stop what is using it, or "
+                                           f"choose another port with --port") from None
+            raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}; "
+                                       "check --host and --port") from None
+
+
+def check_data_dir(data_dir: str) -> None:
+    """One clear line when the data directory (admin token, embedded Redis, metrics) cannot
+    be written, instead of a traceback from whichever writes first."""
+    path = Path(data_dir).expanduser()
+    try:
+        path = ensure_private_dir(path)  # 0700: it holds tickets and sink credentials
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise click.ClickException(f"the data directory {path.absolute()} is not writable ({exc.strerror or exc}): "
+                                   "fix its permissions, or set gateway.data_dir in the config") from None
+
+
 def _redis_for(settings: Settings) -> tuple[str, Any]:
     """Where Redis is; the embedded server is started here (and returned, to be stopped)."""
     url, embedded = redis_url_for(settings.redis_url, settings.data_dir, settings.embedded_fsync)
@@ -58,8 +91,10 @@ def _redis_for(settings: Settings) -> tuple[str, Any]:
 @config_option
 def web(host: str, port: int, web_workers: int) -> None:
     """Run the web server alone (gunicorn), e.g. on machines apart from the workers."""
-    settings = ensure_admin_token(cli_settings())
-    ensure_private_dir(settings.data_dir)
+    check_port(host, port)
+    settings = cli_settings()
+    check_data_dir(settings.data_dir)
+    settings = ensure_admin_token(settings)
     url, embedded = _redis_for(settings)
     # gunicorn's workers are forked from this process: they inherit where Redis and the config are.
     os.environ[environment.REDIS_URL] = url
@@ -84,8 +119,10 @@ def web(host: str, port: int, web_workers: int) -> None:
 def run(host: str, port: int, web_workers: int, workers: int) -> None:
     """Run everything: web server, delivery workers and (when no redis_url is configured)
     an embedded Redis, supervised together. Ctrl-C stops them all."""
-    settings = ensure_admin_token(cli_settings())
-    ensure_private_dir(settings.data_dir)
+    check_port(host, port)
+    settings = cli_settings()
+    check_data_dir(settings.data_dir)
+    settings = ensure_admin_token(settings)
     # Before anything starts, and before `env` is taken: web and worker processes share
     # metrics through this directory (PROMETHEUS_MULTIPROC_DIR).
     prepare_multiprocess_dir(default_multiprocess_dir(settings.data_dir))
@@ -113,8 +150,10 @@ def _banner(settings: Settings, host: str, port: int, redis_url: str, embedded: 
     shown_host = f"[{host}]" if ":" in host else host
     counts = (f"{web_workers} web worker{'s' * (web_workers != 1)}, "
               f"{workers} delivery worker{'s' * (workers != 1)}")
-    lines = [f"Ticket event gateway on http://{shown_host}:{port}  ({counts})",
-             f"  Receive:   POST http://{shown_host}:{port}/api/webhooks/receive"]
+    base = f"http://{shown_host}:{port}"
+    lines = [f"Ticket event gateway on {base}  ({counts})",
+             f"  Console:   {base}/admin  (sign in with the admin token: see Admin token below)",
+             f"  Receive:   POST {base}/api/webhooks/receive"]
     if embedded is not None:
         lines.append(f"  Redis:     embedded, data in {embedded.data_dir} (append-only file on)")
     else:
@@ -124,13 +163,18 @@ def _banner(settings: Settings, host: str, port: int, redis_url: str, embedded: 
             state = "" if sink.enabled else " (disabled)"
             lines.append(f"  Sink:      {sink.name} ({sink.type}) <- {', '.join(sink.events)}{state}")
     else:
-        lines.append("  Sinks:     none in the config file (add some: POST /api/sinks or `gateway sinks add`)")
+        lines.append(f"  Sinks:     none in the config file (add them in the console, {base}/admin/integrations/new,"
+                     " with POST /api/sinks or `gateway sinks add`)")
     lines.append(f"  Config:    {settings.source or 'built-in defaults'}")
     if settings.secret is None:
         lines.append("  Signing:   gateway.secret not set: unsigned webhooks are accepted unless a receive "
-                     "secret is set (POST /api/receive-secret/rotate)")
+                     f"secret is set (console: {base}/admin/receive)")
     if token_file.exists() and token_file.read_text().strip() == settings.admin_token:
+        lines.append(f"  Admin token: in {token_file.absolute()}  (show it: cat {token_file})")
         lines.append(f"  Admin API: Authorization: Bearer $(cat {token_file})")
+    elif settings.admin_tokens and not settings.admin_token:
+        lines.append("  Admin token: each admin's own, gateway.admin_tokens in the config")
     else:
+        lines.append(f"  Admin token: gateway.admin_token in {settings.source or 'the config'}")
         lines.append("  Admin API: Authorization: Bearer <gateway.admin_token from the config>")
     click.echo("\n".join(lines), err=True)

@@ -45,7 +45,7 @@ from gateway.redact import (
     shown_url,
     sink_secret_values,
 )
-from gateway.sinks import DeliveryInfo, Outcome, OutcomeKind, Response, Sink, Target
+from gateway.sinks import DEFAULT_USER_AGENT, DeliveryInfo, Outcome, OutcomeKind, Response, Sink, Target
 from gateway.storage.connection import transient
 from gateway.storage.layout import AttemptRecord
 from gateway.storage.scripts import Finished, parse_finished
@@ -206,10 +206,13 @@ class AttemptRunner:
         except Exception as exc:  # noqa: BLE001 - a plugin's bug is a failed attempt, not a dead worker
             return _plugin_bug(sink_config.name, delivery_id, "render", exc, secrets), None
         headers = dict(request.headers)
+        if not any(name.lower() == "user-agent" for name in headers):
+            # The guide's "all outgoing webhooks" header, rather than urllib3's own name.
+            headers["User-Agent"] = DEFAULT_USER_AGENT
         signing_secrets = sink_config.signing_secrets()
         if request.sign and signing_secrets:
             headers.update(signing.signature_headers(request.body, delivery_id, signing_secrets))
-            request = dataclasses.replace(request, headers=headers)
+        request = dataclasses.replace(request, headers=headers)
         shown = hide_headers(headers, secrets)
         hidden = sent_secrets(headers, secrets, request.url, shown)
         # The request as it went out, for the delivery log: the rendered body (a Slack

@@ -116,14 +116,18 @@ def count_indexed(runtime: Runtime, sink: str | None = None, since: datetime | N
 
 
 def list_deliveries(runtime: Runtime, sink: str | None = None, status: str | None = None,
-                    event: str | None = None, since: datetime | None = None, limit: int = 50) -> list[dict[str, Any]]:
-    """Deliveries newest first, filtered by sink, status, event name and creation time."""
+                    event: str | None = None, since: datetime | None = None, limit: int = 50,
+                    keep: Callable[[dict[str, str]], bool] | None = None) -> list[dict[str, Any]]:
+    """Deliveries newest first, filtered by sink, status, event name and creation time (and
+    by ``keep(stored hash)``, when given)."""
     found: list[dict[str, Any]] = []
     secrets: dict[str, list[str]] = {}
     for fields in iter_deliveries(runtime, sink, since):
         if status and fields.get("status") != status:
             continue
         if event and fields.get("event") != event:
+            continue
+        if keep is not None and not keep(fields):
             continue
         name = fields.get("sink", "")
         if name not in secrets:
@@ -132,6 +136,30 @@ def list_deliveries(runtime: Runtime, sink: str | None = None, status: str | Non
         if len(found) >= limit:
             break
     return found
+
+
+WAITING = ("pending", "retrying", "waiting")
+"""The statuses of deliveries that have not ended (what deleting their sink cancels)."""
+
+
+def count_by_status(runtime: Runtime, sink: str, statuses: tuple[str, ...] = WAITING,
+                    scan_limit: int | None = None) -> tuple[dict[str, int], bool]:
+    """How many of ``sink``'s deliveries are in each of ``statuses`` now, newest first, and
+    whether every one was looked at (False: the scan stopped after ``scan_limit``, so the
+    counts are a lower bound). A scan of the sink's delivery log: for one admin's page."""
+    counts = dict.fromkeys(statuses, 0)
+    for scanned, fields in enumerate(iter_deliveries(runtime, sink), start=1):
+        status = fields.get("status", "")
+        if status in counts:
+            counts[status] += 1
+        if scan_limit is not None and scanned >= scan_limit:
+            return counts, False
+    return counts, True
+
+
+def in_flight_ids(runtime: Runtime, sink: str) -> set[str]:
+    """The deliveries of ``sink`` being attempted right now."""
+    return {as_text(i) for i in runtime.redis.zrange(runtime.keys.inflight(sink), 0, -1)}
 
 
 def get_delivery(runtime: Runtime, delivery_id: str) -> dict[str, Any] | None:

@@ -94,6 +94,16 @@ def get(runtime: Runtime, name: str) -> SinkConfig:
     return config
 
 
+def stored(runtime: Runtime, name: str) -> StoredSink:
+    """The stored sink ``name`` as written (its table, secrets included: for editing it, never
+    for showing it). 409 for a file sink, 404 when there is none."""
+    _not_a_file_sink(runtime, name)
+    raw = runtime.redis.hget(runtime.keys.integrations, name)
+    if raw is None:
+        raise not_found(name)
+    return StoredSink.from_json(raw)
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 

@@ -46,6 +46,19 @@ def test_config_check_ok(tmp_path: Path) -> None:
     assert invoke("config", "check").stdout.startswith("OK: 2 sinks ")
 
 
+def test_config_check_warns_of_a_destination_deliveries_would_be_refused(tmp_path: Path) -> None:
+    loopback = sink_table("crm", url="http://127.0.0.1:9101/hooks")
+    path = write_config(tmp_path / "gateway.toml", {"sinks": [loopback]})
+    result = invoke("config", "check", "--offline", "--config", str(path))
+    assert result.exit_code == 0  # valid: a warning, not an error
+    assert result.stdout.startswith("OK: 1 sink ") and "warning" not in result.stdout  # --offline looks nothing up
+    result = invoke("config", "check", "--config", str(path))
+    assert "warning: sinks.crm.url: Deliveries there would be refused: 127.0.0.1" in result.stdout
+    assert "allow_private_networks" in result.stdout
+    write_config(path, {"delivery": {"allow_private_networks": True}, "sinks": [loopback]})
+    assert "warning" not in invoke("config", "check", "--config", str(path)).stdout
+
+
 def test_config_check_lists_each_bad_field_by_path(tmp_path: Path) -> None:
     path = write_config(tmp_path / "gateway.toml", {
         "gateway": {"secret": "${NOT_SET_ANYWHERE_1}", "colour": "red"},

@@ -9,6 +9,7 @@ import hmac
 import json
 import os
 import signal
+import socket
 import stat
 import threading
 import time
@@ -25,6 +26,7 @@ from support.processes import (
     alive,
     descendants,
     direct_children,
+    free_port,
     gateway_command,
     process_tree,
     start_gateway,
@@ -107,6 +109,9 @@ def test_gateway_run_serves_delivers_and_stops_everything(tmp_path: Path, receiv
         data = tmp_path / ".gateway"
         assert stat.S_IMODE(data.stat().st_mode) == 0o700
         assert {stat.S_IMODE(f.stat().st_mode) for f in data.rglob("*.aof*") if f.is_file()} == {0o600}
+        # A new admin is told where the console is and where its token is.
+        assert f"Console:   {run.url}/admin" in banner
+        assert f"Admin token: in {tmp_path / '.gateway' / 'admin_token'}" in banner
         embedded = connect(f"unix://{tmp_path / '.gateway' / 'redis.sock'}")
         assert embedded.config_get("appendonly") == {"appendonly": "yes"}
         embedded.close()
@@ -223,3 +228,29 @@ def test_gateway_run_restarts_the_embedded_redis_with_its_data(tmp_path: Path) -
         assert first.json()["ticket"]["id"] in ids
     finally:
         assert run.stop(signal.SIGINT, DEADLINE_S) == 0, run.output()
+
+
+# -- first-run mistakes: one clear line, nothing started ------------------------------------------
+
+@pytest.mark.parametrize("command", ["run", "web"])
+def test_a_port_in_use_is_one_line_naming_it_and_port_before_any_banner(tmp_path: Path, command: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = gateway_command(command, "--port", str(port), cwd=tmp_path)
+    assert done.returncode != 0
+    assert done.stderr.decode().strip() == (f"Error: port {port} is already in use on 127.0.0.1: stop what is "
+                                            "using it, or choose another port with --port")
+    assert done.stdout == b""
+    assert not (tmp_path / ".gateway" / "redis.sock").exists()  # nothing was started
+
+
+def test_an_unwritable_data_directory_is_one_line_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a directory")
+    write_config(tmp_path / "gateway.toml", {"gateway": {"data_dir": str(tmp_path / "a-file" / "data")}})
+    done = gateway_command("run", "--port", str(free_port()), cwd=tmp_path)
+    lines = done.stderr.decode().strip().splitlines()
+    assert done.returncode != 0 and len(lines) == 1, lines
+    assert lines[0].startswith(f"Error: the data directory {tmp_path / 'a-file' / 'data'} is not writable (")
+    assert "gateway.data_dir" in lines[0]

@@ -6,6 +6,9 @@
 * ``envelope`` (:class:`EnvelopeSinkPlugin`): POSTs the guide's envelope, signed.
 * ``keyed`` (:class:`KeyedSinkPlugin`): POSTs the event with its ``api_key`` option, a
   secret option, in the body (as some APIs want their key).
+* ``ticketdesk`` (:class:`TicketDeskPlugin`): a third party's sink type with one option of
+  every shape (a secret, a choice, a list, a number, a flag, a dict), for the console's
+  generated form; nothing in the console names it.
 * :class:`EventRecorder`: the names of the events published (what sinks are told about).
 """
 
@@ -14,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 
 from gateway import hookimpl
 from gateway.config import url_field
@@ -98,3 +101,35 @@ class EventRecorder:
     @hookimpl
     def event_published(self, event: Any, sinks: Any) -> None:
         self.names.append(event.name)
+
+
+class TicketDeskOptions(Schema):
+    """Options of every shape a plugin may declare, each with the metadata the console shows."""
+
+    region = fields.String(load_default="eu", validate=validate.OneOf(["eu", "us", "apac"]),
+                           metadata={"description": "Where your TicketDesk account lives."})
+    url = url_field(required=True, metadata={"label": "Inbox URL", "description": "The inbox that takes events."})
+    api_key = fields.String(required=True, validate=validate.Length(min=16),
+                            metadata={"description": "From TicketDesk's settings page."})
+    queues = fields.List(fields.String(validate=validate.Length(min=1, max=40)), load_default=list,
+                         metadata={"description": "Queues to copy each ticket to."})
+    priority_floor = fields.Integer(load_default=1, validate=validate.Range(min=1, max=5))
+    notify_agents = fields.Boolean(load_default=True)
+    tags = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
+
+
+class TicketDeskPlugin:
+    """Registers the ``ticketdesk`` sink type: a third party's, with a secret option."""
+
+    __name__ = "ticketdesk_plugin"
+
+    @hookimpl
+    def register_sink_types(self, register: Callable[[SinkType], None]) -> None:
+        register(SinkType(name="ticketdesk", options_schema=TicketDeskOptions, factory=EnvelopeSink,
+                          description="Copies tickets to a TicketDesk inbox.",
+                          secret_options=frozenset({"api_key"}), signs=True))
+
+
+ticketdesk_plugin = TicketDeskPlugin()
+"""What an entry point names (``support.plugins:ticketdesk_plugin``) for processes that
+discover the ``ticketdesk`` type the way a pip-installed plugin is found."""

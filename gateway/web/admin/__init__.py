@@ -8,10 +8,13 @@ events catalogue and the loaded plugins. Sign-in is with the admin token.
 from __future__ import annotations
 
 from gateway.web.admin import (  # noqa: F401  (attach their views and template helpers)
+    audit_log,
     catalogue,
     charts,
     deliveries,
     integrations,
+    manage,
+    receive_settings,
     signin,
     tickets,
 )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, cast
@@ -51,6 +52,12 @@ def wants_json() -> bool:
 def runtime() -> Any:
     """The process's :class:`gateway.runtime.Runtime`."""
     return current_app.extensions["gateway"]
+
+
+def config_name() -> str:
+    """The configuration file's name, as the console marks the sinks it defines."""
+    source = runtime().settings.source
+    return os.path.basename(str(source)) if source else "gateway.toml"
 
 
 @bp.record_once

@@ -19,6 +19,10 @@ def events() -> str:
 
 @bp.route("/plugins")
 def plugins() -> str:
-    """Loaded plugins (builtins carry the gateway's own version), and those that failed to load."""
-    return render_template("admin/plugins.html", title="Plugins", plugins=runtime().plugins.plugin_list(),
+    """Installed plugins first (those with sink types leading, failed ones included); the
+    core's builtin modules, which are plugins too, folded below them."""
+    listed = runtime().plugins.plugin_list()
+    installed = sorted((p for p in listed if not p.builtin), key=lambda p: (not p.sink_types, p.name))
+    builtin = [p for p in listed if p.builtin]
+    return render_template("admin/plugins.html", title="Plugins", plugins=installed, builtin=builtin,
                            gateway_version=gateway.__version__)

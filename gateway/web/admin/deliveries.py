@@ -5,6 +5,7 @@ failed one of a sink). Reads and replays go through
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,15 +24,22 @@ MAX_SEARCH = 200
 PERIODS = (("", "Any time"), ("1h", "In the last hour"), ("24h", "In the last 24 hours"),
            ("7d", "In the last 7 days"))
 _PERIOD_VALUES = {value for value, _ in PERIODS}
+NOW_FILTERS = {"in_flight": "being attempted now", "waiting": "waiting for their turn"}
 
 
 def _filters() -> dict[str, str]:
     """The list's filters from the query string; unknown values are dropped, not errors,
     since they come from the console's own select boxes (or an edited URL)."""
     rt = runtime()
-    wanted = {name: (request.args.get(name) or "").strip() for name in ("sink", "event", "status", "since")}
-    if wanted["sink"] not in rt.sinks:
+    wanted = {name: (request.args.get(name) or "").strip() for name in ("sink", "event", "status", "since", "now")}
+    # A deleted sink's deliveries stay in the log (cancelled ones, say) until they expire.
+    if wanted["sink"] not in rt.sinks and wanted["sink"] not in rt.integrations.deleted:
         wanted["sink"] = ""
+    # The integration card's "now" counts: pending deliveries being attempted, or not yet.
+    if wanted["now"] not in NOW_FILTERS or not wanted["sink"]:
+        wanted["now"] = ""
+    elif wanted["now"]:
+        wanted["status"] = "pending"
     if wanted["event"] not in rt.plugins.catalog:
         wanted["event"] = ""
     if wanted["status"] not in delivery_log.STATUSES:
@@ -46,12 +54,13 @@ def _limit() -> int:
     return min(int(raw), delivery_log.MAX_LIMIT) if raw.isdigit() and int(raw) > 0 else PAGE_SIZE
 
 
-def _chart_rows(filters: dict[str, str], since: datetime | None) -> list[dict[str, Any]]:
+def _chart_rows(filters: dict[str, str], since: datetime | None,
+                keep: Callable[[dict[str, Any]], bool] | None) -> list[dict[str, Any]]:
     """The filtered set's deliveries of the last 24 hours (the latest CHART_ROWS of them)."""
     day_ago = datetime.now(UTC) - timedelta(hours=24)
     return delivery_log.list_deliveries(runtime(), sink=filters.get("sink"), status=filters.get("status"),
                                         event=filters.get("event"), since=max(since or day_ago, day_ago),
-                                        limit=charts.CHART_ROWS)
+                                        limit=charts.CHART_ROWS, keep=keep)
 
 
 def _matches(row: dict[str, Any], filters: dict[str, str]) -> bool:
@@ -66,18 +75,26 @@ def deliveries() -> str:
     filters = _filters()
     limit = _limit()
     since = delivery_log.parse_since(filters["since"]) if "since" in filters else None
+    keep = None
+    if "now" in filters:  # "waiting" or "in_flight": the integration card's "now" counts
+        attempting = delivery_log.in_flight_ids(rt, filters["sink"])
+        in_flight_wanted = filters["now"] == "in_flight"
+        keep = lambda fields: (fields.get("id") in attempting) == in_flight_wanted  # noqa: E731
     wanted = (request.args.get("q") or "").strip()[:MAX_SEARCH]
     if wanted:
         filters["q"] = wanted
         rows = [row for row in delivery_log.find_deliveries(rt, wanted)
-                if _matches(row, filters) and (since is None or (to_datetime(row["created_at"]) or since) >= since)]
+                if _matches(row, filters) and (since is None or (to_datetime(row["created_at"]) or since) >= since)
+                and (keep is None or keep(row))]
     else:
         # One more than shown tells whether a "Show more" link is needed.
         rows = delivery_log.list_deliveries(rt, sink=filters.get("sink"), status=filters.get("status"),
-                                           event=filters.get("event"), since=since, limit=limit + 1)
-    chart = charts.deliveries_chart(rows if wanted or len(rows) <= limit else _chart_rows(filters, since))
+                                           event=filters.get("event"), since=since, limit=limit + 1, keep=keep)
+    chart = charts.deliveries_chart(rows if wanted or len(rows) <= limit else _chart_rows(filters, since, keep))
     choices = [  # (query parameter, label, [(value, text), ...]) for the filter form
-        ("sink", "Sink", [("", "All sinks")] + [(name, name) for name in rt.sinks]),
+        ("sink", "Sink", [("", "All sinks")] + [(name, name) for name in rt.sinks]
+         + ([(filters["sink"], f"{filters['sink']} (deleted)")] if filters.get("sink", "") not in rt.sinks
+            and filters.get("sink") else [])),
         ("event", "Event", [("", "All events")] + [(name, name) for name in rt.plugins.catalog.names()]),
         ("status", "Status", [("", "Any status")] + [(name, name) for name in delivery_log.STATUSES]),
         ("since", "Created", list(PERIODS)),
@@ -85,7 +102,8 @@ def deliveries() -> str:
     return render_template("admin/deliveries.html", title="Deliveries",
                            rows=delivery_log.with_tickets(rt, rows[:limit]),
                            more=len(rows) > limit and limit < delivery_log.MAX_LIMIT, limit=limit,
-                           filters=filters, choices=choices, chart=chart)
+                           filters=filters, choices=choices, chart=chart,
+                           now_label=NOW_FILTERS.get(filters.get("now", "")))
 
 
 def _delivery_or_404(delivery_id: str) -> dict[str, Any]:

@@ -1,23 +1,29 @@
-"""Settings → Integrations: every configured sink (read-only: the config file stays the
-source of truth) with its state and last-24-hour counts; resume a paused sink; send a test
-event; Zapier subscriptions. State, resume and test events go through
-:mod:`gateway.delivery.sink_state`, the same functions as ``/api/sinks`` and the CLI."""
+"""Settings → Integrations: every sink (the config file's, read-only, and those added here or
+through the API) with its state and counts; resume a paused sink; send a test event; Zapier
+subscriptions. State, resume and test events go through :mod:`gateway.delivery.sink_state`,
+the same functions as ``/api/sinks`` and the CLI; adding, changing and deleting are in
+:mod:`gateway.web.admin.manage`."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from flask import abort, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from gateway.delivery import sink_state
+from gateway.delivery import delivery_log, sink_state
 from gateway.events import Catalog
 from gateway.publish import samples, system_events
 from gateway.redact import redact_url
-from gateway.web.admin.blueprint import bp, runtime
+from gateway.web.admin.blueprint import bp, config_name, runtime
+from gateway.web.api.sinks import with_warnings
 from gateway.web.auth import current_actor
 
 DEFAULT_TEST_EVENT = "ticket.created"
+RETRY_SCAN_LIMIT = 2000
+"""Deliveries of a sink looked at (newest first) to count those retrying now: past it, the
+card shows the count so far with a "+" rather than slowing the page down."""
 
 
 def subscriptions_of(sink: Any) -> list[dict[str, Any]] | None:
@@ -49,13 +55,19 @@ def index() -> WerkzeugResponse:
 def integrations() -> str:
     """All sinks, as cards with their state, counts and actions."""
     rt = runtime()
+    rt.refresh()  # another process (or the API) may have changed them
     sinks = []
+    now = time.time()
     for state in sink_state.sink_states(rt):
         sink_config = rt.sink_config(state["name"])
-        sinks.append({**state, "test_events": testable_events(sink_config, rt.plugins.catalog),
-                      "subscriptions": subscriptions_of(rt.sinks.get(state["name"]))})
+        retiring = [until for _, until in sink_config.retiring if until > now]
+        retrying, complete = delivery_log.count_by_status(rt, state["name"], ("retrying",), RETRY_SCAN_LIMIT)
+        sinks.append({**with_warnings(state), "test_events": testable_events(sink_config, rt.plugins.catalog),
+                      "retrying": retrying["retrying"], "retrying_complete": complete,
+                      "subscriptions": subscriptions_of(rt.sinks.get(state["name"])),
+                      "old_secret_until": max(retiring) if retiring else None})
     return render_template("admin/integrations.html", title="Integrations", sinks=sinks,
-                           source=rt.settings.source)
+                           source=rt.settings.source, source_name=config_name())
 
 
 def _known_sink(name: str) -> None:

@@ -157,6 +157,9 @@ COMPONENT_SCHEMAS: dict[str, dict[str, Any]] = {
             "counts": {"type": "object", "properties": {
                 "queued": {"type": "integer"}, "in_flight": {"type": "integer"},
                 "last_24h": {"type": "object", "additionalProperties": {"type": "integer"}}}},
+            "warnings": {"type": "array", "items": _STRING, "description": "Problems with a config-file "
+                         "sink that deliveries would meet, e.g. \"url: Deliveries there would be refused: "
+                         "127.0.0.1 is a loopback address; ...\" while delivery.allow_private_networks is off."},
         },
     },
     "SinkCreate": {

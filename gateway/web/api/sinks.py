@@ -27,6 +27,7 @@ from gateway.delivery import sink_state
 from gateway.errors import ApiError
 from gateway.events import UnknownEvent
 from gateway.integrations import store
+from gateway.integrations.validation import destination_warnings
 from gateway.publish import samples, system_events
 from gateway.web.auth import current_actor, require_admin
 from gateway.web.bodies import json_object_body, load_or_422, optional_object_body, parse_json, read_body
@@ -34,6 +35,7 @@ from gateway.web.bodies import json_object_body, load_or_422, optional_object_bo
 bp = Blueprint("sinks", __name__)
 DEFAULT_TEST_EVENT = "ticket.created"
 MAX_NAME_LENGTH = 100
+_WARNINGS_KEY = "gateway.file_sink_warnings"
 
 
 def _sink_not_found(name: str) -> ApiError:
@@ -51,12 +53,32 @@ def _runtime() -> Any:
     return current_app.extensions["gateway"]
 
 
+def file_sink_warnings() -> dict[str, list[str]]:
+    """What is wrong with the config file's sinks that the file's validation cannot say:
+    destinations the SSRF guard will refuse (a loopback URL while
+    ``delivery.allow_private_networks`` is off). Worked out once per process (the file's
+    sinks are fixed for its life; a host name costs a DNS lookup). Sinks stored through
+    this API are refused on save instead (422)."""
+    app = current_app
+    found: dict[str, list[str]] | None = app.extensions.get(_WARNINGS_KEY)
+    if found is None:
+        runtime = _runtime()
+        found = {config.name: destination_warnings(runtime, config) for config in runtime.settings.sinks}
+        app.extensions[_WARNINGS_KEY] = found
+    return found
+
+
+def with_warnings(state: dict[str, Any]) -> dict[str, Any]:
+    """A listed sink with its ``warnings`` (always a list)."""
+    return {**state, "warnings": file_sink_warnings().get(state["name"], []) if state["source"] == "config" else []}
+
+
 def _shown(name: str) -> dict[str, Any]:
     """A sink with its state and counts, as GET /api/sinks lists it."""
     states = sink_state.sink_states(_runtime(), [name])
     if not states:
         raise _sink_not_found(name)
-    return states[0]
+    return with_warnings(states[0])
 
 
 def _answer(saved: store.Saved, status: int = 200, **extra: Any) -> tuple[Response, int]:
@@ -94,7 +116,7 @@ def list_sinks() -> Response:
     """
     runtime = _runtime()
     runtime.refresh()
-    return jsonify({"sinks": sink_state.sink_states(runtime)})
+    return jsonify({"sinks": [with_warnings(state) for state in sink_state.sink_states(runtime)]})
 
 
 @bp.post("/api/sinks")

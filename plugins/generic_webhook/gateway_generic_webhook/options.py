@@ -39,11 +39,14 @@ RESERVED_HEADERS = {
 class GenericWebhookOptions(Schema):
     """``url`` (required), optional static ``headers`` and ``user_agent``."""
 
-    url = url_field(required=True)
+    url = url_field(required=True, metadata={"label": "Webhook URL",
+                                             "description": "Your endpoint: each event is POSTed there as JSON."})
     headers = fields.Dict(keys=fields.String(validate=HEADER_NAME), values=fields.String(validate=HEADER_VALUE),
-                          load_default=dict, validate=validate.Length(max=50))
+                          load_default=dict, validate=validate.Length(max=50),
+                          metadata={"description": "Extra headers sent with every request, e.g. your API key."})
     user_agent = fields.String(load_default=DEFAULT_USER_AGENT,
-                               validate=[validate.Length(min=1, max=200), HEADER_VALUE])
+                               validate=[validate.Length(min=1, max=200), HEADER_VALUE],
+                               metadata={"label": "User-Agent"})
 
     @validates_schema
     def _no_reserved_headers(self, data: dict[str, Any], **kwargs: Any) -> None:

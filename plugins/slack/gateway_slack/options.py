@@ -14,10 +14,14 @@ class SlackOptions(Schema):
     """``url`` is the incoming webhook URL Slack gives you (a secret: keep it out of the
     file with ``url = "${SLACK_WEBHOOK_URL}"``)."""
 
-    url = url_field(required=True)
-    channel = fields.String(load_default=None, validate=validate.Length(min=1, max=80))
-    username = fields.String(load_default=None, validate=validate.Length(min=1, max=80))
+    url = url_field(required=True, metadata={
+        "label": "Webhook URL", "description": "The incoming webhook URL Slack gives you."})
+    channel = fields.String(load_default=None, validate=validate.Length(min=1, max=80),
+                            metadata={"description": "e.g. #support; blank: the webhook's own channel."})
+    username = fields.String(load_default=None, validate=validate.Length(min=1, max=80),
+                             metadata={"description": "The name messages are posted under."})
     icon_emoji = fields.String(load_default=None, validate=validate.Regexp(
-        r"^:[a-z0-9_+'-]+:$", error="Use an emoji code such as :ticket:."))
+        r"^:[a-z0-9_+'-]+:$", error="Use an emoji code such as :ticket:."), metadata={"description": "e.g. :ticket:"})
     mention = fields.Dict(keys=fields.String(validate=EVENT_OR_STAR),
-                          values=fields.String(validate=validate.Length(min=1, max=200)), load_default=dict)
+                          values=fields.String(validate=validate.Length(min=1, max=200)), load_default=dict,
+                          metadata={"description": "Who to mention per event, e.g. ticket.escalated: <!here>"})

@@ -67,6 +67,7 @@ def test_tickets_become_slack_messages_at_about_one_per_second(gateway, recordin
     [first] = [r for r in slack.requests if "Printer on fire" in r.json()["text"]]
     message = first.json()
     assert first.headers["Content-Type"].startswith("application/json")
+    assert first.headers["User-Agent"] == "AI-Support-Autoresponder/1.0"  # the product's, not urllib3's
     assert message["username"] == "Support"
     assert message["text"] == f"New ticket: {ticket['ticket_number']}: Printer on fire"
     [attachment] = message["attachments"]

@@ -43,8 +43,10 @@ class ZapierOptions(Schema):
     them apart. ``create_tickets`` lets those keys create tickets (the "Create ticket"
     action). ``events`` (a common option) limits which events may be subscribed."""
 
-    api_keys = fields.List(ApiKey(), load_default=list, validate=validate.Length(max=20))
-    create_tickets = fields.Boolean(load_default=True)
+    api_keys = fields.List(ApiKey(), load_default=list, validate=validate.Length(max=20), metadata={
+        "label": "API keys", "description": f"Keys a Zap may use (X-API-Key), {MIN_KEY} to {MAX_KEY} characters."})
+    create_tickets = fields.Boolean(load_default=True,
+                                    metadata={"description": "Let these keys create tickets."})
 
     @validates_schema
     def _distinct(self, data: dict[str, Any], **kwargs: Any) -> None:

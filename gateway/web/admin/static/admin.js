@@ -43,3 +43,64 @@
     for (var i = 0; i < regions.length; i++) { watch(regions[i]); }
   });
 })();
+
+// Copy buttons (shown only when this script runs) and the integration form's helpers:
+// "Add another" for list options, and "All events" unticking the single events.
+(function () {
+  "use strict";
+
+  function copy(button) {
+    var target = document.getElementById(button.getAttribute("data-copy"));
+    var status = document.querySelector('[data-copy-status="' + button.getAttribute("data-copy") + '"]');
+    if (!target) { return; }
+    var text = target.textContent;
+    function done(message) { if (status) { status.textContent = message; } }
+    function fallback() {
+      var range = document.createRange();
+      range.selectNodeContents(target);
+      var selection = window.getSelection();
+      selection.removeAllRanges();
+      selection.addRange(range);
+      done(document.execCommand && document.execCommand("copy") ? "Copied." : "Selected: press Ctrl+C to copy.");
+    }
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(function () { done("Copied."); }, fallback);
+    } else {
+      fallback();
+    }
+  }
+
+  function addInput(button) {
+    var box = button.parentNode;
+    var inputs = box.querySelectorAll("input");
+    var last = inputs[inputs.length - 1];
+    var copyOf = last.cloneNode(false);
+    copyOf.value = "";
+    copyOf.removeAttribute("id");
+    copyOf.setAttribute("aria-label", (last.getAttribute("aria-label") || "").replace(/\d+$/, String(inputs.length + 1)));
+    box.insertBefore(copyOf, button);
+    copyOf.focus();
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var i;
+    var buttons = document.querySelectorAll("[data-copy], [data-add-input]");
+    for (i = 0; i < buttons.length; i++) {
+      buttons[i].hidden = false;
+      buttons[i].addEventListener("click", function (event) {
+        var button = event.currentTarget;
+        if (button.hasAttribute("data-copy")) { copy(button); } else { addInput(button); }
+      });
+    }
+    var all = document.querySelector("[data-all-events]");
+    var single = document.querySelectorAll("[data-event]");
+    if (all) {
+      all.addEventListener("change", function () {
+        if (all.checked) { for (var j = 0; j < single.length; j++) { single[j].checked = false; } }
+      });
+      for (i = 0; i < single.length; i++) {
+        single[i].addEventListener("change", function (event) { if (event.target.checked) { all.checked = false; } });
+      }
+    }
+  });
+})();
