@@ -110,7 +110,7 @@ class OutgoingRequest:
     @staticmethod
     def json_body(payload: Any) -> bytes:
         """Compact JSON bytes, as the guide's ``JSON.stringify`` would produce."""
-        return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -283,11 +283,14 @@ class SinkContext:
         storage and ``ticket.created`` event with its deliveries, in one write. ``source``
         says who created it (``"zapier"``; the ticket's ``source``). An
         ``idempotency_key`` seen before from the same source (within
-        ``gateway.idempotency_ttl``) creates nothing and returns the first ticket with
-        ``replayed=True``; keys of different sources never collide.
+        ``gateway.idempotency_ttl``) with the same ``fields`` creates nothing and returns
+        the first ticket with ``replayed=True``; with other fields it is refused (422
+        ``idempotency_key_reused``, nothing of the first ticket shown); keys of different
+        sources never collide.
 
         Raises :class:`ApiError`, ready for an endpoint to let through: 422
-        ``validation_failed`` with one message list per field, 400
+        ``validation_failed`` with one message list per field, 422
+        ``idempotency_key_reused``, 400
         ``idempotency_key_invalid`` (empty, or over 255 characters), 503
         ``storage_unavailable`` when Redis is down (nothing was stored)."""
         return self._services().create_ticket(fields, source, idempotency_key)
