@@ -32,6 +32,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from gateway.config import DEFAULT_ADMIN
 from gateway.errors import ApiError, http_error, redis_unavailable
+from gateway.logs import escape_unprintable
 from gateway.web.admin import security
 from gateway.web.auth import ACTOR_KEY
 
@@ -130,8 +131,18 @@ def format_iso(value: Any) -> str:
 
 @bp.app_template_filter("pretty_json")
 def pretty_json(value: Any) -> str:
-    """Indented JSON for a ``<pre>`` block."""
-    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False)
+    """Indented JSON for a ``<pre>`` block, with control and bidi characters escaped (see
+    :func:`visible`)."""
+    return escape_unprintable(json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False), multiline=True)
+
+
+@bp.app_template_filter("visible")
+def visible(value: Any, multiline: bool = False) -> str:
+    """Text that came from outside (a ticket's fields, a destination's answer) as it may be
+    shown: control characters and bidirectional overrides (U+202E turns ``exe.txt`` into
+    what looks like ``txt.exe``) written as escapes, so the page shows what is stored.
+    ``multiline`` keeps line feeds and tabs, for ``<pre>`` blocks."""
+    return escape_unprintable(str(value), multiline=multiline)
 
 
 def to_datetime(value: Any) -> datetime | None:

@@ -15,7 +15,7 @@ from gateway.delivery import delivery_log
 from gateway.runtime import Runtime
 from gateway.web.app import create_app
 
-TOKEN = "admin-token-for-tests"
+TOKEN = "admin-token-for-tests-0123456789"
 SINK_SECRET = "sink-secret-value"
 SINK_PLUGIN = PlainSinkPlugin()  # the engine tests' minimal sink type, "plain"
 
@@ -113,7 +113,8 @@ def test_session_works_across_processes_sharing_the_token(make_runtime: Any) -> 
     second.set_cookie("gateway_admin", cookie.value)
     assert second.get("/admin/integrations").status_code == 200
 
-    rotated = create_app(make_runtime(config(admin_token="a-new-admin-token"), [SINK_PLUGIN])).test_client()
+    rotated = create_app(make_runtime(config(admin_token="a-new-admin-token-0123456789abcd"),
+                                      [SINK_PLUGIN])).test_client()
     rotated.set_cookie("gateway_admin", cookie.value)
     assert rotated.get("/admin/integrations").status_code == 302
 
@@ -365,3 +366,16 @@ def test_stylesheet_and_script_are_served_without_a_session(client: Any) -> None
     assert css.status_code == 200 and css.mimetype == "text/css" and ":focus-visible" in css.text
     script = client.get("/admin/static/admin.js")
     assert script.status_code == 200 and "data-poll-url" in script.text
+
+
+def test_bidi_overrides_and_control_characters_in_ticket_data_are_shown_escaped(console: Any,
+                                                                                 sink: SinkServer) -> None:
+    # Issue 13: a U+202E in a ticket field made "invoice_exe.pdf" display as "invoice_fdp.exe".
+    sink.answer(Answer(status=503, body="answer \u202eevil\x1b[2J\nsecond line".encode()))
+    create_ticket(console, "invoice_\u202efdp.exe\x07")
+    drain(console)
+    delivery_id = listed_ids(console, "event=ticket.created")[0]
+    page = console.get(f"/admin/deliveries/{delivery_id}").text
+    assert "\u202e" not in page and "\x07" not in page and "\x1b" not in page
+    assert "invoice_\\u202efdp.exe\\u0007" in page  # the payload (JSON escapes C0 itself), made visible
+    assert "answer \\u202eevil\\x1b[2J\nsecond line" in page  # the response excerpt keeps its lines
