@@ -5,6 +5,7 @@ and the test fixtures."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +14,7 @@ from marshmallow import Schema, ValidationError
 from gateway.delivery.ssrf import destination_refusal
 from gateway.errors import ApiError
 from gateway.publish.schemas import TicketCreateData
-from gateway.publish.tickets import create_ticket
+from gateway.publish.tickets import body_digest, create_ticket
 from gateway.sinks import CreatedTicket, DestinationRefused
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -57,7 +58,11 @@ class RuntimeServices:
         except ValidationError as exc:
             raise ApiError(422, "validation_failed", "The ticket has invalid fields.", exc.messages_dict) from None
         key = source_key(source, idempotency_key) if idempotency_key is not None else None
-        published = create_ticket(self.runtime, data, key, source)
+        # What the plugin was sent, in one canonical form: the same fields in another order
+        # or spacing are the same request; other fields under the same key are refused.
+        digest = body_digest(json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                                        default=str).encode("utf-8")) if key else ""
+        published = create_ticket(self.runtime, data, key, source, body_hash=digest)
         return CreatedTicket(ticket=published.ticket or {}, replayed=published.replayed)
 
     def ticket_schema(self) -> Schema:

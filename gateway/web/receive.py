@@ -6,7 +6,8 @@ not Flask's request machinery. The contract is the guide's, checked in this orde
 method (405) -> media type (415) -> body size (413) -> signature over the raw bytes (401)
 -> JSON (400) -> event name (400) -> schema (422, one message list per dotted path) ->
 Idempotency-Key (400) -> one atomic write (201), or 200 with the original ticket when the
-Idempotency-Key / webhook-id was seen within ``idempotency_ttl``; 503 when Redis is down
+Idempotency-Key / webhook-id was seen within ``idempotency_ttl`` with the same body (422
+``idempotency_key_reused`` with another body); 503 when Redis is down
 (``storage_unavailable``) or, with ``durability = "replicated"``, when the replicas did not
 confirm the write in time (``replication_timeout``).
 
@@ -31,7 +32,7 @@ from werkzeug.wsgi import get_input_stream
 from gateway import signing
 from gateway.errors import ApiError, http_error, internal_error, redis_unavailable, replication_timeout, too_large
 from gateway.publish.schemas import ReceiveBody, TicketCreateData
-from gateway.publish.tickets import create_ticket
+from gateway.publish.tickets import body_digest, create_ticket
 from gateway.storage.replication import ReplicationTimeout
 from gateway.web.bodies import NOT_JSON, idempotency_key, is_json, load_or_422, parse_json
 from gateway.web.instrumentation import ROUTE_KEY
@@ -48,23 +49,24 @@ INCOMING_EVENTS = ("ticket.create",)
 StartResponse = Callable[..., Any]
 
 
-def verify_request_signature(body: bytes, headers: Any, secrets: Sequence[str], tolerance: int) -> None:
+def verify_request_signature(body: bytes, headers: Any, secrets: Sequence[str], tolerance: int) -> str | None:
     """Accept the guide's X-Webhook-Signature, or Standard Webhooks headers, made with any of
     ``secrets`` (the current receive secret, and during a rotation's overlap the previous
-    one); else 401."""
+    one); else 401. Returns the signed ``webhook-id`` of a Standard Webhooks request (None
+    for X-Webhook-Signature, which signs no id)."""
     hex_header = headers.get("X-Webhook-Signature")
     if hex_header is not None:
         if not signing.verify_hex_signature(body, hex_header, secrets):
             raise ApiError(401, "signature_invalid",
                            "X-Webhook-Signature does not match the body: sign the exact bytes you send with "
                            "HMAC-SHA256 and the shared secret, hex-encoded.")
-        return
+        return None
     if headers.get("webhook-signature") is not None:
         try:
             signing.verify_standard(body, headers, secrets, tolerance)
         except signing.StandardVerifyError as exc:
             raise ApiError(401, exc.code, str(exc)) from None
-        return
+        return str(headers.get("webhook-id"))
     raise ApiError(401, "signature_missing", "A webhook secret is configured: send X-Webhook-Signature "
                    "(hex HMAC-SHA256 of the body) or Standard Webhooks headers.")
 
@@ -72,9 +74,12 @@ def verify_request_signature(body: bytes, headers: Any, secrets: Sequence[str], 
 def accept(body: bytes, headers: Any, secrets: Sequence[str], tolerance: int) -> tuple[dict[str, Any], str | None]:
     """Every check after the media type, in the documented order: signature (401; none when
     ``secrets`` is empty), JSON (400), event name (400), schema (422), Idempotency-Key (400).
-    Returns the validated ticket data and the idempotency key; raises :class:`ApiError`."""
-    if secrets:
-        verify_request_signature(body, headers, secrets, tolerance)
+    Returns the validated ticket data and the idempotency key; raises :class:`ApiError`.
+
+    A signed ``webhook-id`` is the idempotency key, whatever ``Idempotency-Key`` says: the
+    header is not signed, so a captured request replayed with a fresh one is still the
+    same message (the original ticket, not a new one)."""
+    signed_id = verify_request_signature(body, headers, secrets, tolerance) if secrets else None
     doc = parse_json(body)
     if not isinstance(doc, dict):
         raise ApiError(400, "malformed_json", 'The body must be a JSON object: {"event": ..., "data": {...}}.')
@@ -83,7 +88,7 @@ def accept(body: bytes, headers: Any, secrets: Sequence[str], tolerance: int) ->
         raise ApiError(400, "unknown_event", f"Unknown event {envelope['event'][:100]!r}; "
                        f"accepted: {', '.join(INCOMING_EVENTS)}.", {"event": ["Unknown event."]})
     data = load_or_422(TICKET_DATA, envelope["data"], prefix="data")
-    return data, idempotency_key(headers)
+    return data, idempotency_key(headers, signed_id)
 
 
 class ReceiveApp:
@@ -147,7 +152,7 @@ class ReceiveApp:
             if runtime.integrations.receive_secrets():
                 verify_request_signature(body, headers, runtime.integrations.receive_secrets(), tolerance)
 
-        return create_ticket(runtime, data, key, recheck=recheck)
+        return create_ticket(runtime, data, key, recheck=recheck, body_hash=body_digest(body) if key else "")
 
     def _answer(self, start_response: StartResponse, status: int, doc: Any,
                 headers: Iterable[tuple[str, str]]) -> Iterable[bytes]:
@@ -187,8 +192,11 @@ def receive_operation() -> None:
         When `gateway.secret` is set the request must carry `X-Webhook-Signature` (hex
         HMAC-SHA256 of the raw body, keyed with the secret) or Standard Webhooks headers
         (`webhook-id`, `webhook-timestamp`, `webhook-signature`). An `Idempotency-Key` (else
-        `webhook-id`) seen within `idempotency_ttl` returns the original ticket with 200 and
-        `Idempotent-Replayed: true`; nothing new is stored or published.
+        `webhook-id`) seen within `idempotency_ttl` with the same body returns the original
+        ticket with 200 and `Idempotent-Replayed: true`; nothing new is stored or published.
+        The same key with a different body is refused: 422 `idempotency_key_reused`, with
+        nothing of the original. A signed `webhook-id` (Standard Webhooks) is the key
+        whatever `Idempotency-Key` says.
       security: [{}, {webhookSignature: []}]
       parameters:
         - name: Idempotency-Key
