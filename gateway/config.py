@@ -41,6 +41,8 @@ ADMIN_NAME = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$",
 DEFAULT_ADMIN = "admin"
 """The identity of the single ``admin_token`` (and of the generated one) in the audit log."""
 DEFAULT_ROTATION_OVERLAP = 86_400
+MIN_ADMIN_TOKEN = 32
+"""The shortest ``admin_token`` (and ``admin_tokens`` token) accepted."""
 ORDERINGS = ("none", "per_ticket")
 """Values of a sink's ``ordering`` option: ``none`` (deliveries are independent) or
 ``per_ticket`` (one sink's deliveries of one ticket arrive in the order they were published;
@@ -60,7 +62,7 @@ class AdminTokenSchema(Schema):
         unknown = RAISE
 
     name = fields.String(required=True, validate=ADMIN_NAME)
-    token = fields.String(required=True, validate=validate.Length(min=32))
+    token = fields.String(required=True, validate=validate.Length(min=MIN_ADMIN_TOKEN))
 
 
 class GatewaySection(Schema):
@@ -69,7 +71,10 @@ class GatewaySection(Schema):
 
     redis_url = fields.String(load_default=None, allow_none=True)
     secret = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1))
-    admin_token = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=8))
+    # As long as a generated one: the throttle slows guessing, the length makes it hopeless.
+    admin_token = fields.String(load_default=None, allow_none=True, validate=validate.Length(
+        min=MIN_ADMIN_TOKEN, error=f"Use at least {MIN_ADMIN_TOKEN} characters (e.g. the output of "
+                                   "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`)."))
     public_url = url_field(load_default=None, allow_none=True)
     max_body_bytes = fields.Integer(load_default=1_048_576, validate=validate.Range(min=1024, max=64 * 1_048_576))
     key_prefix = fields.String(load_default="gw:", validate=validate.Length(min=1, max=32))

@@ -23,7 +23,7 @@ ARTIFACTS = ROOT / "test-artifacts" / "admin"
 CHROMIUM = os.environ.get("GATEWAY_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
-ADMIN_TOKEN = "browser-test-admin-token"
+ADMIN_TOKEN = "browser-test-admin-token-0123456"
 DEADLINE_S = 30.0
 
 

@@ -18,7 +18,7 @@ from gateway.storage.connection import EmbeddedRedis
 from gateway.web.app import create_app
 from gateway.web.auth_throttle import FAILURE_LIMIT, WINDOW_SECONDS
 
-TOKEN = "admin-token-for-throttle-tests"
+TOKEN = "admin-token-for-throttle-tests-0123456"
 WRONG = "not-the-admin-token"
 GUESSER = "203.0.113.7"
 NEIGHBOUR = "203.0.113.8"

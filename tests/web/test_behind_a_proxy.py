@@ -41,11 +41,12 @@ def test_access_lines_name_the_client_only_behind_trusted_proxies(
 
 
 def test_metrics_need_the_metrics_token_when_one_is_set(make_client: Any) -> None:
-    client = make_client({"gateway": {"metrics_token": METRICS_TOKEN, "admin_token": "admin-token-9f0a"}})
+    client = make_client({"gateway": {"metrics_token": METRICS_TOKEN,
+                                      "admin_token": "admin-token-9f0a-0123456789abcde"}})
     missing = client.get("/metrics")
     assert missing.status_code == 401 and missing.get_json()["error"] == "unauthorized"
     assert "Bearer" in missing.headers["WWW-Authenticate"]
-    for wrong in ("nope-nope-nope", "admin-token-9f0a"):  # the admin token is not a metrics token
+    for wrong in ("nope-nope-nope", "admin-token-9f0a-0123456789abcde"):  # the admin token is not a metrics token
         answer = client.get("/metrics", headers={"Authorization": f"Bearer {wrong}"})
         assert answer.status_code == 403 and answer.get_json()["error"] == "forbidden"
     scraped = client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})

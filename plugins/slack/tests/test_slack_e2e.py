@@ -7,7 +7,7 @@ import pytest
 
 from gateway.testing import Reply, wait_until
 
-ADMIN = "admin-token-1"
+ADMIN = "admin-token-1-0123456789abcdef01"
 PUBLIC_URL = "https://support.example.com"
 DEADLINE_S = 90.0  # generous: CI runs three test workers on two cores; a pass returns at once
 

@@ -6,7 +6,7 @@ from gateway import DeliveryInfo, Event, OutcomeKind, Response
 
 KEY = "zk_" + "a" * 29
 OTHER_KEY = "zk_" + "b" * 29
-ADMIN = "admin-token-123"
+ADMIN = "admin-token-123-0123456789abcdef"
 
 
 def zapier_config(*extra_sinks, events=("ticket.created", "ticket.resolved")):

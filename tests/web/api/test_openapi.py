@@ -17,7 +17,7 @@ from schemathesis.specs.openapi.checks import (
 from gateway import hookimpl
 from gateway.web.api.openapi import UNDOCUMENTED_PREFIXES, openapi_path
 
-ADMIN_TOKEN = "openapi-admin-token"
+ADMIN_TOKEN = "openapi-admin-token-0123456789ab"
 ZAPIER_KEY = "openapi-zapier-key"
 EXAMPLES = 25
 # No 5xx, and no answer the document does not describe. (Not "positive data accepted": a
