@@ -128,6 +128,12 @@ def idempotency_key_reused() -> ApiError:
                     {"Idempotency-Key": ["Already used with a different body."]})
 
 
+def too_many_attempts(seconds_left: int, what: str = "admin tokens") -> ApiError:
+    """429 for an address locked out after too many wrong ``what`` (the credential throttle)."""
+    return ApiError(429, "too_many_attempts", f"Too many wrong {what} from this address; "
+                    "retry after the number of seconds in Retry-After.", headers={"Retry-After": str(seconds_left)})
+
+
 def internal_error() -> ApiError:
     """A bug, not the caller's fault: the answer says so, without a traceback."""
     return ApiError(500, "internal_error", "An unexpected error occurred.")

@@ -6,8 +6,8 @@ and the test fixtures."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from marshmallow import Schema, ValidationError
 
@@ -16,10 +16,12 @@ from gateway.errors import ApiError
 from gateway.publish.schemas import TicketCreateData
 from gateway.publish.tickets import body_digest, create_ticket
 from gateway.sinks import CreatedTicket, DestinationRefused
+from gateway.storage.throttle import credential_throttle
 
 if TYPE_CHECKING:  # pragma: no cover
     from gateway.runtime import Runtime
 
+T = TypeVar("T")
 TICKET_DATA = TicketCreateData()
 MAX_IDEMPOTENCY_KEY = 255
 MAX_SOURCE = 32
@@ -68,6 +70,11 @@ class RuntimeServices:
     def ticket_schema(self) -> Schema:
         """A fresh :class:`TicketCreateData`."""
         return TicketCreateData()
+
+    def check_credential(self, given: str, match: Callable[[str], T | None], address: str | None) -> T | None:
+        """``match(given)`` behind the admin token's throttle (one count per address)."""
+        throttle = credential_throttle(self.runtime.redis, self.runtime.keys, address)
+        return throttle.check(given, match, "credentials")
 
 
 def provide(runtime: Runtime) -> Runtime:

@@ -141,6 +141,11 @@ class Keys:
         return f"{self.prefix}audit"
 
     def auth_failures(self, address: str) -> str:
-        """STRING counter with a 15 min TTL: wrong admin tokens from one client address
-        (gateway.web.auth_throttle)."""
+        """STRING counter with a 15 min TTL: wrong admin tokens and plugin credentials from
+        one client address or IPv6 /64 (gateway.storage.throttle)."""
         return f"{self.prefix}authfail:{address}"
+
+    def signature_failures(self, address: str) -> str:
+        """STRING counter with a 15 min TTL: wrong receive signatures from one client
+        address or IPv6 /64 (gateway.storage.throttle)."""
+        return f"{self.prefix}sigfail:{address}"
