@@ -71,6 +71,9 @@ class GatewaySection(Schema):
 
     redis_url = fields.String(load_default=None, allow_none=True)
     secret = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1))
+    # Without a receive secret, unsigned webhooks are taken from this machine only (a try-out);
+    # true takes them from anywhere, and lets `gateway run` listen on other addresses without one.
+    allow_unsigned = fields.Boolean(load_default=False)
     # As long as a generated one: the throttle slows guessing, the length makes it hopeless.
     admin_token = fields.String(load_default=None, allow_none=True, validate=validate.Length(
         min=MIN_ADMIN_TOKEN, error=f"Use at least {MIN_ADMIN_TOKEN} characters (e.g. the output of "
@@ -86,6 +89,8 @@ class GatewaySection(Schema):
     # How many proxies in front of the web server to believe about the client: their
     # X-Forwarded-For / X-Forwarded-Proto (werkzeug's ProxyFix). 0 = none, the default.
     trusted_proxies = fields.Integer(load_default=0, validate=validate.Range(min=0, max=10))
+    # Seconds a console session lasts without use (each page extends it; 12 h at most in all).
+    session_lifetime = fields.Integer(load_default=3600, validate=validate.Range(min=60, max=12 * 3600))
     # When set, GET /metrics needs `Authorization: Bearer <metrics_token>` (not the admin token:
     # a scraper should not hold admin powers).
     metrics_token = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=8))
@@ -236,6 +241,9 @@ class Settings:
 
     redis_url: str | None = None
     secret: str | None = None
+    allow_unsigned: bool = False
+    """Accept unsigned webhooks from any address while no receive secret is set (else only
+    from loopback, and ``gateway run``/``web`` refuse to listen elsewhere without a secret)."""
     admin_token: str | None = None
     public_url: str | None = None
     max_body_bytes: int = 1_048_576
@@ -246,6 +254,8 @@ class Settings:
     retention_days: float = 14
     data_dir: str = ".gateway"
     trusted_proxies: int = 0
+    session_lifetime: int = 3600
+    """Seconds a console session lasts without use (sliding; at most 12 h after sign-in)."""
     metrics_token: str | None = None
     admin_tokens: tuple[tuple[str, str], ...] = ()
     """Named admin tokens, ``(name, token)``."""

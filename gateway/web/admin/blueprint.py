@@ -59,7 +59,7 @@ def _setup(state: BlueprintSetupState) -> None:
     settings = state.app.extensions["gateway"].settings
     # Every admin token keys the session: changing any of them signs every admin out.
     tokens = "\n".join(token for _, token in settings.admin_identities) or None
-    security.configure_app(cast(Flask, state.app), tokens, settings.public_url)
+    security.configure_app(cast(Flask, state.app), tokens, settings.public_url, settings.session_lifetime)
 
 
 @bp.before_request
@@ -68,7 +68,7 @@ def _guard() -> WerkzeugResponse | None:
         if request.endpoint == "admin.signin":
             security.csrf.protect()
         return None
-    if not runtime().settings.admin_identities or not session.get("admin"):
+    if not runtime().settings.admin_identities or not security.session_is_live():
         if wants_json():
             raise ApiError(401, "unauthorized", "Sign in to the admin console first.")
         target = request.full_path if request.method == "GET" else url_for("admin.integrations")

@@ -4,6 +4,8 @@ and what each page shows. (The browser tests in tests/browser drive a real Chrom
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import pytest
@@ -94,6 +96,38 @@ def test_sign_out_needs_csrf_and_ends_the_session(admin: Any) -> None:
     response = admin.post("/admin/signout", data={"csrf_token": csrf_from(page)})
     assert response.status_code == 302
     assert admin.get("/admin/integrations").status_code == 302
+
+
+def test_sign_out_revokes_a_copied_cookie_in_every_process(make_runtime: Any) -> None:
+    # Issue 13: after sign-out, a copy of the cookie (a shared machine, a proxy log) kept
+    # working for the session's whole 12 hours.
+    first = create_app(make_runtime(config(), [SINK_PLUGIN])).test_client()
+    thief = create_app(make_runtime(config(), [SINK_PLUGIN])).test_client()  # another worker
+    sign_in(first)
+    cookie = first.get_cookie("gateway_admin")
+    assert cookie is not None
+    thief.set_cookie("gateway_admin", cookie.value)
+    assert thief.get("/admin/integrations").status_code == 200
+
+    page = first.get("/admin/integrations").text
+    assert first.post("/admin/signout", data={"csrf_token": csrf_from(page)}).status_code == 302
+
+    assert thief.get("/admin/integrations").status_code == 302
+    assert thief.get("/admin/deliveries/dlv_0.json").status_code == 401
+    # Signing in again works, with a fresh session.
+    assert sign_in(thief).status_code == 302 and thief.get("/admin/integrations").status_code == 200
+
+
+def cookie_seconds_left(response: Any) -> float:
+    match = re.search(r"Expires=([^;]+)", response.headers["Set-Cookie"])
+    assert match, response.headers["Set-Cookie"]
+    return (parsedate_to_datetime(match.group(1)) - datetime.now(UTC)).total_seconds()
+
+
+def test_a_session_lasts_an_hour_without_use_by_default(client: Any, make_client: Any) -> None:
+    assert 3500 < cookie_seconds_left(sign_in(client)) <= 3600
+    short = make_client(config(session_lifetime=300), plugins=[SINK_PLUGIN])
+    assert cookie_seconds_left(sign_in(short)) <= 300
 
 
 def test_next_never_leaves_the_console(client: Any) -> None:
