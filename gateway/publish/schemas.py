@@ -15,7 +15,6 @@ PRIORITIES = ("low", "medium", "high", "urgent")
 STATUSES = ("new", "open", "pending", "escalated", "resolved", "closed")
 
 
-
 def no_nul(value: str) -> None:
     """Refuse NUL in ticket text: C strings, terminals, databases and many consumers end or
     mangle the text there, so what one reader shows is not what another stores."""
@@ -72,9 +71,9 @@ class TicketSchema(Schema):
     message = fields.String(load_default=None, allow_none=True, validate=[validate.Length(max=20_000), no_nul])
     status = fields.String(required=True, validate=validate.OneOf(STATUSES))
     priority = fields.String(load_default="medium", validate=validate.OneOf(PRIORITIES))
-    category = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=100))
+    category = fields.String(load_default=None, allow_none=True, validate=[validate.Length(max=100), no_nul])
     customer_email = fields.Email(required=True)
-    customer_name = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=200))
+    customer_name = fields.String(load_default=None, allow_none=True, validate=[validate.Length(max=200), no_nul])
     source = fields.String(load_default=None, allow_none=True)
     created_at = fields.String(load_default=None, allow_none=True)
     # No default: a ticket that was never changed has no updated_at (as ticket.created carries it).

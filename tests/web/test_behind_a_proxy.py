@@ -31,7 +31,8 @@ def access_lines() -> Any:
 @pytest.mark.parametrize(("trusted", "expected"), [(0, "10.0.0.2"), (1, "203.0.113.7")])
 def test_access_lines_name_the_client_only_behind_trusted_proxies(
         make_client: Any, access_lines: Any, trusted: int, expected: str) -> None:
-    client = make_client({"gateway": {"trusted_proxies": trusted}})
+    # Unsigned from a non-loopback client: accepted only because the operator said so.
+    client = make_client({"gateway": {"trusted_proxies": trusted, "allow_unsigned": True}})
     forwarded = {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"}
     proxy = {"REMOTE_ADDR": "10.0.0.2"}
     # The receive fast path and an ordinary Flask route alike.
