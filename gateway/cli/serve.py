@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -21,6 +22,8 @@ from gateway.storage.connection import RedisUnavailable, connect, redis_url_for
 from gateway.storage.keys import Keys
 from gateway.web.receive import is_loopback
 from gateway.web.wsgi import GatewayServer
+
+log = logging.getLogger("gateway.cli")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -84,7 +87,8 @@ def web(host: str, port: int, web_workers: int) -> None:
     settings = ensure_admin_token(cli_settings())
     url, embedded = _redis_for(settings)
     try:
-        click.echo(f"[gateway] receive: {receive_mode(settings, host, url)}", err=True)
+        # Through logging, not echo: with --log-format json every line on stderr is JSON.
+        log.info("signing: %s", receive_mode(settings, host, url))
     except click.ClickException:
         if embedded is not None:
             embedded.stop()
