@@ -41,6 +41,8 @@ ADMIN_NAME = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$",
 DEFAULT_ADMIN = "admin"
 """The identity of the single ``admin_token`` (and of the generated one) in the audit log."""
 DEFAULT_ROTATION_OVERLAP = 86_400
+MIN_ADMIN_TOKEN = 32
+"""The shortest ``admin_token`` (and ``admin_tokens`` token) accepted."""
 ORDERINGS = ("none", "per_ticket")
 """Values of a sink's ``ordering`` option: ``none`` (deliveries are independent) or
 ``per_ticket`` (one sink's deliveries of one ticket arrive in the order they were published;
@@ -64,7 +66,7 @@ class AdminTokenSchema(Schema):
         unknown = RAISE
 
     name = fields.String(required=True, validate=ADMIN_NAME)
-    token = fields.String(required=True, validate=validate.Length(min=32))
+    token = fields.String(required=True, validate=validate.Length(min=MIN_ADMIN_TOKEN))
 
 
 class GatewaySection(Schema):
@@ -73,7 +75,13 @@ class GatewaySection(Schema):
 
     redis_url = fields.String(load_default=None, allow_none=True)
     secret = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1))
-    admin_token = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=8))
+    # Without a receive secret, unsigned webhooks are taken from this machine only (a try-out);
+    # true takes them from anywhere, and lets `gateway run` listen on other addresses without one.
+    allow_unsigned = fields.Boolean(load_default=False)
+    # As long as a generated one: the throttle slows guessing, the length makes it hopeless.
+    admin_token = fields.String(load_default=None, allow_none=True, validate=validate.Length(
+        min=MIN_ADMIN_TOKEN, error=f"Use at least {MIN_ADMIN_TOKEN} characters (e.g. the output of "
+                                   "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`)."))
     public_url = url_field(load_default=None, allow_none=True)
     max_body_bytes = fields.Integer(load_default=1_048_576, validate=validate.Range(min=1024, max=64 * 1_048_576))
     key_prefix = fields.String(load_default="gw:", validate=validate.Length(min=1, max=32))
@@ -88,6 +96,8 @@ class GatewaySection(Schema):
     # How many proxies in front of the web server to believe about the client: their
     # X-Forwarded-For / X-Forwarded-Proto (werkzeug's ProxyFix). 0 = none, the default.
     trusted_proxies = fields.Integer(load_default=0, validate=validate.Range(min=0, max=10))
+    # Seconds a console session lasts without use (each page extends it; 12 h at most in all).
+    session_lifetime = fields.Integer(load_default=3600, validate=validate.Range(min=60, max=12 * 3600))
     # When set, GET /metrics needs `Authorization: Bearer <metrics_token>` (not the admin token:
     # a scraper should not hold admin powers).
     metrics_token = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=8))
@@ -280,6 +290,9 @@ class Settings:
 
     redis_url: str | None = None
     secret: str | None = None
+    allow_unsigned: bool = False
+    """Accept unsigned webhooks from any address while no receive secret is set (else only
+    from loopback, and ``gateway run``/``web`` refuse to listen elsewhere without a secret)."""
     admin_token: str | None = None
     public_url: str | None = None
     max_body_bytes: int = 1_048_576
@@ -292,6 +305,8 @@ class Settings:
     embedded_fsync: str = "always"
     """``appendfsync`` of the embedded Redis: ``always`` or ``everysec``."""
     trusted_proxies: int = 0
+    session_lifetime: int = 3600
+    """Seconds a console session lasts without use (sliding; at most 12 h after sign-in)."""
     metrics_token: str | None = None
     admin_tokens: tuple[tuple[str, str], ...] = ()
     """Named admin tokens, ``(name, token)``."""

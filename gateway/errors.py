@@ -120,6 +120,20 @@ def replication_timeout() -> ApiError:
                     "duplicate.", headers={"Retry-After": "5"})
 
 
+def idempotency_key_reused() -> ApiError:
+    """An idempotency key seen before with another body (Stripe's rule): a different request,
+    or a guessed key. Nothing is stored, and nothing of the first request is shown."""
+    return ApiError(422, "idempotency_key_reused", "This Idempotency-Key was used before with a different "
+                    "request body; send a new key for a new request, or the same body to get the original back.",
+                    {"Idempotency-Key": ["Already used with a different body."]})
+
+
+def too_many_attempts(seconds_left: int, what: str = "admin tokens") -> ApiError:
+    """429 for an address locked out after too many wrong ``what`` (the credential throttle)."""
+    return ApiError(429, "too_many_attempts", f"Too many wrong {what} from this address; "
+                    "retry after the number of seconds in Retry-After.", headers={"Retry-After": str(seconds_left)})
+
+
 def internal_error() -> ApiError:
     """A bug, not the caller's fault: the answer says so, without a traceback."""
     return ApiError(500, "internal_error", "An unexpected error occurred.")

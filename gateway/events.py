@@ -72,12 +72,12 @@ class Event:
 
     def envelope_bytes(self) -> bytes:
         """The envelope as compact JSON bytes (what gets signed and sent)."""
-        return json.dumps(self.envelope(), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        return json.dumps(self.envelope(), separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
 
     def to_json(self) -> str:
         """Storage form (includes the id)."""
         return json.dumps({"id": self.id, "event": self.name, "timestamp": self.timestamp, "data": self.data},
-                          separators=(",", ":"), ensure_ascii=False)
+                          separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Event:
@@ -189,7 +189,7 @@ def _keep_included(schema: marshmallow.Schema, loaded: Mapping[str, Any], dumped
 def _checked_sample(event_type: EventType, schema: marshmallow.Schema) -> dict[str, Any]:
     """The type's sample in wire form; :class:`InvalidSample` saying what is wrong."""
     try:
-        json.dumps(event_type.sample)
+        json.dumps(event_type.sample, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InvalidSample(f"its sample is not JSON ({exc}): give dates and times as ISO-8601 strings, "
                             "as a client would send them") from None
@@ -199,7 +199,7 @@ def _checked_sample(event_type: EventType, schema: marshmallow.Schema) -> dict[s
         problems = "; ".join(f"{path}: {' '.join(msgs)}" for path, msgs in flat_messages(exc.messages).items())
         raise InvalidSample(f"its sample does not match its schema ({problems})") from None
     try:
-        json.dumps(wire)
+        json.dumps(wire, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InvalidSample(f"its schema dumps the sample to something that is not JSON ({exc}); "
                             "use fields whose serialized form is JSON") from None

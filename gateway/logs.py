@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Mapping
@@ -99,13 +100,41 @@ class JsonFormatter(logging.Formatter):
         return _JSON.encode(doc)
 
 
+# What a text line must not carry raw: C0 and C1 controls (CR and LF would start a forged
+# line), DEL, the Unicode line and paragraph separators, and the bidirectional overrides
+# and isolates (which make a line read differently from what it holds).
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# The same, but for text shown as several lines (a <pre> block): its line feeds and tabs are its layout.
+_UNPRINTABLE_INLINE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return _SHORT_ESCAPES.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+
+
+def escape_unprintable(text: str, multiline: bool = False) -> str:
+    """``text`` with every control, line-separator and bidi character written as its
+    backslash escape (``\\n``, ``\\x1b``, ``\\u202e``): one log record stays one line
+    that reads as what it holds, whatever a client put in a path or a header. ``multiline``
+    keeps line feeds and tabs (text shown in a block, such as the console's ``<pre>``)."""
+    return (_UNPRINTABLE_INLINE if multiline else _UNPRINTABLE).sub(_escape, text)
+
+
 class TextFormatter(logging.Formatter):
     """:data:`TEXT_FORMAT`, with the local date and time formatted once per second (the
-    logging module's ``formatTime`` runs ``strftime`` for every line)."""
+    logging module's ``formatTime`` runs ``strftime`` for every line), and the message's
+    control characters escaped (:func:`escape_unprintable`): a request path with ``%0A``
+    cannot forge a line. A traceback keeps its own lines, below the message's."""
 
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)
         self._second: tuple[int, str] = (-1, "")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802
+        return TEXT_FORMAT % {"asctime": record.asctime, "levelname": record.levelname, "name": record.name,
+                              "message": escape_unprintable(record.message)}
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
         whole = int(record.created)

@@ -118,8 +118,10 @@ def redact_value(value: Any) -> Any:
 
 def redact_url(url: str, secret: bool = False) -> str:
     """A URL as it may be shown: scheme, host (IPv6 in brackets) and port, and the first
-    path segment, the rest masked (webhook URLs carry tokens in their paths); never
-    credentials, query or fragment. A ``secret`` URL (a sink type said so) shows no path."""
+    path segment when more follows, the rest masked (webhook URLs carry tokens in their
+    paths); never credentials, query or fragment. A path of one segment is masked whole:
+    that segment may be the token itself (``https://webhook.site/<uuid>``). A ``secret``
+    URL (a sink type said so) shows no path."""
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -132,10 +134,12 @@ def redact_url(url: str, secret: bool = False) -> str:
         host = f"{host}:{port}"
     segments = parts.path.split("/")
     path = ""
-    if secret:
-        path = "/" + MASK if parts.path.strip("/") else ""
-    elif len(segments) > 1 and segments[1]:
-        path = "/" + segments[1] + ("/" + MASK if any(segments[2:]) else "")
+    if not parts.path.strip("/"):
+        pass
+    elif secret or not (len(segments) > 2 and segments[1] and any(segments[2:])):
+        path = "/" + MASK
+    else:
+        path = "/" + segments[1] + "/" + MASK
     if parts.query or parts.fragment:
         path += "?" + MASK
     return f"{parts.scheme}://{host}{path}"

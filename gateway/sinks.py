@@ -32,7 +32,7 @@ import enum
 import json
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import flask
 import marshmallow
@@ -44,6 +44,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import redis
 
     from gateway.events import Event
+
+T = TypeVar("T")
 
 
 def url_field(**kwargs: Any) -> fields.URL:
@@ -114,7 +116,7 @@ class OutgoingRequest:
     @staticmethod
     def json_body(payload: Any) -> bytes:
         """Compact JSON bytes, as the guide's ``JSON.stringify`` would produce."""
-        return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,6 +221,9 @@ class CoreServices(Protocol):
     def ticket_schema(self) -> marshmallow.Schema:
         """The schema a new ticket's fields are validated with."""
 
+    def check_credential(self, given: str, match: Callable[[str], T | None], address: str | None) -> T | None:
+        """``match(given)`` behind the credential throttle of ``address``."""
+
 
 class SinkContext:
     """What the core hands a plugin: every sink gets it as ``self.context``, and the
@@ -233,7 +238,9 @@ class SinkContext:
     * :meth:`sinks`: the sinks this process runs, for a plugin's endpoints and hooks;
     * :meth:`check_destination`: the SSRF policy, for a URL a plugin is about to store;
     * :meth:`create_ticket` and :meth:`ticket_schema`: tickets from a plugin's endpoint,
-      through the same path as the receive endpoint.
+      through the same path as the receive endpoint;
+    * :meth:`check_credential`: a credential of the plugin's own (an API key), checked
+      behind the gateway's guessing throttle.
     """
 
     def __init__(self, redis: redis.Redis, key_prefix: str, public_url: str | None = None, *,
@@ -287,14 +294,37 @@ class SinkContext:
         storage and ``ticket.created`` event with its deliveries, in one write. ``source``
         says who created it (``"zapier"``; the ticket's ``source``). An
         ``idempotency_key`` seen before from the same source (within
-        ``gateway.idempotency_ttl``) creates nothing and returns the first ticket with
-        ``replayed=True``; keys of different sources never collide.
+        ``gateway.idempotency_ttl``) with the same ``fields`` creates nothing and returns
+        the first ticket with ``replayed=True``; with other fields it is refused (422
+        ``idempotency_key_reused``, nothing of the first ticket shown); keys of different
+        sources never collide.
 
         Raises :class:`ApiError`, ready for an endpoint to let through: 422
-        ``validation_failed`` with one message list per field, 400
+        ``validation_failed`` with one message list per field, 422
+        ``idempotency_key_reused``, 400
         ``idempotency_key_invalid`` (empty, or over 255 characters), 503
         ``storage_unavailable`` when Redis is down (nothing was stored)."""
         return self._services().create_ticket(fields, source, idempotency_key)
+
+    def check_credential(self, given: str, match: Callable[[str], T | None]) -> T | None:
+        """Check a credential a client of a plugin's endpoint sent (``X-API-Key``...) behind
+        the throttle that guards the admin token, so it cannot be guessed at speed::
+
+            access = current_context().check_credential(header, lambda key: my_keys.get(key))
+            if access is None:
+                raise ApiError(401, "unauthorized", "...")
+
+        ``match(given)`` says whom the credential belongs to, or None for a wrong one (compare
+        in constant time: ``hmac.compare_digest``). A None counts as a failed attempt of the
+        client's address (an IPv6 client's /64); wrong admin tokens and every plugin's wrong
+        credentials count together. Once an address has had 10 in 15 minutes, this raises
+        :class:`ApiError` 429 ``too_many_attempts`` (with ``Retry-After``) without calling
+        ``match``, until the window ends; a right credential clears the count. Call it only
+        with a credential the client sent (a missing one is not a guess). Works in a request
+        served by the gateway's web app (it reads the client's address from it).
+
+        .. versionadded:: 0.2"""
+        return self._services().check_credential(given, match, flask.request.remote_addr)
 
     def ticket_schema(self) -> marshmallow.Schema:
         """The marshmallow schema :meth:`create_ticket` validates ``fields`` with (a fresh

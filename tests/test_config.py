@@ -39,10 +39,11 @@ def test_the_issue_example_is_valid(plugins: Any) -> None:
                      "allow_private_networks": False},
         "sinks": [sink(secret="${CRM_WEBHOOK_SECRET}", enabled=True)],
     }
-    env = {"WEBHOOK_SECRET": "in-secret", "GATEWAY_ADMIN_TOKEN": "admin-token-123", "CRM_WEBHOOK_SECRET": "crm-s"}
+    env = {"WEBHOOK_SECRET": "in-secret", "GATEWAY_ADMIN_TOKEN": "admin-token-123-0123456789abcdef",
+           "CRM_WEBHOOK_SECRET": "crm-s"}
     settings = parse_config(doc, plugins, env=env)
     assert settings.secret == "in-secret"
-    assert settings.admin_token == "admin-token-123"
+    assert settings.admin_token == "admin-token-123-0123456789abcdef"
     assert settings.sinks[0].secrets == ("crm-s",)
     assert settings.sinks[0].events == ("ticket.created", "ticket.resolved")
     assert settings.sinks[0].timeout == 10
@@ -161,7 +162,7 @@ def test_public_sink_json_never_contains_secrets(plugins: Any) -> None:
 
 def test_example_config_in_the_repository_is_valid(plugins: Any) -> None:
     example = Path(__file__).resolve().parents[1] / "gateway.example.toml"
-    env = {"WEBHOOK_SECRET": "s", "GATEWAY_ADMIN_TOKEN": "admin-token-123", "CRM_WEBHOOK_SECRET": "c",
+    env = {"WEBHOOK_SECRET": "s", "GATEWAY_ADMIN_TOKEN": "admin-token-123-0123456789abcdef", "CRM_WEBHOOK_SECRET": "c",
            "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T0/B0/x", "ZAPIER_API_KEY": "zapier-key-0123456789"}
     import tomllib
 

@@ -65,7 +65,7 @@ def gateway_plugins():
 
 @pytest.fixture
 def gateway_config(recording_sink):
-    return {"gateway": {"secret": SECRET, "admin_token": "admin-token-77aa31"},
+    return {"gateway": {"secret": SECRET, "admin_token": "admin-token-77aa31-0123456789abc"},
             "delivery": {"allow_private_networks": True},
             "sinks": [recording_sink.sink("crm", type="signed", events=["ticket.created"],
                                           secret=SINK_SECRET)]}
@@ -166,7 +166,7 @@ def test_configured_secrets_are_redacted_anywhere(app, log_output):
         log.exception("failed")
 
     text = json.dumps(log_output())
-    for secret in (SECRET, SINK_SECRET, "admin-token-77aa31"):
+    for secret in (SECRET, SINK_SECRET, "admin-token-77aa31-0123456789abc"):
         assert secret not in text
     assert text.count("[redacted]") >= 3
 
@@ -187,7 +187,7 @@ def test_an_attempts_error_text_is_redacted_in_its_line(app, log_output):
 def test_cli_log_format_json_for_the_web_server(tmp_path: Path, redis_url: str, redis_client):
     conf = tmp_path / "gateway.toml"
     conf.write_text(f'[gateway]\nredis_url = "{redis_url}"\ndata_dir = "{tmp_path / "data"}"\n'
-                    f'secret = "{SECRET}"\nadmin_token = "admin-token-77aa31"\n')
+                    f'secret = "{SECRET}"\nadmin_token = "admin-token-77aa31-0123456789abc"\n')
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "PROMETHEUS_"))}
     gateway = Path(sys.executable).with_name("gateway")
@@ -218,3 +218,27 @@ def test_cli_log_format_json_for_the_web_server(tmp_path: Path, redis_url: str, 
     access = [line for line in ours if line["logger"] == "gateway.access"]
     assert [(a["method"], a["path"], a["status"]) for a in access] == [("POST", "/api/webhooks/receive", 401)]
     assert "ab" * 32 not in stderr and SECRET not in stderr
+
+
+FORGED = "2026-01-01 00:00:00,000 WARNING gateway.auth: admin sign-in from 10.0.0.1"
+
+
+def test_a_path_with_a_newline_cannot_forge_a_text_log_line(client):
+    # Issue 13: "%0A" in a request path started a line of the attacker's choosing.
+    stream = io.StringIO()
+    logs.configure("text", "INFO", stream=stream)
+    try:
+        response = client.get("/nope%0D%0A" + FORGED.replace(" ", "%20") + "%1B[31m%7F")
+    finally:
+        logs.reset()
+    assert response.status_code == 404
+    lines = stream.getvalue().splitlines()
+    access = [line for line in lines if " gateway.access: " in line]
+    assert len(access) == 1 and not any(line.startswith(FORGED) for line in lines)
+    assert "/nope\\r\\n" + FORGED + "\\x1b[31m\\x7f 404 " in access[0]
+
+
+def test_json_lines_keep_a_newline_in_a_path_inside_one_line(client, log_output):
+    assert client.get("/nope%0A" + FORGED.replace(" ", "%20")).status_code == 404
+    access = [line for line in log_output() if line["logger"] == "gateway.access"]
+    assert [line["path"] for line in access] == ["/nope\n" + FORGED]

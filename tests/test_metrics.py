@@ -363,7 +363,8 @@ def test_metrics_server_refuses_without_a_metrics_directory(tmp_path):
 
 def recorder_config(redis_url, data_dir, recording_sink):
     """A deployment on the test Redis whose one sink, "recorder", is the recording sink."""
-    return {"gateway": {"redis_url": redis_url, "data_dir": str(data_dir), "admin_token": "metrics-admin-token"},
+    return {"gateway": {"redis_url": redis_url, "data_dir": str(data_dir),
+                        "admin_token": "metrics-admin-token-0123456789ab"},
             "delivery": {"allow_private_networks": True},
             "sinks": [recording_sink.sink("recorder", type="generic_webhook", events=["ticket.created"])]}
 

@@ -33,7 +33,7 @@ from gateway.testing import Reply
 
 RECEIVE = "/api/webhooks/receive"
 INCOMING_SECRET = "incoming-S3CRET-7f3a91"
-ADMIN_TOKEN = "admin-T0KEN-5c2e88"
+ADMIN_TOKEN = "admin-T0KEN-5c2e88-0123456789abc"
 SINK_SECRET = "sink-S3CRET-new-41d0"
 OLD_SINK_SECRET = "sink-S3CRET-old-9b77"
 URL_PASSWORD = "url-PASSW0RD-0e1f"

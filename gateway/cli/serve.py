@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import socket
 import sys
@@ -22,7 +23,11 @@ from gateway.data_dir import ensure_private_dir
 from gateway.metrics import default_multiprocess_dir, ensure_multiprocess_dir, prepare_multiprocess_dir
 from gateway.redact import without_password
 from gateway.storage.connection import RedisUnavailable, connect, redis_url_for
+from gateway.storage.keys import Keys
+from gateway.web.receive import is_loopback
 from gateway.web.wsgi import GatewayServer
+
+log = logging.getLogger("gateway.cli")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -86,6 +91,28 @@ def _redis_for(settings: Settings) -> tuple[str, Any]:
     return url, embedded
 
 
+def receive_mode(settings: Settings, host: str, redis_url: str) -> str:
+    """How the receive endpoint takes webhooks, for the banner; ClickException (the one line
+    ``gateway run``/``web`` exit with) when it would take unsigned ones from the network by
+    accident: no receive secret, not ``allow_unsigned``, and ``host`` is not loopback."""
+    if settings.secret is not None:
+        return "signed requests only (gateway.secret)"
+    try:
+        stored: bool | None = bool(connect(redis_url).exists(Keys(settings.key_prefix).receive_secret))
+    except redis.RedisError:
+        stored = None  # not known yet: each request is judged by the secret when Redis answers
+    if stored:
+        return "signed requests only (receive secret set through the API)"
+    if settings.allow_unsigned:
+        return "UNSIGNED requests accepted from any address (gateway.allow_unsigned = true)"
+    if not (host == "localhost" or is_loopback(host)) and stored is not None:
+        raise click.ClickException(
+            f"refusing to listen on {host} without a receive secret: anyone who can reach it could create "
+            "tickets. Set gateway.secret (or POST /api/receive-secret/rotate), listen on 127.0.0.1, or set "
+            "gateway.allow_unsigned = true to accept unsigned webhooks from any address.")
+    return "unsigned requests accepted from this machine only (no receive secret; set gateway.secret to sign)"
+
+
 @click.command()
 @_serve_options
 @config_option
@@ -96,6 +123,13 @@ def web(host: str, port: int, web_workers: int) -> None:
     check_data_dir(settings.data_dir)
     settings = ensure_admin_token(settings)
     url, embedded = _redis_for(settings)
+    try:
+        # Through logging, not echo: with --log-format json every line on stderr is JSON.
+        log.info("signing: %s", receive_mode(settings, host, url))
+    except click.ClickException:
+        if embedded is not None:
+            embedded.stop()
+        raise
     # gunicorn's workers are forked from this process: they inherit where Redis and the config are.
     os.environ[environment.REDIS_URL] = url
     ensure_multiprocess_dir(settings.data_dir)
@@ -166,9 +200,7 @@ def _banner(settings: Settings, host: str, port: int, redis_url: str, embedded: 
         lines.append(f"  Sinks:     none in the config file (add them in the console, {base}/admin/integrations/new,"
                      " with POST /api/sinks or `gateway sinks add`)")
     lines.append(f"  Config:    {settings.source or 'built-in defaults'}")
-    if settings.secret is None:
-        lines.append("  Signing:   gateway.secret not set: unsigned webhooks are accepted unless a receive "
-                     f"secret is set (console: {base}/admin/receive)")
+    lines.append(f"  Signing:   {receive_mode(settings, host, redis_url)}")
     if token_file.exists() and token_file.read_text().strip() == settings.admin_token:
         lines.append(f"  Admin token: in {token_file.absolute()}  (show it: cat {token_file})")
         lines.append(f"  Admin API: Authorization: Bearer $(cat {token_file})")

@@ -5,20 +5,23 @@ and the test fixtures."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+import json
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from marshmallow import Schema, ValidationError
 
 from gateway.delivery.ssrf import destination_refusal
 from gateway.errors import ApiError
 from gateway.publish.schemas import TicketCreateData
-from gateway.publish.tickets import create_ticket
+from gateway.publish.tickets import body_digest, create_ticket
 from gateway.sinks import CreatedTicket, DestinationRefused
+from gateway.storage.throttle import credential_throttle
 
 if TYPE_CHECKING:  # pragma: no cover
     from gateway.runtime import Runtime
 
+T = TypeVar("T")
 TICKET_DATA = TicketCreateData()
 MAX_IDEMPOTENCY_KEY = 255
 MAX_SOURCE = 32
@@ -57,12 +60,21 @@ class RuntimeServices:
         except ValidationError as exc:
             raise ApiError(422, "validation_failed", "The ticket has invalid fields.", exc.messages_dict) from None
         key = source_key(source, idempotency_key) if idempotency_key is not None else None
-        published = create_ticket(self.runtime, data, key, source)
+        # What the plugin was sent, in one canonical form: the same fields in another order
+        # or spacing are the same request; other fields under the same key are refused.
+        digest = body_digest(json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                                        default=str).encode("utf-8")) if key else ""
+        published = create_ticket(self.runtime, data, key, source, body_hash=digest)
         return CreatedTicket(ticket=published.ticket or {}, replayed=published.replayed)
 
     def ticket_schema(self) -> Schema:
         """A fresh :class:`TicketCreateData`."""
         return TicketCreateData()
+
+    def check_credential(self, given: str, match: Callable[[str], T | None], address: str | None) -> T | None:
+        """``match(given)`` behind the admin token's throttle (one count per address)."""
+        throttle = credential_throttle(self.runtime.redis, self.runtime.keys, address)
+        return throttle.check(given, match, "credentials")
 
 
 def provide(runtime: Runtime) -> Runtime:

@@ -27,6 +27,7 @@ import redis
 
 from gateway.delivery.sink_state import UnknownSink
 from gateway.delivery.wakeups import enqueue_drains
+from gateway.errors import idempotency_key_reused
 from gateway.events import Event, UnknownEvent, new_id, utc_now
 from gateway.metrics import safely
 from gateway.storage.layout import NewDelivery, PublishArgs
@@ -81,10 +82,13 @@ class Published:
 
 def publish(runtime: Runtime, event: Event, ticket: dict[str, Any] | None = None,
             idempotency_key: str | None = None, now: datetime | None = None,
-            only_sink: str | None = None, recheck: Callable[[], None] | None = None) -> Published:
+            only_sink: str | None = None, recheck: Callable[[], None] | None = None,
+            body_hash: str = "") -> Published:
     """Store ``event`` (and ``ticket``, whose ``ticket_number`` is assigned here) with its
     deliveries, atomically. With ``idempotency_key`` already used for a ticket, nothing is
-    written and the original ticket comes back with ``replayed=True``. ``only_sink`` sends
+    written and the original ticket comes back with ``replayed=True`` when ``body_hash``
+    (a digest of the request, stored with the key) is the same as then; with another one,
+    :class:`~gateway.errors.ApiError` 422 ``idempotency_key_reused``. ``only_sink`` sends
     the event to that configured sink alone, subscribed or not (test events).
 
     The deliveries are routed by this process's view of the integrations; when publish.lua
@@ -97,7 +101,7 @@ def publish(runtime: Runtime, event: Event, ticket: dict[str, Any] | None = None
         view = runtime.integrations
         rows = delivery_rows(runtime, event, only_sink, view)
         args = publish_args(runtime, event, rows, ticket, idempotency_key, now, config_version=view.version,
-                            logged=only_sink is None)
+                            logged=only_sink is None, body_hash=body_hash)
         try:
             reply = runtime.scripts.publish(args)
         except ReplicationTimeout as unconfirmed:
@@ -244,7 +248,7 @@ def ticket_of(event: Event) -> str:
 
 def publish_args(runtime: Runtime, event: Event, rows: tuple[NewDelivery, ...], ticket: dict[str, Any] | None,
                  idempotency_key: str | None, now: datetime, config_version: str | None = None,
-                 logged: bool = True) -> PublishArgs:
+                 logged: bool = True, body_hash: str = "") -> PublishArgs:
     """publish.lua's arguments for ``event`` (and its new ``ticket``) with ``rows``, routed by
     the integrations at ``config_version`` (default: the current view's; "" = not checked).
     ``logged``: the event goes into its ticket's log (not a test event's sample ticket)."""
@@ -252,12 +256,14 @@ def publish_args(runtime: Runtime, event: Event, rows: tuple[NewDelivery, ...], 
     return PublishArgs(
         prefix=settings.key_prefix,
         config_version=runtime.integrations.version if config_version is None else config_version,
+        body_hash=body_hash if idempotency_key else "",
         now_ms=int(now.timestamp() * 1000),
         idempotency_key=runtime.keys.idempotency(idempotency_key) if idempotency_key else "",
         idempotency_ttl_s=settings.idempotency_ttl,
         ticket_year=str(now.year) if ticket is not None else "",
         ticket_id=ticket["id"] if ticket is not None else "",
-        ticket_json=_raw(json.dumps(ticket, separators=(",", ":"), ensure_ascii=False)) if ticket is not None else "",
+        ticket_json=_raw(json.dumps(ticket, separators=(",", ":"), ensure_ascii=False, allow_nan=False))
+        if ticket is not None else "",
         event_id=event.id,
         event_name=event.name,
         event_json=_raw(event.to_json()),
@@ -273,6 +279,8 @@ def publish_args(runtime: Runtime, event: Event, rows: tuple[NewDelivery, ...], 
 def _committed(runtime: Runtime, event: Event, rows: tuple[NewDelivery, ...], ticket: dict[str, Any] | None,
                reply: PublishReply) -> Published:
     """After the write committed: wake drainers, count it, tell observers, say what was written."""
+    if reply.key_reused:  # nothing was written
+        raise idempotency_key_reused()
     if reply.replayed_ticket_json is not None:
         return Published(event, (), (), json.loads(reply.replayed_ticket_json), replayed=True)
     if ticket is not None:

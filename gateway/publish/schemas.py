@@ -6,13 +6,25 @@ Field lengths are bounded so a caller cannot store megabytes in a subject line.
 
 from __future__ import annotations
 
-from marshmallow import INCLUDE, RAISE, Schema, fields, validate
+from collections.abc import Callable
+from typing import Any
+
+from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validate
 
 PRIORITIES = ("low", "medium", "high", "urgent")
 STATUSES = ("new", "open", "pending", "escalated", "resolved", "closed")
 
-SHORT = validate.Length(min=1, max=200)
-LONG = validate.Length(min=1, max=20_000)
+
+def no_nul(value: str) -> None:
+    """Refuse NUL in ticket text: C strings, terminals, databases and many consumers end or
+    mangle the text there, so what one reader shows is not what another stores."""
+    if "\x00" in value:
+        raise ValidationError("NUL characters (\\u0000) are not allowed.")
+
+
+TextValidators = list[Callable[[Any], Any]]
+SHORT: TextValidators = [validate.Length(min=1, max=200), no_nul]
+LONG: TextValidators = [validate.Length(min=1, max=20_000), no_nul]
 
 
 class StrictSchema(Schema):
@@ -32,11 +44,11 @@ class TicketCreateData(StrictSchema):
                             metadata={"label": "Message", "description": "What the customer wrote."})
     customer_email = fields.Email(required=True, validate=validate.Length(max=254),
                                   metadata={"label": "Customer email", "description": "Where replies go."})
-    customer_name = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=200),
+    customer_name = fields.String(load_default=None, allow_none=True, validate=[validate.Length(max=200), no_nul],
                                   metadata={"label": "Customer name"})
     priority = fields.String(load_default="medium", validate=validate.OneOf(PRIORITIES),
                              metadata={"label": "Priority", "description": "How urgent; medium when not given."})
-    category = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=100),
+    category = fields.String(load_default=None, allow_none=True, validate=[validate.Length(max=100), no_nul],
                              metadata={"label": "Category", "description": "Free text, e.g. Billing."})
 
 
@@ -56,12 +68,12 @@ class TicketSchema(Schema):
     id = fields.String(required=True)
     ticket_number = fields.String(required=True)
     subject = fields.String(required=True, validate=SHORT)
-    message = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=20_000))
+    message = fields.String(load_default=None, allow_none=True, validate=[validate.Length(max=20_000), no_nul])
     status = fields.String(required=True, validate=validate.OneOf(STATUSES))
     priority = fields.String(load_default="medium", validate=validate.OneOf(PRIORITIES))
-    category = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=100))
+    category = fields.String(load_default=None, allow_none=True, validate=[validate.Length(max=100), no_nul])
     customer_email = fields.Email(required=True)
-    customer_name = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=200))
+    customer_name = fields.String(load_default=None, allow_none=True, validate=[validate.Length(max=200), no_nul])
     source = fields.String(load_default=None, allow_none=True)
     created_at = fields.String(load_default=None, allow_none=True)
     # No default: a ticket that was never changed has no updated_at (as ticket.created carries it).
@@ -73,7 +85,7 @@ class TicketPatch(StrictSchema):
 
     status = fields.String(validate=validate.OneOf(STATUSES))
     priority = fields.String(validate=validate.OneOf(PRIORITIES))
-    category = fields.String(allow_none=True, validate=validate.Length(max=100))
+    category = fields.String(allow_none=True, validate=[validate.Length(max=100), no_nul])
 
 
 class AIResponseSchema(Schema):

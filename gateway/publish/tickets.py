@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import hashlib
 import json
 import re
 import uuid
@@ -222,7 +223,7 @@ class TicketStore:
             transition = TRANSITION_EVENTS.get(updated["status"]) if "status" in changed else None
             if transition:
                 events.append(Event.new(transition, {"ticket": updated}, at=now))
-            encoded = json.dumps(updated, separators=(",", ":"), ensure_ascii=False)
+            encoded = json.dumps(updated, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
             def write(tx: Pipeline) -> None:
                 tx.set(key, encoded)
@@ -256,11 +257,19 @@ def new_ticket(data: Mapping[str, Any], now: datetime, source: str = "webhook") 
 
 
 def create_ticket(runtime: Runtime, data: Mapping[str, Any], key: str | None, source: str = "webhook",
-                  recheck: Callable[[], None] | None = None) -> Published:
+                  recheck: Callable[[], None] | None = None, body_hash: str = "") -> Published:
     """Store a new ticket (created by ``source``) with its ticket.created event and
-    deliveries, in one write (or find the ticket an earlier request with ``key`` created).
+    deliveries, in one write (or find the ticket an earlier request with ``key`` and the
+    same ``body_hash`` created; another hash is a 422 ``idempotency_key_reused``).
     ``recheck`` as for :func:`~gateway.publish.publisher.publish`. Raises redis.RedisError."""
     now = utc_now()
     ticket = new_ticket(data, now, source)
     event = Event.new("ticket.created", {"ticket": ticket}, timestamp=ticket["created_at"])
-    return publish(runtime, event, ticket=ticket, idempotency_key=key, now=now, recheck=recheck)
+    return publish(runtime, event, ticket=ticket, idempotency_key=key, now=now, recheck=recheck,
+                   body_hash=body_hash)
+
+
+def body_digest(body: bytes) -> str:
+    """The digest stored with an idempotency key: of the raw request body (the receive
+    endpoint), or of a plugin's fields as canonical JSON."""
+    return hashlib.sha256(body).hexdigest()

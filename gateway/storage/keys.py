@@ -168,6 +168,17 @@ class Keys:
         return f"{self.prefix}audit"
 
     def auth_failures(self, address: str) -> str:
-        """STRING counter with a 15 min TTL: wrong admin tokens from one client address
-        (gateway.web.auth_throttle)."""
+        """STRING counter with a 15 min TTL: wrong admin tokens and plugin credentials from
+        one client address or IPv6 /64 (gateway.storage.throttle)."""
         return f"{self.prefix}authfail:{address}"
+
+    def console_sessions(self, fingerprint: str) -> str:
+        """STRING counter: the console's session version for the admin tokens whose
+        ``fingerprint`` it is; sign-out increments it, ending every session signed in before
+        (gateway.web.admin.security)."""
+        return f"{self.prefix}console:sessions:{fingerprint}"
+
+    def signature_failures(self, address: str) -> str:
+        """STRING counter with a 15 min TTL: wrong receive signatures from one client
+        address or IPv6 /64 (gateway.storage.throttle)."""
+        return f"{self.prefix}sigfail:{address}"

@@ -141,6 +141,10 @@ class PublishArgs(ScriptArgs):
     config_version: str
     """The integrations version the deliveries were routed by: the script writes nothing and
     answers "stale" when the stored one differs ("" = the caller checked it another way)."""
+    body_hash: str
+    """A digest of the request that carried the idempotency key, stored with the key: the
+    same key with another digest is refused ("reused"), not answered with the first ticket
+    ("" = no key, or nothing to compare)."""
     now_ms: int
     idempotency_key: str
     """The full Redis key of the Idempotency-Key ("" = none)."""

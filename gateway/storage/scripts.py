@@ -90,12 +90,14 @@ class PublishReply:
     """What publish.lua answered: ``replay`` with the original ticket's JSON (nothing was
     written), or the new ticket number ("" when no ticket) and the drainers to wake, or
     ``stale_version``: the integrations changed since the caller routed the event (nothing
-    was written; reload and publish again)."""
+    was written; reload and publish again), or ``key_reused``: the idempotency key is known
+    with another body (nothing was written)."""
 
     replayed_ticket_json: str | None
     ticket_number: str
     wakes: tuple[tuple[str, str], ...]
     stale_version: str | None = None
+    key_reused: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,6 +189,8 @@ def parse_publish_reply(reply: Sequence[Any]) -> PublishReply:
         return PublishReply(as_text(reply[1]), "", ())
     if as_text(reply[0]) == "stale":
         return PublishReply(None, "", (), stale_version=as_text(reply[1]))
+    if as_text(reply[0]) == "reused":
+        return PublishReply(None, "", (), key_reused=True)
     wakes = tuple((as_text(reply[i]), as_text(reply[i + 1])) for i in range(2, len(reply), 2))
     return PublishReply(None, as_text(reply[1]), wakes)
 

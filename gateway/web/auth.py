@@ -42,23 +42,11 @@ def check_admin_token(given: str | None) -> None:
     if not given:  # not a guess: neither counted nor locked out
         raise ApiError(401, "unauthorized", "An admin token is required: send 'Authorization: Bearer <token>'.",
                        headers={"WWW-Authenticate": 'Bearer realm="gateway"'})
-    throttle = auth_throttle.for_request()
-    standing = throttle.standing()
-    if standing.locked:
-        raise too_many_attempts(standing)
-    name = admin_identity(given, identities)
+    name = auth_throttle.for_request().check(given, lambda token: admin_identity(token, identities),
+                                             "admin tokens")
     if name is None:
-        throttle.failed()
         raise ApiError(403, "forbidden", "The admin token is not valid.")
-    throttle.succeeded(standing)
     setattr(g, ACTOR_KEY, name)
-
-
-def too_many_attempts(standing: auth_throttle.Standing) -> ApiError:
-    """429 for an address locked out after too many wrong admin tokens."""
-    return ApiError(429, "too_many_attempts", "Too many wrong admin tokens from this address; "
-                    "retry after the number of seconds in Retry-After.",
-                    headers={"Retry-After": str(standing.seconds_left)})
 
 
 def bearer_token() -> str | None:

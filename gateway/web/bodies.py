@@ -5,6 +5,7 @@ when it does not validate."""
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from flask import current_app, request
@@ -34,14 +35,55 @@ def read_body() -> bytes:
     return body
 
 
+class _NonFinite(ValueError):
+    """A NaN, Infinity or -Infinity literal, or a number too large for a double (1e999)."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NonFinite(name)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (math.inf, -math.inf):
+        raise _NonFinite(text)
+    return value
+
+
+# Python's json reads NaN and Infinity (not JSON: RFC 8259 has no such numbers) and turns
+# 1e999 into inf; every consumer downstream would then get invalid JSON. Refused here, once,
+# for every body the gateway parses (the hooks run only for such literals and for floats).
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
+def non_finite_paths(value: Any, path: str = "") -> dict[str, list[str]]:
+    """The dotted path of every NaN or infinite number in a decoded document, with a message."""
+    found: dict[str, list[str]] = {}
+    if isinstance(value, float) and not math.isfinite(value):
+        found[path or "(body)"] = ["Not a JSON number: NaN, Infinity and numbers beyond a double's range "
+                                   "are not accepted."]
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            found.update(non_finite_paths(item, f"{path}.{key}" if path else str(key)))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found.update(non_finite_paths(item, f"{path}[{index}]"))
+    return found
+
+
 def parse_json(body: bytes) -> Any:
-    """Decode a JSON body; 400 with a stable code when it is not valid JSON."""
+    """Decode a JSON body; 400 with a stable code when it is not valid JSON, 422
+    ``validation_failed`` naming the field of a NaN or Infinity."""
     try:
         # JSON on the wire is UTF-8 (RFC 8259); json.loads(bytes) would also guess UTF-16/32.
         text = body.decode("utf-8-sig")
-        doc = json.loads(text)
+        doc = _DECODER.decode(text)
     except UnicodeDecodeError:
         raise ApiError(400, "malformed_json", "The body is not valid UTF-8.") from None
+    except _NonFinite:
+        # Only such a body pays for a second, permissive parse: it says where they are.
+        raise ApiError(422, "validation_failed", "The request body has invalid fields.",
+                       non_finite_paths(json.loads(text))) from None
     except (ValueError, RecursionError) as exc:
         raise ApiError(400, "malformed_json", f"The body is not valid JSON: {exc}"[:300]) from None
     # json.loads turns an unpaired "\ud800" escape into a lone surrogate, which cannot be
@@ -93,10 +135,11 @@ def _json_object(raw: bytes, example: str) -> dict[str, Any]:
 MAX_IDEMPOTENCY_KEY = 255
 
 
-def idempotency_key(headers: Any) -> str | None:
-    """The Idempotency-Key header, else Standard Webhooks' webhook-id; 400 when it is empty
-    or longer than 255 characters."""
-    key = headers.get("Idempotency-Key") or headers.get("webhook-id")
+def idempotency_key(headers: Any, signed_id: str | None = None) -> str | None:
+    """``signed_id`` (a ``webhook-id`` its signature covers), else the Idempotency-Key
+    header, else Standard Webhooks' webhook-id; 400 when it is empty or longer than 255
+    characters."""
+    key = signed_id or headers.get("Idempotency-Key") or headers.get("webhook-id")
     if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY):
         raise ApiError(400, "idempotency_key_invalid",
                        f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters.")

@@ -73,8 +73,8 @@ def test_a_plain_url_to_a_replica_is_an_error(sentinels: RedisSet, tmp_path: Pat
 
 def test_the_deployment_example_is_a_valid_config() -> None:
     example = Path(__file__).resolve().parents[2] / "docs" / "deploy" / "gateway.sentinel.toml"
-    env = {**os.environ, "REDIS_PASSWORD": "pw", "WEBHOOK_SECRET": "s", "GATEWAY_ADMIN_TOKEN": "admin-token-1",
-           "CRM_WEBHOOK_SECRET": "crm"}
+    env = {**os.environ, "REDIS_PASSWORD": "pw", "WEBHOOK_SECRET": "s",
+           "GATEWAY_ADMIN_TOKEN": "admin-token-1-0123456789abcdef01", "CRM_WEBHOOK_SECRET": "crm"}
     result = subprocess.run([sys.executable, "-m", "gateway", "config", "check", "--offline", str(example)],
                             capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -27,7 +27,8 @@ SECRET = "guide-secret"
 def setup(redis_client: Any, redis_url: str, tmp_path: Path):
     with SinkServer() as server:
         config = {
-            "gateway": {"redis_url": redis_url, "data_dir": str(tmp_path / "data"), "admin_token": "admin-token-1"},
+            "gateway": {"redis_url": redis_url, "data_dir": str(tmp_path / "data"),
+                        "admin_token": "admin-token-1-0123456789abcdef01"},
             "delivery": {"allow_private_networks": True, "retry_jitter": 0},
             "sinks": [{"name": "crm", "type": "generic_webhook", "url": server.url, "secret": SECRET,
                        "events": ["ticket.created"], "retry_schedule": [0.2]}],

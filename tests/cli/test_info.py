@@ -80,6 +80,16 @@ def test_config_check_lists_each_bad_field_by_path(tmp_path: Path) -> None:
     }
 
 
+def test_config_check_refuses_a_guessable_admin_token(tmp_path: Path) -> None:
+    # 31 characters: short enough to guess at scale, even throttled; the generated one has 43.
+    path = write_config(tmp_path / "gateway.toml", {"gateway": {"admin_token": "x" * 31}})
+    result = invoke("config", "check", str(path))
+    assert result.exit_code == 2
+    assert "gateway.admin_token: Use at least 32 characters" in result.stderr
+    path = write_config(tmp_path / "gateway.toml", {"gateway": {"admin_token": "x" * 32}})
+    assert invoke("config", "check", str(path)).exit_code == 0
+
+
 def test_config_check_missing_or_broken_file(tmp_path: Path) -> None:
     missing = invoke("config", "check", str(tmp_path / "nope.toml"))
     assert missing.exit_code == 2 and "Cannot read" in missing.stderr

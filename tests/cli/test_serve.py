@@ -112,6 +112,7 @@ def test_gateway_run_serves_delivers_and_stops_everything(tmp_path: Path, receiv
         # A new admin is told where the console is and where its token is.
         assert f"Console:   {run.url}/admin" in banner
         assert f"Admin token: in {tmp_path / '.gateway' / 'admin_token'}" in banner
+        assert "Signing:   signed requests only (gateway.secret)" in banner
         embedded = connect(f"unix://{tmp_path / '.gateway' / 'redis.sock'}")
         assert embedded.config_get("appendonly") == {"appendonly": "yes"}
         embedded.close()
@@ -158,6 +159,25 @@ def test_gateway_run_stops_everything_when_the_web_server_dies(tmp_path: Path) -
         run.stop(timeout=DEADLINE_S)
     assert "web exited with code -9; stopping everything" in run.output()
     assert [pid for pid in started if alive(pid)] == [], run.output()
+
+
+@pytest.mark.parametrize("command", ["run", "web"])
+def test_listening_beyond_loopback_without_a_receive_secret_is_refused(tmp_path: Path, command: str) -> None:
+    # Issue 13: `gateway run --host 0.0.0.0` without a secret took unsigned tickets from anyone.
+    result = gateway_command(command, "--host", "0.0.0.0", "--port", str(free_port()), cwd=tmp_path)
+    assert result.returncode != 0
+    lines = result.stderr.decode().strip().splitlines()
+    assert lines[-1].startswith("Error: refusing to listen on 0.0.0.0 without a receive secret")
+    assert "gateway.allow_unsigned = true" in lines[-1]
+    # Nothing was left running: the embedded Redis it started is stopped again.
+    assert not (tmp_path / ".gateway" / "redis.sock").exists() or not _answers(tmp_path / ".gateway" / "redis.sock")
+
+
+def _answers(socket: Path) -> bool:
+    try:
+        return bool(connect(f"unix://{socket}").ping())
+    except Exception:  # noqa: BLE001 - any failure to talk to it means it is not there
+        return False
 
 
 def test_gateway_web_alone_with_the_embedded_redis(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from gateway.events import Event
 from gateway.integrations import store
 from gateway.publish.publisher import publish
 
-ADMIN = "admin-token-1"
+ADMIN = "admin-token-1-0123456789abcdef01"
 KEY = "zk_" + "k" * 29
 
 

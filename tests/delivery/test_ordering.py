@@ -29,7 +29,7 @@ from gateway.plugins import load_plugins
 from gateway.publish.publisher import publish
 from gateway.web.app import create_app
 
-ADMIN = "admin-token-1"
+ADMIN = "admin-token-1-0123456789abcdef01"
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
 LIFECYCLE = ("ticket.created", "ticket.updated", "ticket.resolved")
 

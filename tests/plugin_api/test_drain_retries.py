@@ -15,7 +15,7 @@ TICKET = {"event": "ticket.create", "data": {"subject": "Help", "message": "Plea
 
 @pytest.fixture
 def gateway_config(recording_sink: Any) -> dict[str, Any]:
-    return {"gateway": {"admin_token": "drain-admin-token"},
+    return {"gateway": {"admin_token": "drain-admin-token-0123456789abcd"},
             "delivery": {"allow_private_networks": True, "retry_jitter": 0},
             "sinks": [recording_sink.sink("crm", events=["ticket.created"], retry_schedule=[300, 900])]}
 
@@ -68,7 +68,7 @@ def test_a_replay_or_a_newer_retry_is_not_run_twice(app: Any, client: Any, recor
     [first] = drain_deliveries(app)
     # The admin replays the delivery before its retry is due: the scheduled retry is stale.
     replayed = client.post(f"/api/deliveries/{first['delivery_id']}/replay",
-                           headers={"Authorization": "Bearer drain-admin-token"})
+                           headers={"Authorization": "Bearer drain-admin-token-0123456789abcd"})
     assert replayed.status_code in (200, 202)
 
     attempts = drain_deliveries(app, run_due_retries=True)

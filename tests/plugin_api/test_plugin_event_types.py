@@ -13,7 +13,7 @@ from marshmallow import Schema, fields
 
 from gateway import EventType, hookimpl
 
-TOKEN = "event-types-admin-token"
+TOKEN = "event-types-admin-token-01234567"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 BREACH = {"ticket_id": "t-1", "sla": {"policy": "first-response-4h", "due_at": "2026-03-02T14:30:00Z"},
           "breached_at": "2026-03-02T14:30:09.250Z", "minutes_late": 0}

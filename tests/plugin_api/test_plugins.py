@@ -18,7 +18,7 @@ from support.processes import child_env
 
 from gateway import EventType, hookimpl
 
-TOKEN = "plugins-admin-token"
+TOKEN = "plugins-admin-token-0123456789ab"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 GOOD_PLUGIN = '''

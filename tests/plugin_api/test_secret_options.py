@@ -16,7 +16,7 @@ from support.configs import write_config
 
 from gateway.cli import cli
 
-TOKEN = "secret-options-admin-token"
+TOKEN = "secret-options-admin-token-0123456"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 WEBHOOK_PATH = "/services/T0SECRET/B0SECRET/xoxWebhookToken1234567890"
 TICKET = {"event": "ticket.create", "data": {"subject": "Help", "message": "Please", "customer_email": "a@example.com"}}

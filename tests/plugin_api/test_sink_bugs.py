@@ -12,7 +12,7 @@ from marshmallow import Schema
 
 from gateway import OutgoingRequest, Sink, SinkType, hookimpl, url_field
 
-TOKEN = "sink-bugs-admin-token"
+TOKEN = "sink-bugs-admin-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 TICKET = {"event": "ticket.create", "data": {"subject": "Help", "message": "Please", "customer_email": "a@example.com"}}
 SECRET = "s3cret-signing-key"

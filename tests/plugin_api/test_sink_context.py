@@ -113,10 +113,10 @@ def test_a_plugins_endpoint_sees_sinks_changed_through_the_sinks_api_in_another_
         make_client: Any, gateway_config: dict[str, Any], gateway_plugins: list[Any], recording_sink: Any) -> None:
     # Two web processes on one Redis: a sink created through one is a sink of the other's
     # plugin endpoints at once, and so is its deletion.
-    config = {**gateway_config, "gateway": {"admin_token": "context-admin-token"}}
+    config = {**gateway_config, "gateway": {"admin_token": "context-admin-token-0123456789ab"}}
     first, second = make_client(config, gateway_plugins), make_client(config, gateway_plugins)
     assert second.get("/api/probe/titled").get_json()["sinks"] == ["one", "two"]  # its view is loaded
-    admin = {"Authorization": "Bearer context-admin-token"}
+    admin = {"Authorization": "Bearer context-admin-token-0123456789ab"}
     created = first.post("/api/sinks", json=recording_sink.sink("three", type="titled", events=["*"]), headers=admin)
     assert created.status_code == 201, created.get_json()
 

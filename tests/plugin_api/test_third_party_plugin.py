@@ -32,7 +32,7 @@ from gateway.testing import GatewayProcess, Reply, wait_until
 DOC = Path(__file__).resolve().parents[2] / "docs" / "writing-plugins.md"
 BIN = Path(sys.executable).parent
 TIMEOUT_S = 300
-ADMIN = "third-party-admin-token"
+ADMIN = "third-party-admin-token-01234567"
 BREACH = {"ticket_id": "t-9", "ticket_number": "TKT-2026-009",
           "sla": {"policy": "first-response-4h", "due_at": "2026-03-02T14:30:00Z"},
           "breached_at": "2026-03-02T14:30:09Z"}

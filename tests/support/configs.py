@@ -10,7 +10,7 @@ from gateway.testing import write_config
 
 __all__ = ["OUTAGE_ADMIN_TOKEN", "engine_config", "outage_config", "sink_table", "write_config"]
 
-OUTAGE_ADMIN_TOKEN = "reliability-admin-token"
+OUTAGE_ADMIN_TOKEN = "reliability-admin-token-01234567"
 
 
 def sink_table(name: str, url: str, **extra: Any) -> dict[str, Any]:
@@ -20,7 +20,8 @@ def sink_table(name: str, url: str, **extra: Any) -> dict[str, Any]:
 
 def engine_config(redis_url: str, tmp_path: Path, sinks: list[dict[str, Any]], **delivery: Any) -> dict[str, Any]:
     """The delivery engine tests' config: private networks allowed, no retry jitter."""
-    return {"gateway": {"redis_url": redis_url, "data_dir": str(tmp_path / "data"), "admin_token": "admin-token-1"},
+    return {"gateway": {"redis_url": redis_url, "data_dir": str(tmp_path / "data"),
+                        "admin_token": "admin-token-1-0123456789abcdef01"},
             "delivery": {"allow_private_networks": True, "retry_jitter": 0, **delivery},
             "sinks": sinks}
 

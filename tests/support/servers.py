@@ -391,7 +391,7 @@ def served_gateway(tmp_path: Path, redis_url: str, config: Mapping[str, Any] | N
     gateway = config.setdefault("gateway", {})
     gateway.setdefault("redis_url", redis_url)
     gateway.setdefault("data_dir", str(tmp_path / "data"))
-    gateway.setdefault("admin_token", "test-admin-token-0123456789")
+    gateway.setdefault("admin_token", "test-admin-token-0123456789abcdef")
     path = write_config(tmp_path / "gateway.toml", config)
     started = start_gateway(tmp_path, "web", "--config", str(path), "--web-workers", str(web_workers),
                             ready_path="/healthz")

@@ -1,9 +1,12 @@
-"""Failed admin authentications are throttled per client address: after 10 wrong tokens
-(bearer or sign-in form) the address gets 429 with Retry-After, even with the right token,
-until the 15-minute window ends; a right token clears the count; Redis down fails open."""
+"""Failed admin authentications are throttled per client address (an IPv6 client's /64):
+after 10 wrong tokens (bearer or sign-in form) the address gets 429 with Retry-After, even
+with the right token, until the 15-minute window ends; a right token clears the count; Redis
+down fails open. Wrong receive signatures are counted apart, with a higher limit."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import re
 from pathlib import Path
@@ -15,10 +18,11 @@ from gateway.config import parse_config
 from gateway.plugins import load_plugins
 from gateway.runtime import Runtime
 from gateway.storage.connection import EmbeddedRedis
+from gateway.storage.throttle import SIGNATURES
 from gateway.web.app import create_app
 from gateway.web.auth_throttle import FAILURE_LIMIT, WINDOW_SECONDS
 
-TOKEN = "admin-token-for-throttle-tests"
+TOKEN = "admin-token-for-throttle-tests-0123456"
 WRONG = "not-the-admin-token"
 GUESSER = "203.0.113.7"
 NEIGHBOUR = "203.0.113.8"
@@ -143,3 +147,43 @@ def test_redis_stopped_sign_in_fails_open_without_a_500(tmp_path: Path, caplog: 
         assert not any(TOKEN in r.getMessage() or WRONG in r.getMessage() for r in caplog.records)
     finally:
         server.stop()
+
+
+def test_an_ipv6_client_is_counted_by_its_64(client: Any) -> None:
+    # Issue 13: one address per guess is free in an IPv6 /64; the whole /64 is one client.
+    for index in range(FAILURE_LIMIT):
+        assert api(client, WRONG, addr=f"2001:db8:1:2::{index + 1:x}").status_code == 403
+    assert_locked_out_api(api(client, TOKEN, addr="2001:db8:1:2:ffff:ffff:ffff:ffff"))
+    assert api(client, TOKEN, addr="2001:db8:1:3::1").status_code == 200  # the next /64 is someone else
+
+
+# -- receive signatures: counted per address too, with a higher limit ------------------------
+
+SECRET = "receive-secret-for-throttle-tests"
+TICKET = b'{"event": "ticket.create", "data": {"subject": "s", "message": "m", "customer_email": "a@example.com"}}'
+
+
+def receive(client: Any, secret: str, addr: str = GUESSER) -> Any:
+    signature = hmac.new(secret.encode(), TICKET, hashlib.sha256).hexdigest()
+    return client.post("/api/webhooks/receive", data=TICKET, environ_base={"REMOTE_ADDR": addr},
+                       headers={"Content-Type": "application/json", "X-Webhook-Signature": signature})
+
+
+def test_wrong_receive_signatures_get_401_then_429_for_the_address(make_client: Any, redis_client: Any) -> None:
+    client = make_client({"gateway": {"admin_token": TOKEN, "secret": SECRET}})
+    # A sender with a wrong secret hears what is wrong, many times over, before the throttle.
+    for _ in range(SIGNATURES.failures):
+        wrong = receive(client, "a-wrong-secret")
+        assert wrong.status_code == 401 and wrong.get_json()["error"] == "signature_invalid"
+    locked = receive(client, "a-wrong-secret")
+    assert locked.status_code == 429 and locked.get_json()["error"] == "too_many_attempts"
+    assert 0 < int(locked.headers["Retry-After"]) <= SIGNATURES.window_s
+    # Locked out means locked out: a right guess now would not be told apart from a wrong one.
+    assert receive(client, SECRET).status_code == 429
+    assert receive(client, SECRET, addr=NEIGHBOUR).status_code == 201
+    assert redis_client.zcard("gw:tickets") == 1
+    # Another process of the gateway (a new app on the same Redis) learns it from its first failure.
+    other = make_client({"gateway": {"admin_token": TOKEN, "secret": SECRET}})
+    assert receive(other, "a-wrong-secret").status_code == 429
+    # The admin token's count is apart: the address may still use the admin API.
+    assert api(client, TOKEN).status_code == 200

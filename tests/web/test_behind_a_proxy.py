@@ -31,7 +31,8 @@ def access_lines() -> Any:
 @pytest.mark.parametrize(("trusted", "expected"), [(0, "10.0.0.2"), (1, "203.0.113.7")])
 def test_access_lines_name_the_client_only_behind_trusted_proxies(
         make_client: Any, access_lines: Any, trusted: int, expected: str) -> None:
-    client = make_client({"gateway": {"trusted_proxies": trusted}})
+    # Unsigned from a non-loopback client: accepted only because the operator said so.
+    client = make_client({"gateway": {"trusted_proxies": trusted, "allow_unsigned": True}})
     forwarded = {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"}
     proxy = {"REMOTE_ADDR": "10.0.0.2"}
     # The receive fast path and an ordinary Flask route alike.
@@ -41,11 +42,12 @@ def test_access_lines_name_the_client_only_behind_trusted_proxies(
 
 
 def test_metrics_need_the_metrics_token_when_one_is_set(make_client: Any) -> None:
-    client = make_client({"gateway": {"metrics_token": METRICS_TOKEN, "admin_token": "admin-token-9f0a"}})
+    client = make_client({"gateway": {"metrics_token": METRICS_TOKEN,
+                                      "admin_token": "admin-token-9f0a-0123456789abcde"}})
     missing = client.get("/metrics")
     assert missing.status_code == 401 and missing.get_json()["error"] == "unauthorized"
     assert "Bearer" in missing.headers["WWW-Authenticate"]
-    for wrong in ("nope-nope-nope", "admin-token-9f0a"):  # the admin token is not a metrics token
+    for wrong in ("nope-nope-nope", "admin-token-9f0a-0123456789abcde"):  # the admin token is not a metrics token
         answer = client.get("/metrics", headers={"Authorization": f"Bearer {wrong}"})
         assert answer.status_code == 403 and answer.get_json()["error"] == "forbidden"
     scraped = client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})

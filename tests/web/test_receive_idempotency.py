@@ -1,6 +1,6 @@
-"""Idempotency on the receive endpoint: a repeated Idempotency-Key (else webhook-id) gets
-200 with the original ticket and ``Idempotent-Replayed: true``; nothing new is created or
-published."""
+"""Idempotency on the receive endpoint: a repeated Idempotency-Key (else webhook-id) with the
+same body gets 200 with the original ticket and ``Idempotent-Replayed: true``; nothing new
+is created or published. With another body: 422 ``idempotency_key_reused``."""
 
 from __future__ import annotations
 
@@ -29,13 +29,10 @@ def test_idempotency_key_replays_the_original_ticket(make_client: Any, redis_cli
     assert first.status_code == 201
     assert "Idempotent-Replayed" not in first.headers
 
-    # Even a different body: the key names the operation, and it already happened.
-    changed = {**BODY, "data": {**BODY["data"], "subject": "Printer still on fire"}}
-    for body in (BODY, changed):
-        again = client.post(URL, json=body, headers={"Idempotency-Key": "order-7"})
-        assert again.status_code == 200
-        assert again.headers["Idempotent-Replayed"] == "true"
-        assert again.get_json() == first.get_json()
+    again = client.post(URL, json=BODY, headers={"Idempotency-Key": "order-7"})
+    assert again.status_code == 200
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.get_json() == first.get_json()
 
     assert stored_counts(redis_client) == (1, 1)
     assert observer.names == ["ticket.created"]
@@ -44,6 +41,36 @@ def test_idempotency_key_replays_the_original_ticket(make_client: Any, redis_cli
     assert other.status_code == 201
     assert other.get_json()["ticket"]["ticket_number"].endswith("-002")
     assert stored_counts(redis_client) == (2, 2)
+
+
+def test_a_key_reused_with_another_body_gets_422_and_nothing_of_the_original(make_client: Any,
+                                                                              redis_client: Any) -> None:
+    # Issue 13: unsigned, anyone who guessed "order-1001" got the first sender's ticket back
+    # (subject, message, customer email) with a 200.
+    client = make_client()
+    assert client.post(URL, json=BODY, headers={"Idempotency-Key": "order-1001"}).status_code == 201
+    probe = {**BODY, "data": {**BODY["data"], "subject": "Anything", "customer_email": "eve@example.com"}}
+
+    response = client.post(URL, json=probe, headers={"Idempotency-Key": "order-1001"})
+
+    assert response.status_code == 422
+    assert response.get_json()["error"] == "idempotency_key_reused"
+    assert "Idempotent-Replayed" not in response.headers
+    for original in ("Printer on fire", "Really.", "ops@example.com", "TKT-"):
+        assert original not in response.text
+    assert stored_counts(redis_client) == (1, 1)
+    # The original sender's retry (the same bytes) still gets its ticket.
+    assert client.post(URL, json=BODY, headers={"Idempotency-Key": "order-1001"}).status_code == 200
+
+
+def test_a_key_stored_before_bodies_were_hashed_still_replays(make_client: Any, redis_client: Any) -> None:
+    # Keys written by the previous release (within idempotency_ttl of an upgrade) hold just the id.
+    client = make_client()
+    first = client.post(URL, json=BODY, headers={"Idempotency-Key": "order-old"}).get_json()
+    [key] = redis_client.keys("gw:idem:*")
+    redis_client.set(key, first["ticket"]["id"])
+    again = client.post(URL, json=BODY, headers={"Idempotency-Key": "order-old"})
+    assert again.status_code == 200 and again.get_json() == first
 
 
 def test_webhook_id_is_the_key_when_there_is_no_idempotency_key(make_client: Any, redis_client: Any) -> None:
@@ -67,6 +94,28 @@ def test_webhook_id_is_the_key_when_there_is_no_idempotency_key(make_client: Any
     assert retry.get_json()["ticket"]["id"] == first.get_json()["ticket"]["id"]
     assert stored_counts(redis_client) == (1, 1)
     assert client.post(URL, data=raw, headers=headers("msg_other")).status_code == 201
+
+
+def test_a_signed_webhook_id_is_the_key_whatever_idempotency_key_says(make_client: Any,
+                                                                       redis_client: Any) -> None:
+    # Issue 13: a captured Standard Webhooks request, replayed within the signature's
+    # tolerance with a fresh (unsigned) Idempotency-Key, created a second ticket.
+    secret = "whsec_" + base64.b64encode(b"standard-secret-bytes").decode()
+    client = make_client({"gateway": {"secret": secret}})
+    raw = json.dumps(BODY).encode()
+    timestamp = str(int(time.time()))
+    mac = hmac.new(base64.b64decode(secret.removeprefix("whsec_")), f"msg_9.{timestamp}.".encode() + raw,
+                   hashlib.sha256).digest()
+    captured = {"Content-Type": "application/json", "webhook-id": "msg_9", "webhook-timestamp": timestamp,
+                "webhook-signature": "v1," + base64.b64encode(mac).decode()}
+    first = client.post(URL, data=raw, headers=captured)
+    assert first.status_code == 201
+
+    replayed = client.post(URL, data=raw, headers={**captured, "Idempotency-Key": "fresh-key-1"})
+
+    assert replayed.status_code == 200 and replayed.headers["Idempotent-Replayed"] == "true"
+    assert replayed.get_json() == first.get_json()
+    assert stored_counts(redis_client) == (1, 1)
 
 
 def test_without_a_key_every_request_creates_a_ticket(make_client: Any, redis_client: Any) -> None:

@@ -7,7 +7,7 @@
 -- The ticket and event JSON hold PLACEHOLDER where the ticket number goes: a raw \1 can
 -- never occur inside JSON text (it is escaped as \u0001), so user text cannot collide.
 -- Returns {"replay", ticket JSON} or {"ok", ticket number, sink1, token1, sink2, token2, ...}
--- or {"stale", version}: nothing written.
+-- or {"stale", version} or {"reused"} (the idempotency key came with another body): nothing written.
 
 -- The caller routed this event by the integrations as of A.config_version. If a sink was
 -- changed since, it reloads and calls again: so every event published after a change was
@@ -22,10 +22,15 @@ local p = A.prefix
 local now = A.now_ms
 local idem = A.idempotency_key
 
+-- An idempotency key holds "<ticket id> <body hash>" (a key stored before the hash was,
+-- just the id: replayed as before). Another body under a known key is a different request
+-- (or someone who guessed the key): it gets no ticket, the original's or a new one.
 if idem ~= "" then
   local existing = redis.call("GET", idem)
   if existing then
-    local ticket = redis.call("GET", p .. "ticket:" .. existing)
+    local ticket_id, hash = string.match(existing, "^(%S+) ?(%S*)$")
+    if hash ~= "" and A.body_hash ~= "" and hash ~= A.body_hash then return {"reused"} end
+    local ticket = redis.call("GET", p .. "ticket:" .. ticket_id)
     if ticket then return {"replay", ticket} end
   end
 end
@@ -44,7 +49,7 @@ if A.ticket_year ~= "" then
   -- (Formatted here: Lua would print the number with 14 digits, dropping the fraction.)
   redis.call("ZADD", p .. "tickets", string.format("%d.%03d", now, seq % 1000), A.ticket_id)
   redis.call("HSET", p .. "ticket_numbers", ticket_number, A.ticket_id)
-  if idem ~= "" then redis.call("SET", idem, A.ticket_id, "EX", A.idempotency_ttl_s) end
+  if idem ~= "" then redis.call("SET", idem, A.ticket_id .. " " .. A.body_hash, "EX", A.idempotency_ttl_s) end
 end
 
 local event_id = A.event_id

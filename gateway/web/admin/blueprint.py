@@ -33,6 +33,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from gateway.config import DEFAULT_ADMIN
 from gateway.errors import ApiError, http_error, redis_unavailable
+from gateway.logs import escape_unprintable
 from gateway.web.admin import security
 from gateway.web.auth import ACTOR_KEY
 
@@ -65,7 +66,7 @@ def _setup(state: BlueprintSetupState) -> None:
     settings = state.app.extensions["gateway"].settings
     # Every admin token keys the session: changing any of them signs every admin out.
     tokens = "\n".join(token for _, token in settings.admin_identities) or None
-    security.configure_app(cast(Flask, state.app), tokens, settings.public_url)
+    security.configure_app(cast(Flask, state.app), tokens, settings.public_url, settings.session_lifetime)
 
 
 @bp.before_request
@@ -74,7 +75,7 @@ def _guard() -> WerkzeugResponse | None:
         if request.endpoint == "admin.signin":
             security.csrf.protect()
         return None
-    if not runtime().settings.admin_identities or not session.get("admin"):
+    if not runtime().settings.admin_identities or not security.session_is_live():
         if wants_json():
             raise ApiError(401, "unauthorized", "Sign in to the admin console first.")
         target = request.full_path if request.method == "GET" else url_for("admin.integrations")
@@ -137,8 +138,18 @@ def format_iso(value: Any) -> str:
 
 @bp.app_template_filter("pretty_json")
 def pretty_json(value: Any) -> str:
-    """Indented JSON for a ``<pre>`` block."""
-    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False)
+    """Indented JSON for a ``<pre>`` block, with control and bidi characters escaped (see
+    :func:`visible`)."""
+    return escape_unprintable(json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False), multiline=True)
+
+
+@bp.app_template_filter("visible")
+def visible(value: Any, multiline: bool = False) -> str:
+    """Text that came from outside (a ticket's fields, a destination's answer) as it may be
+    shown: control characters and bidirectional overrides (U+202E turns ``exe.txt`` into
+    what looks like ``txt.exe``) written as escapes, so the page shows what is stored.
+    ``multiline`` keeps line feeds and tabs, for ``<pre>`` blocks."""
+    return escape_unprintable(str(value), multiline=multiline)
 
 
 @bp.app_template_filter("pretty_body")

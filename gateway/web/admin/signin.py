@@ -6,10 +6,11 @@ import logging
 import math
 from urllib.parse import urlsplit
 
-from flask import redirect, render_template, request, session, url_for
+from flask import redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from gateway.web import auth_throttle
+from gateway.web.admin import security
 from gateway.web.admin.blueprint import bp, runtime
 from gateway.web.auth import admin_identity
 
@@ -36,7 +37,7 @@ def signin() -> WerkzeugResponse | tuple[str, int] | tuple[str, int, dict[str, s
     if not configured:
         return render_template("admin/signin.html", next_url=next_url, disabled=True), 503
     if request.method == "GET":
-        if session.get("admin"):
+        if security.session_is_live():
             return redirect(next_url)
         return render_template("admin/signin.html", next_url=next_url)
     throttle = auth_throttle.for_request()
@@ -57,15 +58,13 @@ def signin() -> WerkzeugResponse | tuple[str, int] | tuple[str, int, dict[str, s
         return render_template("admin/signin.html", next_url=next_url,
                                error="That admin token is not valid."), 401
     throttle.succeeded(standing)
-    session.clear()  # a fresh session (and CSRF token) for the signed-in admin
-    session["admin"] = True
-    session["admin_name"] = name  # the audit log's actor for what this session does
-    session.permanent = True
+    security.start_session(name)
     return redirect(next_url)
 
 
 @bp.route("/signout", methods=["POST"])
 def signout() -> WerkzeugResponse:
-    """End the session (a POST with a CSRF token, so another site cannot sign you out)."""
-    session.clear()
+    """End every console session, this one and any copy of a cookie (a POST with a CSRF
+    token, so another site cannot sign you out)."""
+    security.end_all_sessions()
     return redirect(url_for("admin.signin", signed_out=1))

@@ -61,8 +61,9 @@ ERROR_RESPONSES: dict[str, tuple[str, str]] = {
     "UnsupportedMediaType": ("415", "The body must be JSON (`Content-Type: application/json`)."),
     "ValidationFailed": ("422", "The body has invalid fields; `fields` has one message list per dotted path "
                                 "to each invalid field (`data.ticket.subject`, `data.sla.due_at`)."),
-    "TooManyAttempts": ("429", "Too many wrong admin tokens from this client address: no admin request "
-                               "is accepted from it until `Retry-After` seconds have passed."),
+    "TooManyAttempts": ("429", "`too_many_attempts`: too many wrong credentials (admin tokens and API keys "
+                               "together; receive signatures apart) from this client address, or its IPv6 /64: "
+                               "no such request is accepted from it until `Retry-After` seconds have passed."),
     "StorageUnavailable": ("503", "`storage_unavailable`: Redis is unavailable; nothing was stored. "
                                   "`replication_timeout` (with `durability = \"replicated\"`): the replicas did "
                                   "not confirm the write in time; it may exist, and a retry with the same "
@@ -334,14 +335,15 @@ def _fill_values(node: Any, values: dict[str, list[str]]) -> None:
 
 
 def _add_throttle_response(document: dict[str, Any]) -> None:
-    """Every operation that takes the admin token can answer 429 (gateway.web.auth_throttle):
-    added here once rather than in each view's docstring, plugins' views included."""
+    """Every operation that takes a credential (the admin token, a Zapier key, a receive
+    signature) can answer 429 (gateway.storage.throttle): added here once rather than in
+    each view's docstring, plugins' views included."""
     for item in document.get("paths", {}).values():
         for operation in item.values():
             if not isinstance(operation, dict):
                 continue
             schemes = {name for requirement in operation.get("security") or [] for name in requirement}
-            if "adminToken" in schemes:
+            if schemes & {"adminToken", "zapierApiKey", "webhookSignature"}:
                 operation.setdefault("responses", {}).setdefault(
                     "429", {"$ref": "#/components/responses/TooManyAttempts"})
 

@@ -96,10 +96,23 @@ def _same(given: bytes, expected: str) -> bool:
     return hmac.compare_digest(given, expected.encode("utf-8"))
 
 
+def _match(sinks: list[ZapierSink], header: str) -> Access | None:
+    """Whom ``header`` opens: compared with every key (no early exit), so the time taken
+    says nothing about which matched; None for no key."""
+    given = header.encode("utf-8")
+    hits = [(sink, [key for key in sink.api_keys if _same(given, key["key"])]) for sink in sinks]
+    matched = [(sink, keys) for sink, keys in hits if keys]
+    if not matched:
+        return None
+    return Access([sink for sink, _ in matched], matched[0][1][0]["label"])
+
+
 def _access() -> Access:
-    """The request's ``X-API-Key``, checked against every enabled zapier sink's keys (401
-    otherwise; 404 when no zapier sink is configured)."""
-    sinks = [s for s in zapier_sinks(current_context()) if s.enabled]
+    """The request's ``X-API-Key``, checked against every enabled zapier sink's keys behind
+    the gateway's credential throttle (401 for a wrong key, 429 once the address has had too
+    many wrong credentials; 404 when no zapier sink is configured)."""
+    context = current_context()
+    sinks = [s for s in zapier_sinks(context) if s.enabled]
     if not sinks:
         raise ApiError(404, "zapier_not_configured", "No zapier sink is configured: add a [[sinks]] table "
                        'with type = "zapier" and api_keys to the gateway config.')
@@ -107,13 +120,10 @@ def _access() -> Access:
     if not header:
         raise ApiError(401, "unauthorized", "Send an API key from the zapier sink's api_keys in the "
                        "X-API-Key header.")
-    given = header.encode("utf-8")
-    # Compared with every key (no early exit), so the time taken says nothing about which matched.
-    hits = [(sink, [key for key in sink.api_keys if _same(given, key["key"])]) for sink in sinks]
-    matched = [(sink, keys) for sink, keys in hits if keys]
-    if not matched:
+    access = context.check_credential(header, lambda given: _match(sinks, given))
+    if access is None:
         raise ApiError(401, "unauthorized", "The X-API-Key is not one of the zapier sink's api_keys.")
-    return Access([sink for sink, _ in matched], matched[0][1][0]["label"])
+    return access
 
 
 def _choose(sinks: list[ZapierSink], name: str | None) -> ZapierSink:

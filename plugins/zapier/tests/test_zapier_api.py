@@ -6,7 +6,7 @@ from gateway import DeliveryInfo, Event, OutcomeKind, Response
 
 KEY = "zk_" + "a" * 29
 OTHER_KEY = "zk_" + "b" * 29
-ADMIN = "admin-token-123"
+ADMIN = "admin-token-123-0123456789abcdef"
 
 
 def zapier_config(*extra_sinks, events=("ticket.created", "ticket.resolved")):
@@ -189,3 +189,31 @@ def test_other_answers_follow_the_reference_policy(client, event_samples):
     assert sink.classify(Response(502, {}, b""), target).kind is OutcomeKind.RETRY
     # Retry-After is the core's to honour (gateway.delivery.retry), not the plugin's.
     assert sink.classify(Response(429, {"Retry-After": "20"}, b""), target).kind is OutcomeKind.RETRY
+
+
+GUESSER = {"REMOTE_ADDR": "203.0.113.50"}
+
+
+def test_guessing_api_keys_is_throttled_with_the_admin_token(client):
+    # Issue 13: 200 wrong X-API-Keys from one address all got 401, never slower.
+    answers = [client.get("/api/zapier/me", headers=auth(f"zk_guess_{n:04d}"), environ_base=GUESSER)
+               for n in range(12)]
+    assert [a.status_code for a in answers] == [401] * 10 + [429] * 2
+    assert answers[-1].get_json()["error"] == "too_many_attempts" and int(answers[-1].headers["Retry-After"]) > 0
+    # Locked out for the right key too (else a hit would stand out), and for the admin API:
+    # one count per address, whichever credential is being guessed.
+    assert client.get("/api/zapier/me", headers=auth(), environ_base=GUESSER).status_code == 429
+    assert client.get("/api/tickets", headers={"Authorization": f"Bearer {ADMIN}"},
+                      environ_base=GUESSER).status_code == 429
+    # Other addresses are not affected.
+    assert client.get("/api/zapier/me", headers=auth()).status_code == 200
+
+
+def test_an_address_locked_out_for_bearer_guesses_cannot_use_the_admin_token_as_a_key(client):
+    # Issue 13: locked out of the admin API, `X-API-Key: <admin token>` still answered 200.
+    for _ in range(10):
+        assert client.get("/api/tickets", headers={"Authorization": "Bearer wrong"},
+                          environ_base=GUESSER).status_code == 403
+    assert client.get("/api/zapier/hooks", headers=auth(ADMIN), environ_base=GUESSER).status_code == 429
+    # And unthrottled, the admin token is still no Zapier key.
+    assert client.get("/api/zapier/hooks", headers=auth(ADMIN)).status_code == 401

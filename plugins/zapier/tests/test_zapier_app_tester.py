@@ -64,7 +64,8 @@ def live_gateway(tmp_path: Path, redis_url: str) -> Iterator[str]:
     """``gateway web`` and ``gateway worker`` processes with a zapier sink."""
     config = tmp_path / "gateway.toml"
     config.write_text(tomli_w.dumps({
-        "gateway": {"redis_url": redis_url, "data_dir": str(tmp_path / "data"), "admin_token": "app-tester-admin",
+        "gateway": {"redis_url": redis_url, "data_dir": str(tmp_path / "data"),
+                    "admin_token": "app-tester-admin-0123456789abcde",
                     "public_url": "https://support.example.com"},
         "delivery": {"allow_private_networks": True},
         "sinks": [{"name": "zapier", "type": "zapier", "api_keys": [{"label": LABEL, "key": KEY}],

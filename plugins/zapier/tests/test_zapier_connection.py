@@ -10,7 +10,7 @@ import pytest
 from gateway import ConfigError
 
 MARKETING, SUPPORT = "zk_" + "m" * 29, "zk_" + "p" * 29
-ADMIN = "connection-admin-token"
+ADMIN = "connection-admin-token-012345678"
 HOOK = "https://hooks.zapier.com/hooks/standard/123/secret-token/"
 
 

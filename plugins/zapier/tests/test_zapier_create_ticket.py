@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 KEY = "zk_" + "t" * 29
-ADMIN = "create-ticket-admin-token"
+ADMIN = "create-ticket-admin-token-0123456"
 PUBLIC_URL = "https://support.example.com"
 FIELDS = {"subject": "Invoice 4411 is wrong", "message": "Charged twice for March.",
           "customer_email": "jo@example.com", "customer_name": "Jo", "priority": "high", "category": "Billing"}
@@ -71,13 +71,24 @@ def test_bad_fields_are_a_422_per_field(client: Any, redis_client: Any, fields: 
 
 
 def test_an_idempotency_key_creates_one_ticket(client: Any, redis_client: Any) -> None:
-    first = create(client, FIELDS, **{"Idempotency-Key": "msg-<CAF123@mail.example.com>"})
-    again = create(client, {**FIELDS, "subject": "edited in the meantime"},
-                   **{"Idempotency-Key": "msg-<CAF123@mail.example.com>"})
+    key = {"Idempotency-Key": "msg-<CAF123@mail.example.com>"}
+    first = create(client, FIELDS, **key)
+    again = create(client, dict(reversed(FIELDS.items())), **key)  # the same fields, in another order
 
     assert (first.status_code, again.status_code) == (201, 200)
     assert again.headers["Idempotent-Replayed"] == "true"
     assert again.get_json() == first.get_json()
+    assert redis_client.zcard("gw:tickets") == 1
+
+
+def test_an_idempotency_key_reused_with_other_fields_is_refused(client: Any, redis_client: Any) -> None:
+    # Issue 13: another request under a known key got the first ticket (and its customer's data).
+    key = {"Idempotency-Key": "msg-<CAF124@mail.example.com>"}
+    assert create(client, FIELDS, **key).status_code == 201
+    reused = create(client, {**FIELDS, "subject": "edited in the meantime"}, **key)
+
+    assert reused.status_code == 422 and reused.get_json()["error"] == "idempotency_key_reused"
+    assert FIELDS["customer_email"] not in reused.text
     assert redis_client.zcard("gw:tickets") == 1
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from gateway.testing import RecordingSink, Reply
 
-ADMIN = "admin-token-1"
+ADMIN = "admin-token-1-0123456789abcdef01"
 KEY = "zk_" + "k" * 29
 SECRET = "zapier-signing-secret"
 

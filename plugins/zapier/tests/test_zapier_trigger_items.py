@@ -11,7 +11,7 @@ import pytest
 from gateway.testing import Reply
 
 KEY, SALES_KEY = "zk_" + "i" * 29, "zk_" + "s" * 29
-ADMIN = "trigger-items-admin-token"
+ADMIN = "trigger-items-admin-token-0123456"
 PUBLIC_URL = "https://support.example.com"
 ADMIN_AUTH = {"Authorization": f"Bearer {ADMIN}"}
 TICKET = {"subject": "Printer on fire", "message": "Smoke.", "customer_email": "ann@example.com"}

@@ -4,6 +4,8 @@ and what each page shows. (The browser tests in tests/browser drive a real Chrom
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import pytest
@@ -83,6 +85,38 @@ def test_sign_out_needs_csrf_and_ends_the_session(admin: Any) -> None:
     assert admin.get("/admin/integrations").status_code == 302
 
 
+def test_sign_out_revokes_a_copied_cookie_in_every_process(make_runtime: Any) -> None:
+    # Issue 13: after sign-out, a copy of the cookie (a shared machine, a proxy log) kept
+    # working for the session's whole 12 hours.
+    first = create_app(make_runtime(config(), [SINK_PLUGIN])).test_client()
+    thief = create_app(make_runtime(config(), [SINK_PLUGIN])).test_client()  # another worker
+    sign_in(first)
+    cookie = first.get_cookie("gateway_admin")
+    assert cookie is not None
+    thief.set_cookie("gateway_admin", cookie.value)
+    assert thief.get("/admin/integrations").status_code == 200
+
+    page = first.get("/admin/integrations").text
+    assert first.post("/admin/signout", data={"csrf_token": csrf_from(page)}).status_code == 302
+
+    assert thief.get("/admin/integrations").status_code == 302
+    assert thief.get("/admin/deliveries/dlv_0.json").status_code == 401
+    # Signing in again works, with a fresh session.
+    assert sign_in(thief).status_code == 302 and thief.get("/admin/integrations").status_code == 200
+
+
+def cookie_seconds_left(response: Any) -> float:
+    match = re.search(r"Expires=([^;]+)", response.headers["Set-Cookie"])
+    assert match, response.headers["Set-Cookie"]
+    return (parsedate_to_datetime(match.group(1)) - datetime.now(UTC)).total_seconds()
+
+
+def test_a_session_lasts_an_hour_without_use_by_default(client: Any, make_client: Any) -> None:
+    assert 3500 < cookie_seconds_left(sign_in(client)) <= 3600
+    short = make_client(config(session_lifetime=300), plugins=[SINK_PLUGIN])
+    assert cookie_seconds_left(sign_in(short)) <= 300
+
+
 def test_next_never_leaves_the_console(client: Any) -> None:
     for target in ("https://evil.example/admin/", "//evil.example/admin/", "/api/tickets", "/admin\\@evil"):
         client.delete_cookie("gateway_admin")
@@ -100,7 +134,8 @@ def test_session_works_across_processes_sharing_the_token(make_runtime: Any) -> 
     second.set_cookie("gateway_admin", cookie.value)
     assert second.get("/admin/integrations").status_code == 200
 
-    rotated = create_app(make_runtime(config(admin_token="a-new-admin-token"), [SINK_PLUGIN])).test_client()
+    rotated = create_app(make_runtime(config(admin_token="a-new-admin-token-0123456789abcd"),
+                                      [SINK_PLUGIN])).test_client()
     rotated.set_cookie("gateway_admin", cookie.value)
     assert rotated.get("/admin/integrations").status_code == 302
 
@@ -356,3 +391,16 @@ def test_stylesheet_and_script_are_served_without_a_session(client: Any) -> None
     assert css.status_code == 200 and css.mimetype == "text/css" and ":focus-visible" in css.text
     script = client.get("/admin/static/admin.js")
     assert script.status_code == 200 and "data-poll-url" in script.text
+
+
+def test_bidi_overrides_and_control_characters_in_ticket_data_are_shown_escaped(console: Any,
+                                                                                 sink: SinkServer) -> None:
+    # Issue 13: a U+202E in a ticket field made "invoice_exe.pdf" display as "invoice_fdp.exe".
+    sink.answer(Answer(status=503, body="answer \u202eevil\x1b[2J\nsecond line".encode()))
+    create_ticket(console, "invoice_\u202efdp.exe\x07")
+    drain(console)
+    delivery_id = listed_ids(console, "event=ticket.created")[0]
+    page = console.get(f"/admin/deliveries/{delivery_id}").text
+    assert "\u202e" not in page and "\x07" not in page and "\x1b" not in page
+    assert "invoice_\\u202efdp.exe\\u0007" in page  # the payload (JSON escapes C0 itself), made visible
+    assert "answer \\u202eevil\\x1b[2J\nsecond line" in page  # the response excerpt keeps its lines

@@ -19,7 +19,7 @@ from support.servers import Answer, SinkServer
 from gateway.delivery import delivery_log
 from gateway.web.app import create_app
 
-AUTH = {"Authorization": "Bearer admin-token-1"}
+AUTH = {"Authorization": "Bearer admin-token-1-0123456789abcdef01"}
 
 
 @pytest.fixture

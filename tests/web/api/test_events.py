@@ -11,7 +11,7 @@ from support.plugins import EnvelopeSinkPlugin
 
 from gateway.publish.builtin_events import BUILTIN_EVENT_TYPES, SYSTEM_EVENT_TYPES
 
-TOKEN = "events-admin-token"
+TOKEN = "events-admin-token-0123456789abc"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 TICKET = {"id": "t-1", "ticket_number": "TKT-2026-001", "subject": "Refund", "status": "open",
           "customer_email": "a@example.com"}
@@ -91,6 +91,32 @@ def test_bad_bodies(client: Any) -> None:
     assert broken.status_code == 400 and broken.get_json()["error"] == "malformed_json"
     missing = client.post("/api/events", json={"event": "ticket.updated"}, headers=AUTH)
     assert missing.status_code == 422 and missing.get_json()["fields"] == {"data": ["Missing data for required field."]}
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e400"])
+def test_nan_and_infinity_are_refused_at_input(client: Any, redis_client: Any, number: str) -> None:
+    # Issue 13: {"rating": NaN} was accepted and sent on as invalid JSON to every sink.
+    body = ('{"event": "feedback.received", "data": {"feedback": {"id": "f", "ticket_id": "t", '
+            f'"rating": {number}' + "}}}")
+    response = client.post("/api/events", data=body, headers=AUTH, content_type="application/json")
+    assert response.status_code == 422
+    assert list(response.get_json()["fields"]) == ["data.feedback.rating"]
+    assert redis_client.zcard("gw:events") == 0
+
+
+def test_an_event_is_never_serialised_with_nan() -> None:
+    from gateway.events import Event
+
+    with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
+        Event.new("feedback.received", {"feedback": {"rating": float("nan")}}).envelope_bytes()
+
+
+def test_nul_in_ticket_text_is_refused(client: Any, redis_client: Any) -> None:
+    body = {"event": "ticket.updated", "data": {"ticket": {**TICKET, "subject": "Re\u0000fund"}}}
+    response = client.post("/api/events", json=body, headers=AUTH)
+    assert response.status_code == 422
+    assert response.get_json()["fields"] == {"data.ticket.subject": ["NUL characters (\\u0000) are not allowed."]}
+    assert redis_client.zcard("gw:events") == 0
 
 
 def test_idempotency_key(client: Any, redis_client: Any) -> None:

@@ -16,7 +16,7 @@ from gateway.publish.builtin_events import BUILTIN_EVENT_TYPES
 from gateway.publish.publisher import publish
 from gateway.web.app import create_app
 
-AUTH = {"Authorization": "Bearer admin-token-1"}
+AUTH = {"Authorization": "Bearer admin-token-1-0123456789abcdef01"}
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.plugins import EnvelopeSinkPlugin, EventRecorder
 
-TOKEN = "tickets-admin-token"
+TOKEN = "tickets-admin-token-0123456789ab"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
@@ -171,7 +171,8 @@ def test_patch_events_carry_pending_deliveries_for_subscribed_sinks(make_client:
 
 
 @pytest.mark.parametrize(("body", "field"), [({"status": "done"}, "status"), ({"priority": "p1"}, "priority"),
-                                             ({"subject": "new"}, "subject"), ({"category": "x" * 101}, "category")])
+                                             ({"subject": "new"}, "subject"), ({"category": "x" * 101}, "category"),
+                                             ({"category": "Bill\u0000ing"}, "category")])
 def test_bad_patch_is_422_and_changes_nothing(client: Any, redis_client: Any, body: dict[str, Any],
                                               field: str) -> None:
     ticket = create(client)
