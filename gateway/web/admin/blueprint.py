@@ -155,11 +155,12 @@ def visible(value: Any, multiline: bool = False) -> str:
 @bp.app_template_filter("pretty_body")
 def pretty_body(text: str) -> str:
     """A request body for a ``<pre>`` block: indented when it is whole JSON, else as it is
-    (a form body, or JSON cut at the excerpt's bound)."""
+    (a form body, or JSON cut at the excerpt's bound); control and bidi characters escaped
+    either way (see :func:`visible`)."""
     try:
-        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+        return pretty_json(json.loads(text))
     except ValueError:
-        return text
+        return escape_unprintable(text, multiline=True)
 
 
 def to_datetime(value: Any) -> datetime | None:
