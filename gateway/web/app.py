@@ -33,6 +33,7 @@ from gateway.web.api import (
     audit,
     deliveries,
     events,
+    filters,
     health,
     metrics,
     openapi,
@@ -45,8 +46,8 @@ from gateway.web.instrumentation import ROUTE_KEY, RequestInstrumentation
 
 log = logging.getLogger("gateway.web")
 
-CORE_BLUEPRINTS = (events.bp, tickets.bp, deliveries.bp, sinks.bp, receive_secret.bp, audit.bp, plugins.bp,
-                   health.bp, metrics.bp, openapi.bp, admin.bp)
+CORE_BLUEPRINTS = (events.bp, tickets.bp, deliveries.bp, sinks.bp, filters.bp, receive_secret.bp, audit.bp,
+                   plugins.bp, health.bp, metrics.bp, openapi.bp, admin.bp)
 FIXED_ROUTES = (receive.PATH, "/healthz", "/readyz", "/metrics")
 
 

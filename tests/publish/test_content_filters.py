@@ -156,3 +156,47 @@ def test_the_sinks_api_refuses_a_bad_filter_with_its_path(api):
         "events": ["ticket.created"], "filter": "priority == high"})
     assert not_an_object.status_code == 422
     assert list(not_an_object.get_json()["fields"]) == ["filter"]
+
+
+EVENT = {"event": "ticket.created", "timestamp": "2026-01-15T10:30:00Z",
+         "data": {"ticket": {"priority": "high", "tags": ["vip"]}}}
+
+
+def test_filters_test_answers_match_for_a_given_filter_or_a_sinks(api):
+    def match(body):
+        answer = api.post("/api/filters/test", headers=AUTH, json=body)
+        assert answer.status_code == 200, answer.get_json()
+        return answer.get_json()["match"]
+
+    assert match({"filter": URGENT_OR_HIGH, "event": EVENT}) is True
+    assert match({"filter": {"data.ticket.priority": "low"}, "event": EVENT}) is False
+    assert match({"filter": {}, "event": EVENT}) is True
+    api.post("/api/sinks", headers=AUTH, json={"name": "on-call", "type": "slack", "events": ["*"],
+                                               "url": "https://hooks.slack.com/services/T0/B0/X",
+                                               "filter": {"data.ticket.tags": "spam"}})
+    assert match({"sink": "on-call", "event": EVENT}) is False
+    # Nothing was published by testing.
+    assert api.get("/api/deliveries", headers=AUTH).get_json()["deliveries"] == []
+
+
+@pytest.mark.parametrize(("body", "status", "fields"), [
+    ({"filter": {"data.ticket.priority": {"$inn": ["high"]}}, "event": EVENT}, 422,
+     {"filter.data.ticket.priority.$inn": ["Unknown operator."]}),
+    ({"filter": {"$regex": "x"}, "event": EVENT}, 422, None),
+    ({"filter": [1], "event": EVENT}, 422, None),
+    ({"filter": {}, "event": "ticket.created"}, 422, None),
+    ({"event": EVENT}, 422, {"(root)": ["Give either filter or sink."]}),
+    ({"filter": {}, "sink": "x", "event": EVENT}, 422, None),
+    ({"sink": 3, "event": EVENT}, 422, None),
+    ({"filter": {}, "event": EVENT, "extra": 1}, 422, {"extra": ["Unknown field."]}),
+    ({"sink": "nope", "event": EVENT}, 404, None),
+])
+def test_filters_test_refuses_bad_requests_clearly(api, body, status, fields):
+    answer = api.post("/api/filters/test", headers=AUTH, json=body)
+    assert answer.status_code == status, answer.get_json()
+    if fields is not None:
+        assert answer.get_json()["fields"] == fields
+
+
+def test_filters_test_needs_the_admin_token(api):
+    assert api.post("/api/filters/test", json={"filter": {}, "event": EVENT}).status_code == 401
