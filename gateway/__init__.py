@@ -20,6 +20,7 @@ from gateway.sinks import (
     Outcome,
     OutcomeKind,
     OutgoingRequest,
+    RenderFailed,
     Response,
     Sink,
     SinkContext,
@@ -27,6 +28,15 @@ from gateway.sinks import (
     Target,
     current_context,
     url_field,
+)
+from gateway.templates import (
+    JSON_CONTENT_TYPE,
+    PayloadTemplate,
+    TemplateError,
+    is_json_media_type,
+    render_body,
+    template_field,
+    template_variables,
 )
 
 try:
@@ -37,6 +47,7 @@ except _metadata.PackageNotFoundError:  # running from a source tree that was ne
 _renamed.install()
 
 __all__ = [
+    "JSON_CONTENT_TYPE",
     "ApiError",
     "ConfigError",
     "CreatedTicket",
@@ -47,14 +58,21 @@ __all__ = [
     "Outcome",
     "OutcomeKind",
     "OutgoingRequest",
+    "PayloadTemplate",
+    "RenderFailed",
     "Response",
     "Sink",
     "SinkContext",
     "SinkType",
     "Target",
+    "TemplateError",
     "__version__",
     "current_context",
     "hookimpl",
+    "is_json_media_type",
     "iso_z",
+    "render_body",
+    "template_field",
+    "template_variables",
     "url_field",
 ]
