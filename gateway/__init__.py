@@ -30,10 +30,8 @@ from gateway.sinks import (
     url_field,
 )
 from gateway.templates import (
-    JSON_CONTENT_TYPE,
     PayloadTemplate,
     TemplateError,
-    is_json_media_type,
     render_body,
     template_field,
     template_variables,
@@ -47,7 +45,6 @@ except _metadata.PackageNotFoundError:  # running from a source tree that was ne
 _renamed.install()
 
 __all__ = [
-    "JSON_CONTENT_TYPE",
     "ApiError",
     "ConfigError",
     "CreatedTicket",
@@ -69,7 +66,6 @@ __all__ = [
     "__version__",
     "current_context",
     "hookimpl",
-    "is_json_media_type",
     "iso_z",
     "render_body",
     "template_field",

@@ -98,4 +98,4 @@ def test_a_json_body_must_parse_and_says_where_it_does_not() -> None:
     assert (raised.value.where, raised.value.line, raised.value.column) == ("output", 1, 11)
     assert render_body(template, EVENT, DELIVERY, "text/plain") == b'{"title": Say "hi"}'
     good = PayloadTemplate.compile('{"title": {{ ticket.subject|tojson }}}')
-    assert render_body(good, EVENT, DELIVERY, "application/vnd.crm+json") == '{"title": "Say \\"hi\\""}'.encode()
+    assert render_body(good, EVENT, DELIVERY, "application/vnd.crm+json") == b'{"title": "Say \\"hi\\""}'

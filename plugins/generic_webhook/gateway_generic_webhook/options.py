@@ -7,7 +7,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from gateway import JSON_CONTENT_TYPE, PayloadTemplate, TemplateError, template_field, url_field
+from gateway import PayloadTemplate, TemplateError, template_field, url_field
 
 DEFAULT_USER_AGENT = "AI-Support-Autoresponder/1.0"
 
@@ -62,7 +62,7 @@ class GenericWebhookOptions(Schema):
     user_agent = fields.String(load_default=DEFAULT_USER_AGENT,
                                validate=[validate.Length(min=1, max=200), HEADER_VALUE])
     body_template = template_field(load_default=None, allow_none=True)
-    content_type = fields.String(load_default=JSON_CONTENT_TYPE, validate=MEDIA_TYPE)
+    content_type = fields.String(load_default="application/json", validate=MEDIA_TYPE)
 
     @validates_schema
     def _no_reserved_headers(self, data: dict[str, Any], **kwargs: Any) -> None:

@@ -92,7 +92,8 @@ def test_a_template_error_fails_once_shows_in_the_log_and_a_fixed_template_deliv
     assert shown["status"] == "failed" and shown["attempts"] == 1 and shown["next_attempt_at"] is None
     assert shown["attempt_log"][0]["error"]["code"] == "template_error"
 
-    fixed = client.patch("/api/sinks/crm", headers=AUTH, json={"body_template": '{"title": {{ ticket.subject|tojson }}}'})
+    fixed = client.patch("/api/sinks/crm", headers=AUTH,
+                         json={"body_template": '{"title": {{ ticket.subject|tojson }}}'})
     assert fixed.status_code == 200
     assert client.post(f"/api/deliveries/{delivery_id}/replay", headers=AUTH).status_code in (200, 202)
     [again] = drain_deliveries(client.application)
