@@ -346,20 +346,23 @@ def _any(checks: list[Check]) -> Check:
     return some
 
 
+def _holds(value: Any, test: Callable[[Any], bool]) -> bool:
+    """``test`` passes for ``value``, or for one of its elements when it is an array."""
+    if test(value):
+        return True
+    if type(value) is list:
+        for item in value:
+            if test(item):
+                return True
+    return False
+
+
 def _positive(get: Callable[[Any], Any], test: Callable[[Any], bool]) -> Check:
     """Holds when the field exists and passes ``test``, or is an array with an element that
     does (or passes as a whole: ``$eq`` of a list)."""
     def check(doc: Any) -> bool:
         value = get(doc)
-        if value is MISSING:
-            return False
-        if test(value):
-            return True
-        if type(value) is list:
-            for item in value:
-                if test(item):
-                    return True
-        return False
+        return value is not MISSING and _holds(value, test)
 
     return check
 
@@ -368,13 +371,7 @@ def _negative(get: Callable[[Any], Any], test: Callable[[Any], bool]) -> Check:
     """``$neq`` / ``$nin``: the field exists and neither it nor any of its elements passes ``test``."""
     def check(doc: Any) -> bool:
         value = get(doc)
-        if value is MISSING or test(value):
-            return False
-        if type(value) is list:
-            for item in value:
-                if test(item):
-                    return False
-        return True
+        return value is not MISSING and not _holds(value, test)
 
     return check
 

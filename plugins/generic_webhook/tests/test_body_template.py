@@ -15,7 +15,7 @@ from gateway import ConfigError, DeliveryInfo, Event, SinkContext, TemplateError
 from gateway.testing import check_config
 from gateway_generic_webhook import GenericWebhookSink
 
-ADMIN = "body-template-admin-token-0123456789abcdef"
+ADMIN = "generic-webhook-admin-token-0123456789"  # as conftest's gateway fixture
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
 SECRET = "crm-signing-secret"
 CRM_TEMPLATE = """{
@@ -35,26 +35,9 @@ def crm_table(url: str = "https://crm.example.com/hooks", **options: Any) -> dic
             "body_template": CRM_TEMPLATE, **options}
 
 
-@pytest.fixture
-def gateway(make_client, gateway_worker):
-    """The web app in-process and burst workers as real processes."""
-
-    def start(*sinks: dict[str, Any]) -> Any:
-        config = {"gateway": {"admin_token": ADMIN},
-                  "delivery": {"allow_private_networks": True, "retry_jitter": 0}, "sinks": list(sinks)}
-        client = make_client(config)
-
-        def burst() -> None:
-            worker = gateway_worker(config, "--burst")
-            assert worker.wait() == 0, worker.output()
-
-        return client, burst
-
-    return start
-
-
 def test_a_crm_gets_its_own_json_shape_signed_over_the_rendered_bytes(gateway, recording_sink):
-    client, burst = gateway(crm_table(recording_sink.url, secret=SECRET, headers={"X-Ticket": "{{ ticket.id }}"}))
+    client, burst = gateway(recording_sink.url, secret=SECRET, headers={"X-Ticket": "{{ ticket.id }}"},
+                            body_template=CRM_TEMPLATE)
     created = client.post("/api/webhooks/receive", json={"event": "ticket.create", "data": TICKET})
     assert created.status_code == 201
     ticket = created.get_json()["ticket"]

@@ -26,7 +26,7 @@ from gateway_generic_webhook import GenericWebhookSink
 
 NODE_VERIFIER = Path(__file__).parent / "js" / "verify_guide.js"
 SECRET = "s3cr3t-from-settings"
-ADMIN = "admin-token-1"
+ADMIN = "generic-webhook-admin-token-0123456789"
 TICKET = {"ticket": {"id": "5b0c5c1e-1f0e-4a53-9a43-0d1c1b2f9a11", "ticket_number": "TKT-2026-001",
                      "subject": "Café crème machine broken ☕", "status": "new",
                      "customer_email": "zoë@example.com"}}
@@ -263,26 +263,6 @@ def test_410_is_gone_and_pauses_the_sink() -> None:
 
 
 # ---- end to end: a ticket through the gateway and a real worker process ----
-
-@pytest.fixture
-def gateway(make_client, gateway_worker) -> Any:
-    """The web app in-process and burst workers as real processes, on a generic_webhook sink."""
-
-    def start(url: str, **sink: Any) -> Any:
-        config = {"gateway": {"admin_token": ADMIN},
-                  "delivery": {"allow_private_networks": True, "retry_jitter": 0},
-                  "sinks": [{"name": "crm", "type": "generic_webhook", "url": url, "events": ["ticket.created"],
-                             **sink}]}
-        client = make_client(config)
-
-        def burst() -> None:
-            worker = gateway_worker(config, "--burst")
-            assert worker.wait() == 0, worker.output()
-
-        return client, burst
-
-    return start
-
 
 def test_a_ticket_arrives_verified_and_a_replay_keeps_the_delivery_id(gateway, recording_sink) -> None:
     client, burst = gateway(recording_sink.url, secret=SECRET)
