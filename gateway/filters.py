@@ -295,14 +295,21 @@ def _not_json(value: Any, depth: int = 0) -> str:
 
 def _getter(path: tuple[str, ...]) -> Callable[[Any], Any]:
     """The field at ``path`` of a document, or MISSING (a digit segment also indexes an array)."""
-    steps = tuple((segment, int(segment) if segment.isdigit() else None) for segment in path)
-    if len(path) == 1:
-        (only,) = path
-        if only.isdigit():
-            return lambda doc: _walk(doc, steps)
-        # The envelope's own keys (event, timestamp, data): one lookup.
-        return lambda doc: doc.get(only, MISSING) if type(doc) is dict else _walk(doc, steps)
-    return lambda doc: _walk(doc, steps)
+    if any(segment.isdigit() for segment in path):
+        steps = tuple((segment, int(segment) if segment.isdigit() else None) for segment in path)
+        return lambda doc: _walk(doc, steps)
+
+    def get(doc: Any) -> Any:  # objects all the way down: the usual case, kept short
+        for segment in path:
+            if type(doc) is dict or isinstance(doc, Mapping):
+                doc = doc.get(segment, MISSING)
+                if doc is MISSING:
+                    return MISSING
+            else:
+                return MISSING
+        return doc
+
+    return get
 
 
 def _walk(doc: Any, steps: tuple[tuple[str, int | None], ...]) -> Any:
@@ -346,12 +353,10 @@ def _any(checks: list[Check]) -> Check:
     return some
 
 
-def _holds(value: Any, test: Callable[[Any], bool]) -> bool:
-    """``test`` passes for ``value``, or for one of its elements when it is an array."""
-    if test(value):
-        return True
+def _in_array(value: Any, test: Callable[[Any], bool]) -> bool:
+    """``value`` is an array and ``test`` passes for one of its elements."""
     if type(value) is list:
-        for item in value:
+        for item in value:  # noqa: SIM110 - as in _all
             if test(item):
                 return True
     return False
@@ -362,7 +367,7 @@ def _positive(get: Callable[[Any], Any], test: Callable[[Any], bool]) -> Check:
     does (or passes as a whole: ``$eq`` of a list)."""
     def check(doc: Any) -> bool:
         value = get(doc)
-        return value is not MISSING and _holds(value, test)
+        return value is not MISSING and (test(value) or _in_array(value, test))
 
     return check
 
@@ -371,7 +376,7 @@ def _negative(get: Callable[[Any], Any], test: Callable[[Any], bool]) -> Check:
     """``$neq`` / ``$nin``: the field exists and neither it nor any of its elements passes ``test``."""
     def check(doc: Any) -> bool:
         value = get(doc)
-        return value is not MISSING and not _holds(value, test)
+        return value is not MISSING and not test(value) and not _in_array(value, test)
 
     return check
 
