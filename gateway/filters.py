@@ -356,7 +356,7 @@ def _any(checks: list[Check]) -> Check:
 def _in_array(value: Any, test: Callable[[Any], bool]) -> bool:
     """``value`` is an array and ``test`` passes for one of its elements."""
     if type(value) is list:
-        for item in value:  # noqa: SIM110 - as in _all
+        for item in value:
             if test(item):
                 return True
     return False
