@@ -171,6 +171,9 @@ def test_filters_test_answers_match_for_a_given_filter_or_a_sinks(api):
     assert match({"filter": URGENT_OR_HIGH, "event": EVENT}) is True
     assert match({"filter": {"data.ticket.priority": "low"}, "event": EVENT}) is False
     assert match({"filter": {}, "event": EVENT}) is True
+    # An event name: the catalogue's sample (a ticket.created sample has a ticket with a priority).
+    assert match({"filter": {"event": "ticket.created", "data.ticket.priority": {"$exist": True}},
+                  "event": "ticket.created"}) is True
     api.post("/api/sinks", headers=AUTH, json={"name": "on-call", "type": "slack", "events": ["*"],
                                                "url": "https://hooks.slack.com/services/T0/B0/X",
                                                "filter": {"data.ticket.tags": "spam"}})
@@ -184,7 +187,8 @@ def test_filters_test_answers_match_for_a_given_filter_or_a_sinks(api):
      {"filter.data.ticket.priority.$inn": ["Unknown operator."]}),
     ({"filter": {"$regex": "x"}, "event": EVENT}, 422, None),
     ({"filter": [1], "event": EVENT}, 422, None),
-    ({"filter": {}, "event": "ticket.created"}, 422, None),
+    ({"filter": {}, "event": "no.such.event"}, 422, None),
+    ({"filter": {}, "event": 3}, 422, None),
     ({"event": EVENT}, 422, {"(root)": ["Give either filter or sink."]}),
     ({"filter": {}, "sink": "x", "event": EVENT}, 422, None),
     ({"sink": 3, "event": EVENT}, 422, None),

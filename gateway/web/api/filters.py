@@ -13,6 +13,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify
 
 from gateway.errors import ApiError
+from gateway.events import Event, UnknownEvent
 from gateway.filters import FilterInvalid, compile_filter
 from gateway.web.auth import require_admin
 from gateway.web.bodies import json_object_body
@@ -35,7 +36,7 @@ def test_filter() -> Response:
       summary: Test a content filter against an event
       description: >-
         `event` is the envelope a sink's filter is matched against: `{"event", "timestamp",
-        "data"}` (as `GET /api/event-types` samples show, under `data`). Give the filter
+        "data"}`, or an event name, whose catalogue sample (`GET /api/event-types`) is used. Give the filter
         itself in `filter`, or a sink's name in `sink` to use its saved filter (a sink without
         one takes every event). Nothing is published. An invalid filter is a 422 whose `fields`
         name the path inside it (`filter.data.ticket.priority.$inn`). The syntax is in
@@ -55,10 +56,12 @@ def test_filter() -> Response:
                   example: {"data.ticket.priority": {"$in": ["high", "urgent"]}}
                 sink: {type: string, x-values: sinks}
                 event:
-                  type: object
-                  additionalProperties: true
-                  example: {"event": "ticket.created", "timestamp": "2026-01-15T10:30:00Z",
-                            "data": {"ticket": {"priority": "high"}}}
+                  oneOf:
+                    - {type: string, x-values: event-types}
+                    - type: object
+                      additionalProperties: true
+                      example: {"event": "ticket.created", "timestamp": "2026-01-15T10:30:00Z",
+                                "data": {"ticket": {"priority": "high"}}}
       responses:
         200:
           description: Whether the filter takes the event.
@@ -81,8 +84,11 @@ def test_filter() -> Response:
     body = json_object_body(EXAMPLE)
     event = body.get("event")
     problems: dict[str, list[str]] = {}
+    if isinstance(event, str):
+        event = _sample(event, problems)
     if not isinstance(event, dict):
-        problems["event"] = ['Must be an event envelope, a JSON object: {"event", "timestamp", "data"}.']
+        problems.setdefault("event", []).append(
+            'Must be an event name or an envelope, a JSON object: {"event", "timestamp", "data"}.')
         event = {}
     has_filter, sink = "filter" in body, body.get("sink")
     if has_filter == (sink is not None):
@@ -102,6 +108,16 @@ def test_filter() -> Response:
         raise _invalid({f"filter.{path}" if path else "filter": msgs for path, msgs in exc.errors.items()},
                        "The filter is not valid.") from None
     return jsonify({"match": compiled.matches(event)})
+
+
+def _sample(name: str, problems: dict[str, list[str]]) -> dict[str, Any] | None:
+    """The envelope of the catalogue's sample of event ``name`` (what the console tests with)."""
+    try:
+        sample = current_app.extensions["gateway"].plugins.catalog.get(name).sample
+    except UnknownEvent:
+        problems["event"] = [f"Unknown event {name[:100]!r}; GET /api/event-types lists them."]
+        return {}
+    return Event.new(name, dict(sample)).envelope()
 
 
 def _sink_matches(name: str, event: dict[str, Any]) -> bool:
