@@ -13,8 +13,10 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify
 
 from gateway.errors import ApiError
-from gateway.events import Event, UnknownEvent
+from gateway.events import UnknownEvent
 from gateway.filters import FilterInvalid, compile_filter
+from gateway.publish import samples
+from gateway.web.api.sinks import configured_sink
 from gateway.web.auth import require_admin
 from gateway.web.bodies import json_object_body
 
@@ -113,16 +115,17 @@ def test_filter() -> Response:
 def _sample(name: str, problems: dict[str, list[str]]) -> dict[str, Any] | None:
     """The envelope of the catalogue's sample of event ``name`` (what the console tests with)."""
     try:
-        sample = current_app.extensions["gateway"].plugins.catalog.get(name).sample
+        return samples.sample_event(current_app.extensions["gateway"], name).envelope()
     except UnknownEvent:
-        problems["event"] = [f"Unknown event {name[:100]!r}; GET /api/event-types lists them."]
+        problems["event"] = [unknown_event(name)]
         return {}
-    return Event.new(name, dict(sample)).envelope()
+
+
+def unknown_event(name: str) -> str:
+    """The message for an event name the catalogue does not have."""
+    return f"Unknown event {name[:100]!r}; GET /api/event-types lists them."
 
 
 def _sink_matches(name: str, event: dict[str, Any]) -> bool:
-    runtime = current_app.extensions["gateway"]
-    config = runtime.refresh().configs.get(name)
-    if config is None:
-        raise ApiError(404, "sink_not_found", f"No sink named {name[:100]!r} is configured.")
+    config = configured_sink(name)
     return config.filter is None or bool(config.filter.matches(event))

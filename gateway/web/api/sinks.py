@@ -22,6 +22,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 from marshmallow import Schema, fields, validate
 
+from gateway.config import SinkConfig
 from gateway.delivery import sink_state
 from gateway.errors import ApiError
 from gateway.events import UnknownEvent
@@ -35,8 +36,18 @@ DEFAULT_TEST_EVENT = "ticket.created"
 MAX_NAME_LENGTH = 100
 
 
-def _sink_not_found(name: str) -> ApiError:
+def sink_not_found(name: str) -> ApiError:
+    """404 ``sink_not_found`` for the sink called ``name``."""
     return ApiError(404, "sink_not_found", f"No sink named {name[:MAX_NAME_LENGTH]!r} is configured.")
+
+
+def configured_sink(name: str) -> SinkConfig:
+    """The sink called ``name`` as this process sees it now (the integrations version
+    checked first); 404 ``sink_not_found`` when there is none."""
+    config = _runtime().refresh().configs.get(name)
+    if config is None:
+        raise sink_not_found(name)
+    return config
 
 
 class RotateBody(Schema):
@@ -54,7 +65,7 @@ def _shown(name: str) -> dict[str, Any]:
     """A sink with its state and counts, as GET /api/sinks lists it."""
     states = sink_state.sink_states(_runtime(), [name])
     if not states:
-        raise _sink_not_found(name)
+        raise sink_not_found(name)
     return states[0]
 
 
@@ -356,7 +367,7 @@ def resume_sink(name: str) -> Response:
     try:
         resumed = sink_state.resume(runtime, name)
     except sink_state.UnknownSink:
-        raise _sink_not_found(name) from None
+        raise sink_not_found(name) from None
     audit.record(runtime, current_actor(), "resume", f"sink:{name}")
     return jsonify({"sink": resumed})
 
@@ -412,7 +423,7 @@ def test_sink(name: str) -> tuple[Response, int]:
     try:
         published = samples.send_test(runtime, event_name, name)
     except sink_state.UnknownSink:
-        raise _sink_not_found(name) from None
+        raise sink_not_found(name) from None
     except UnknownEvent:
         raise ApiError(422, "unknown_event", f"Unknown event {event_name[:MAX_NAME_LENGTH]!r}; see GET /api/events.",
                        {"event": ["Unknown event."]}) from None

@@ -14,8 +14,11 @@ from flask import Blueprint, Response, current_app, jsonify
 
 from gateway.errors import ApiError
 from gateway.events import Event, UnknownEvent, iso_z, utc_now
+from gateway.publish import samples
 from gateway.sinks import DeliveryInfo
 from gateway.templates import JSON_CONTENT_TYPE, PayloadTemplate, TemplateError, is_json_media_type, render_body
+from gateway.web.api.filters import unknown_event
+from gateway.web.api.sinks import configured_sink
 from gateway.web.auth import require_admin
 from gateway.web.bodies import json_object_body
 
@@ -122,7 +125,7 @@ def preview() -> Response:
         raise _invalid(problems)
     source, content_type, sink_name = body.get("body_template"), body.get("content_type"), body.get("sink")
     if sink_name is not None:
-        options = _sink_options(sink_name)
+        options = configured_sink(sink_name).options
         source = source if source is not None else options.get("body_template")
         content_type = content_type if content_type is not None else options.get("content_type")
     if source is None:
@@ -139,22 +142,13 @@ def preview() -> Response:
                     "json": is_json_media_type(content_type)})
 
 
-def _sink_options(name: str) -> dict[str, Any]:
-    runtime = current_app.extensions["gateway"]
-    config = runtime.refresh().configs.get(name)
-    if config is None:
-        raise ApiError(404, "sink_not_found", f"No sink named {name[:100]!r} is configured.")
-    return dict(config.options)
-
-
 def _event(raw: Any) -> Event:
     """The event to render for: an envelope, or an event name (its catalogue sample)."""
     if isinstance(raw, str):
-        catalog = current_app.extensions["gateway"].plugins.catalog
         try:
-            return Event("evt_preview", raw, iso_z(utc_now()), dict(catalog.get(raw).sample))
+            return samples.sample_event(current_app.extensions["gateway"], raw)
         except UnknownEvent:
-            raise _invalid({"event": [f"Unknown event {raw[:100]!r}; GET /api/event-types lists them."]}) from None
+            raise _invalid({"event": [unknown_event(raw)]}) from None
     if not isinstance(raw, dict):
         raise _invalid({"event": ['Must be an event name or an envelope {"event", "timestamp", "data"}.']})
     name, timestamp, data = raw.get("event", ""), raw.get("timestamp"), raw.get("data", {})
