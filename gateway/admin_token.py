@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from gateway.config import Settings
+from gateway.data_dir import ensure_private_dir
 
 TOKEN_FILE = "admin_token"
 
@@ -29,7 +30,7 @@ def token_path(settings: Settings) -> Path:
 
 def read_or_create_token(path: Path) -> str:
     """The token in ``path``, creating the file (0600) with a new random token if missing."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_private_dir(path.parent)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

@@ -133,6 +133,39 @@ class DeliverySection(Schema):
     circuit_max_cooldown = fields.Float(load_default=3600, validate=validate.Range(min=0.1))
     max_retry_after = fields.Float(load_default=3600, validate=validate.Range(min=1))
     concurrency = fields.Integer(load_default=64, validate=validate.Range(min=1, max=1024))
+    failure_summary_interval = fields.Float(load_default=300, validate=validate.Range(min=1, max=86_400))
+
+
+class WebSection(Schema):
+    class Meta:
+        unknown = RAISE
+
+    header_timeout = fields.Float(load_default=10, validate=validate.Range(min=0.5, max=300))
+    body_timeout = fields.Float(load_default=10, validate=validate.Range(min=0.5, max=300))
+    body_min_rate = fields.Integer(load_default=500, validate=validate.Range(min=1, max=100 * 1_048_576))
+    max_connections = fields.Integer(load_default=1000, validate=validate.Range(min=10, max=100_000))
+
+
+@dataclasses.dataclass(frozen=True)
+class WebSettings:
+    """The ``[web]`` section: how the web server reads requests, so that idle and slow
+    clients cannot hold what other clients need (see docs/deployment.md)."""
+
+    header_timeout: float = 10
+    """Seconds a connection may take to send a request's line and headers (and, kept alive,
+    to start the next request); then it is closed."""
+    body_timeout: float = 10
+    """Seconds a request body may take before ``body_min_rate`` applies; then 408."""
+    body_min_rate: int = 500
+    """Bytes per second a body must arrive at, on average, after ``body_timeout``: each
+    byte received buys ``1 / body_min_rate`` s more."""
+    max_connections: int = 1000
+    """Connections one web worker process holds at once (open, idle or being answered)."""
+
+    def body_deadline(self, started: float, received: int) -> float:
+        """When a body that began at ``started`` (monotonic s) and has ``received`` bytes so
+        far must have come further."""
+        return started + self.body_timeout + received / self.body_min_rate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,6 +184,8 @@ class DeliverySettings:
     max_retry_after: float = 3600
     concurrency: int = 64
     """Deliveries in flight at once in one worker process."""
+    failure_summary_interval: float = 300
+    """At most one ``delivery.failed`` summary per sink per this many seconds."""
 
     @classmethod
     def from_section(cls, section: Mapping[str, Any]) -> DeliverySettings:
@@ -240,9 +275,10 @@ class SinkConfig:
     revision: int = 0
     """Bumped by every change through the API (the ETag); 0 for file sinks."""
 
-    def subscribes(self, event_name: str) -> bool:
-        """True when this sink takes ``event_name``."""
-        return "*" in self.events or event_name in self.events
+    def subscribes(self, event_name: str, wildcard: bool = True) -> bool:
+        """True when this sink takes ``event_name``; ``wildcard=False`` for an event that
+        ``"*"`` does not include (a system event: only sinks naming it get it)."""
+        return event_name in self.events or (wildcard and "*" in self.events)
 
     def signing_secrets(self, now: float | None = None) -> tuple[str, ...]:
         """The secrets that sign a request sent now: the current ones first (so
@@ -283,6 +319,7 @@ class Settings:
     durability_timeout: float = 1.0
     """Seconds to wait for the replicas before answering ``503 replication_timeout``."""
     delivery: DeliverySettings = DeliverySettings()
+    web: WebSettings = WebSettings()
     sinks: tuple[SinkConfig, ...] = ()
     source: str | None = None
 
@@ -501,11 +538,12 @@ def parse_config(doc: Mapping[str, Any], plugins: Plugins | None = None, source:
     doc = interpolate(dict(doc), "", missing_env, os.environ if env is None else env)
     errors.update({path: list(msgs) for path, msgs in missing_env.items()})
     for key in doc:
-        if key not in ("gateway", "delivery", "sinks"):
+        if key not in ("gateway", "delivery", "web", "sinks"):
             errors.setdefault(key, []).append("Unknown section.")
     gateway = _load_section(GatewaySection(), doc.get("gateway"), "gateway", errors)
     delivery_section = _load_section(DeliverySection(), doc.get("delivery"), "delivery", errors)
     delivery = DeliverySettings.from_section(delivery_section or DeliverySection().load({}))
+    web = WebSettings(**(_load_section(WebSection(), doc.get("web"), "web", errors) or WebSection().load({})))
     raw_sinks = doc.get("sinks") or []
     sinks: list[SinkConfig] = []
     if not isinstance(raw_sinks, list):
@@ -525,7 +563,7 @@ def parse_config(doc: Mapping[str, Any], plugins: Plugins | None = None, source:
         errors.update(missing_env)
         raise ConfigError(errors, source)
     gateway["admin_tokens"] = tuple((entry["name"], entry["token"]) for entry in gateway.get("admin_tokens") or ())
-    return Settings(**gateway, delivery=delivery, sinks=tuple(sinks), source=source)
+    return Settings(**gateway, delivery=delivery, web=web, sinks=tuple(sinks), source=source)
 
 
 def load_config(path: str | os.PathLike[str] | None = None, plugins: Plugins | None = None) -> Settings:

@@ -107,6 +107,10 @@ class EventType:
     in publish order. The default is the ticket's id (``data.ticket.id``); an event about a
     ticket that carries it elsewhere names its path (``"data.conversation.ticket_id"``);
     ``None`` makes the type unordered. An event whose path leads nowhere is unordered.
+
+    ``system`` marks an event the gateway publishes about itself (``sink.circuit_opened``,
+    ``delivery.failed``...): a sink receives it only when its ``events`` name it (``"*"``
+    does not include it), and never when the event is about that sink.
     """
 
     name: str
@@ -117,6 +121,8 @@ class EventType:
     plugin: str = dataclasses.field(default="", kw_only=True)
     ordering_key: str | None = dataclasses.field(default=DEFAULT_ORDERING_KEY, kw_only=True)
     """.. versionadded:: 0.2"""
+    system: bool = dataclasses.field(default=False, kw_only=True)
+    """.. versionadded:: 0.3"""
 
     def __post_init__(self) -> None:
         if not self.title:

@@ -27,6 +27,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gateway.data_dir import PRIVATE_DIR_MODE, ensure_private_dir
+
 if TYPE_CHECKING:  # pragma: no cover
     from gateway.events import Event
 
@@ -68,11 +70,14 @@ def ensure_multiprocess_dir(data_dir: str | os.PathLike[str]) -> Path:
     processes of one machine add up. Nothing is deleted: other processes may be writing
     there, and the files of processes that have exited still count towards the totals."""
     current = os.environ.get(MULTIPROC_ENV)
-    return _use_directory(Path(current) if current else default_multiprocess_dir(data_dir).resolve())
+    if current:
+        return _use_directory(Path(current))
+    ensure_private_dir(data_dir)
+    return _use_directory(default_multiprocess_dir(data_dir).resolve())
 
 
 def _use_directory(target: Path) -> Path:
-    target.mkdir(parents=True, exist_ok=True)
+    target.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
     os.environ[MULTIPROC_ENV] = str(target)
     if "prometheus_client.values" in sys.modules:
         # prometheus_client picks its value store when first imported; a process that

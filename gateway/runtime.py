@@ -246,8 +246,9 @@ class Runtime:
         for name, why in invalid.items():
             if previous is None or previous.invalid.get(name) != why:
                 log.warning("stored sink %s is left out: %s", name, why)
-        subscribers = {event: tuple(c for c in configs.values() if c.enabled and c.subscribes(event))
-                       for event in self.plugins.catalog.names()}
+        subscribers = {event.name: tuple(c for c in configs.values()
+                                         if c.enabled and c.subscribes(event.name, wildcard=not event.system))
+                       for event in self.plugins.catalog}
         view = Integrations(version, configs, sinks, subscribers, deleted, invalid)
         if settings.secret is not None:
             return dataclasses.replace(view, receive_secret=settings.secret, receive_source="config")

@@ -114,6 +114,13 @@ def test_type_errors_and_ranges(plugins: Any) -> None:
                            "sinks[0].events"}
 
 
+def test_web_section_is_validated_by_path(plugins: Any) -> None:
+    errors = errors_of({"web": {"header_timeout": 0, "max_connections": "many", "read_timeout": 5}}, plugins)
+    assert set(errors) == {"web.header_timeout", "web.max_connections", "web.read_timeout"}
+    web = parse_config({"web": {"header_timeout": 2.5, "body_min_rate": 1000}}, plugins).web
+    assert (web.header_timeout, web.body_timeout, web.body_min_rate, web.max_connections) == (2.5, 10, 1000, 1000)
+
+
 def test_sinks_must_be_an_array_of_tables(plugins: Any) -> None:
     assert errors_of({"sinks": {"name": "x"}}, plugins) == {"sinks": ["Must be an array of tables ([[sinks]])."]}
     assert errors_of({"sinks": ["x"]}, plugins) == {"sinks[0]": ["Must be a table."]}

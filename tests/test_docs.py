@@ -21,11 +21,12 @@ CONFIG_DOC = DOCS / "configuration.md"
 
 
 def test_every_config_key_is_in_the_configuration_reference():
-    from gateway.config import DeliverySection, GatewaySection, SinkCommon
+    from gateway.config import DeliverySection, GatewaySection, SinkCommon, WebSection
     from gateway.plugins import load_plugins
 
     text = CONFIG_DOC.read_text(encoding="utf-8")
-    schemas = {"[gateway]": GatewaySection, "[delivery]": DeliverySection, "[[sinks]]": SinkCommon}
+    schemas = {"[gateway]": GatewaySection, "[delivery]": DeliverySection, "[web]": WebSection,
+               "[[sinks]]": SinkCommon}
     schemas.update({f'type = "{name}"': sink_type.options_schema
                     for name, sink_type in load_plugins().sink_types.items()
                     if name in ("generic_webhook", "slack", "zapier")})
@@ -35,12 +36,12 @@ def test_every_config_key_is_in_the_configuration_reference():
 
 
 def test_the_documented_defaults_are_the_real_ones():
-    from gateway.config import DeliverySection, GatewaySection
+    from gateway.config import DeliverySection, GatewaySection, WebSection
 
     text = CONFIG_DOC.read_text(encoding="utf-8")
     rows = dict(re.findall(r"^\| `(\w+)` \| `([^`]+)` \|", text, re.MULTILINE))
     assert len(rows) >= 15
-    for schema in (GatewaySection(), DeliverySection()):
+    for schema in (GatewaySection(), DeliverySection(), WebSection()):
         for key, value in schema.load({}).items():
             if key in rows:
                 documented = rows[key].strip('"')
@@ -137,3 +138,24 @@ def test_every_command_in_the_troubleshooting_guide_exists():
                     assert sub is not None, f"{shown}: no command {token!r}"
                     command = sub
                     params.update({opt: p for p in command.params for opt in p.opts})
+
+
+# docs/events.md: the event catalogue, every system event with its sample as the catalogue has it.
+
+EVENTS_DOC = DOCS / "events.md"
+
+
+def test_every_catalogued_event_is_in_the_event_catalogue_doc_with_the_real_sample():
+    import json
+
+    from gateway.plugins import load_plugins
+
+    text = EVENTS_DOC.read_text(encoding="utf-8")
+    catalog = load_plugins().catalog
+    builtin = [t for t in catalog if t.plugin == "gateway.publish.builtin_events"]
+    assert [t.name for t in builtin if f"`{t.name}`" not in text] == []
+    documented = dict(re.findall(r"^### `([\w.]+)`\n.*?```json\n(.*?)\n```", text, re.MULTILINE | re.DOTALL))
+    system = [t for t in builtin if t.system]
+    assert len(system) == 6 and sorted(documented) == sorted(t.name for t in system)
+    for event_type in system:
+        assert json.loads(documented[event_type.name]) == event_type.sample, event_type.name

@@ -15,6 +15,7 @@ from gateway.admin_token import ensure_admin_token, token_path
 from gateway.cli.context import F, cli_settings, config_option
 from gateway.cli.supervisor import Supervisor
 from gateway.config import Settings
+from gateway.data_dir import ensure_private_dir
 from gateway.metrics import default_multiprocess_dir, ensure_multiprocess_dir, prepare_multiprocess_dir
 from gateway.redact import without_password
 from gateway.storage.connection import RedisUnavailable, connect, redis_url_for
@@ -58,6 +59,7 @@ def _redis_for(settings: Settings) -> tuple[str, Any]:
 def web(host: str, port: int, web_workers: int) -> None:
     """Run the web server alone (gunicorn), e.g. on machines apart from the workers."""
     settings = ensure_admin_token(cli_settings())
+    ensure_private_dir(settings.data_dir)
     url, embedded = _redis_for(settings)
     # gunicorn's workers are forked from this process: they inherit where Redis and the config are.
     os.environ[environment.REDIS_URL] = url
@@ -66,7 +68,7 @@ def web(host: str, port: int, web_workers: int) -> None:
         os.environ[environment.CONFIG] = settings.source
     master = os.getpid()
     try:
-        GatewayServer(settings.source, host=host, port=port, workers=web_workers).run()
+        GatewayServer(settings.source, host=host, port=port, workers=web_workers, web=settings.web).run()
     finally:
         # gunicorn's forked workers leave through this frame too (SystemExit): only the
         # master stops the Redis it started.
@@ -83,6 +85,7 @@ def run(host: str, port: int, web_workers: int, workers: int) -> None:
     """Run everything: web server, delivery workers and (when no redis_url is configured)
     an embedded Redis, supervised together. Ctrl-C stops them all."""
     settings = ensure_admin_token(cli_settings())
+    ensure_private_dir(settings.data_dir)
     # Before anything starts, and before `env` is taken: web and worker processes share
     # metrics through this directory (PROMETHEUS_MULTIPROC_DIR).
     prepare_multiprocess_dir(default_multiprocess_dir(settings.data_dir))

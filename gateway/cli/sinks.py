@@ -1,11 +1,11 @@
 """Sinks on the command line: ``sinks`` (state and counts), ``sinks add|edit|rm|enable|disable|
 rotate-secret|show|export`` (the sinks API's store: same checks, same audit log, actor
-``cli``), ``sinks resume`` and ``send-test``."""
+``cli``), ``sinks pause``, ``sinks resume`` and ``send-test``."""
 
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
@@ -16,7 +16,7 @@ from gateway.errors import ApiError
 from gateway.events import UnknownEvent
 from gateway.integrations import audit, store
 from gateway.integrations.export import export_toml
-from gateway.publish import samples
+from gateway.publish import samples, system_events
 
 
 @click.command("send-test")
@@ -72,23 +72,42 @@ def _targets(state: dict[str, object]) -> str | None:
             f"{targets['parked']} deliveries held")
 
 
+@sinks_group.command("pause")
+@click.argument("name")
+@click.option("--reason", default=None, help="Why (shown with the state, in sink.paused and the audit log).")
+@json_option
+@config_option
+def sinks_pause(name: str, reason: str | None, as_json: bool) -> None:
+    """Pause a sink: nothing of it is sent until `gateway sinks resume`."""
+    state = _change_state(name, lambda runtime: system_events.pause(runtime, name, audit.CLI_ACTOR, reason))
+    _say(state, as_json, f"Sink {name} paused: {state['paused_reason']}; {state['counts']['queued']} queued.")
+
+
 @sinks_group.command("resume")
 @click.argument("name")
 @json_option
 @config_option
 def sinks_resume(name: str, as_json: bool) -> None:
     """Un-pause a sink (and close its circuit); what waited is delivered."""
+    state = _change_state(name, lambda runtime: system_events.resume(runtime, name, audit.CLI_ACTOR))
+    _say(state, as_json, f"Sink {name} resumed: {state['state']}, {state['counts']['queued']} queued.")
+
+
+def _change_state(name: str, change: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+    """Pause or resume (``change(runtime)``) the sink ``name``, as every process sees it now."""
     runtime = cli_runtime()
     runtime.refresh()
     try:
-        state = sink_state.resume(runtime, name)
+        return change(runtime)
     except sink_state.UnknownSink:
         raise click.BadParameter(f"No sink named {name!r} is configured.", param_hint="NAME") from None
-    audit.record(runtime, audit.CLI_ACTOR, "resume", f"sink:{name}")
+
+
+def _say(state: dict[str, Any], as_json: bool, line: str) -> None:
     if as_json:
         echo_json(state)
     else:
-        click.echo(f"Sink {name} resumed: {state['state']}, {state['counts']['queued']} queued.")
+        click.echo(line)
 
 
 class IntegrationError(click.ClickException):

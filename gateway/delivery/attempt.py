@@ -5,8 +5,10 @@ and its event, read by the claim itself). The outcome is written by finish.lua: 
 record, the delivery's new status, the in-flight lease released, retention, hourly
 counters, the sink's failure streak and circuit; attempts finishing together share one
 round trip (:class:`~gateway.delivery.group_finish.GroupFinish`), and a retry goes in one
-MULTI/EXEC with its rq job. Then the attempt is logged and counted, and observers get the
-``delivery_attempted`` hook.
+MULTI/EXEC with its rq job. What finish.lua reports this attempt changed (a circuit opened
+or closed, the sink paused) is published as system events
+(:mod:`gateway.publish.system_events`). Then the attempt is logged and counted, and
+observers get the ``delivery_attempted`` hook.
 A sink that raises in ``render`` or ``classify`` has a bug, which no retry fixes: the
 delivery fails at once (``render_error`` / ``classify_error``, with the exception's type and
 message) and can be replayed once the plugin is fixed; the traceback is logged at DEBUG.
@@ -25,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from gateway import signing
-from gateway.delivery import retry, wakeups
+from gateway.delivery import hourly_stats, retry, wakeups
 from gateway.delivery.circuit import CircuitSettings
 from gateway.delivery.delivery_log import SINK_DELETED, SINK_DELETED_MESSAGE
 from gateway.delivery.group_finish import GroupFinish
@@ -33,6 +35,7 @@ from gateway.delivery.http_client import DeliveryError
 from gateway.events import Event, iso_from_ms, iso_z
 from gateway.logs import log_attempt
 from gateway.metrics import safely
+from gateway.publish import system_events
 from gateway.redact import (
     HIDDEN,
     carries_secret,
@@ -47,6 +50,7 @@ from gateway.redact import (
 from gateway.sinks import DeliveryInfo, Outcome, OutcomeKind, RenderFailed, Response, Sink, Target
 from gateway.storage.connection import transient
 from gateway.storage.layout import AttemptRecord
+from gateway.storage.scripts import Finished, parse_finished
 
 if TYPE_CHECKING:  # pragma: no cover
     from gateway.config import SinkConfig
@@ -224,8 +228,13 @@ class AttemptRunner:
             headers.update(signing.signature_headers(request.body, delivery_id, signing_secrets))
             request = dataclasses.replace(request, headers=headers)
         shown = hide_headers(headers, secrets)
+        hidden = sent_secrets(headers, secrets, request.url, shown)
+        # The request as it went out, for the delivery log: the rendered body (a Slack
+        # message, a Zapier flat payload...) bounded and with every secret it carried hidden,
+        # kept in the attempt record finish.lua writes anyway (no extra round trip).
         request_view = {"method": request.method, "url": shown_url(request.url, carries_secret(request.url, secrets)),
-                        "headers": shown}
+                        "headers": shown, "body": excerpt(request.body, hidden) if request.body else "",
+                        "body_bytes": len(request.body or b"")}
         try:
             response = self.client.send(request, timeout=sink_config.timeout)
         except DeliveryError as exc:
@@ -238,7 +247,7 @@ class AttemptRunner:
                            circuit="none"), request_view
         body_excerpt = ""
         if response.body:
-            body_excerpt = excerpt(response.body, sent_secrets(headers, secrets, request.url, shown))
+            body_excerpt = excerpt(response.body, hidden)
         try:
             outcome = sink.classify(response, target)
         except Exception as exc:  # noqa: BLE001 - as for render
@@ -323,21 +332,28 @@ class AttemptRunner:
             max_in_flight=sink_config.max_in_flight if sink_config is not None else 1,
             failure_threshold=circuit.failure_threshold,
             cooldown_ms=circuit.cooldown_ms, max_cooldown_ms=circuit.max_cooldown_ms,
-            pause_reason=verdict.pause_reason, hour=now.strftime("%Y%m%d%H"), stats_ttl_s=STATS_TTL_S,
+            pause_reason=verdict.pause_reason, hour=now.strftime("%Y%m%d%H"),
+            latency_bucket=hourly_stats.bucket(record["duration_ms"]) if record.get("request") else "",
+            stats_ttl_s=STATS_TTL_S,
+            failure_json=json.dumps(system_events.failure_description(record), separators=(",", ":"),
+                                    ensure_ascii=False) if verdict.status == "failed" else "",
         )
         if verdict.status == "retrying" and verdict.next_attempt is not None:
-            opened_until = self._finish_with_retry(attempt, verdict.next_attempt)
+            finished = self._finish_with_retry(attempt, verdict.next_attempt)
         else:
             # Attempts finishing together share one round trip; this returns once ours is in.
-            opened_until = self.finishes(attempt)
-        if opened_until:
+            finished = self.finishes(attempt)
+        if finished.open_until:
             log.warning("circuit of sink %s opened until %s", sink_name,
-                        iso_from_ms(str(opened_until)))
-            wakeups.schedule_wake(runtime, sink_name, opened_until)
+                        iso_from_ms(str(finished.open_until)))
+            wakeups.schedule_wake(runtime, sink_name, finished.open_until)
         if verdict.pause_reason:
             log.warning("sink %s paused: %s", sink_name, verdict.pause_reason)
+        # finish.lua told this attempt alone of the transitions it caused: this process
+        # publishes them (never raises; a few round trips, only on a transition).
+        system_events.after_attempt(runtime, sink_config, sink_name, record, lane, finished, verdict.pause_reason)
 
-    def _finish_with_retry(self, attempt: AttemptRecord, when: datetime) -> int:
+    def _finish_with_retry(self, attempt: AttemptRecord, when: datetime) -> Finished:
         """finish.lua and the rq job that requeues the delivery, in one MULTI/EXEC: a
         retrying delivery always has its retry scheduled. (Not grouped with other attempts:
         the MULTI/EXEC is this delivery's own.)"""
@@ -351,4 +367,4 @@ class AttemptRunner:
             return runtime.scripts.finish([attempt])[0]
         if isinstance(replies[0], Exception):
             raise replies[0]
-        return int(replies[0][0])
+        return parse_finished(replies[0][0])

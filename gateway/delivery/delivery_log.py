@@ -156,6 +156,98 @@ def get_delivery(runtime: Runtime, delivery_id: str) -> dict[str, Any] | None:
     return view
 
 
+def _event_summary(event_json: bytes | str | None) -> dict[str, Any] | None:
+    """An event's id, name and time, and the ticket it is about (id, number, subject)."""
+    if not event_json:
+        return None
+    doc = json.loads(event_json)
+    data = doc.get("data") or {}
+    ticket = data.get("ticket") if isinstance(data.get("ticket"), dict) else None
+    return {"id": doc.get("id"), "event": doc.get("event"), "timestamp": doc.get("timestamp"),
+            "ticket": {"id": ticket.get("id"), "ticket_number": ticket.get("ticket_number"),
+                       "subject": ticket.get("subject")} if ticket else None}
+
+
+def with_tickets(runtime: Runtime, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` (delivery views) each with ``ticket``: the id, number and subject of the
+    ticket its event is about (None when it names none, or the event expired). One MGET."""
+    event_ids = list(dict.fromkeys(row["event_id"] for row in rows if row.get("event_id")))
+    summaries: dict[str, dict[str, Any] | None] = {}
+    if event_ids:
+        raws = runtime.redis.mget([runtime.keys.event(event_id) for event_id in event_ids])
+        summaries = {event_id: _event_summary(raw) for event_id, raw in zip(event_ids, raws, strict=True)}
+    return [{**row, "ticket": (summaries.get(row.get("event_id") or "") or {}).get("ticket")} for row in rows]
+
+
+def _views(runtime: Runtime, ids: list[str]) -> list[dict[str, Any]]:
+    """Delivery views of ``ids`` (in that order; expired ones left out)."""
+    secrets: dict[str, list[str]] = {}
+    views = []
+    for fields in _hashes(runtime, ids):
+        if fields:
+            name = fields.get("sink", "")
+            if name not in secrets:
+                secrets[name] = _sink_secrets(runtime, name)
+            views.append(delivery_view(fields, secrets[name]))
+    return views
+
+
+MAX_TICKET_EVENTS = 200
+"""The ticket page shows at most this many of a ticket's latest events."""
+
+
+def ticket_history(runtime: Runtime, ticket_id: str, limit: int = MAX_TICKET_EVENTS) -> list[dict[str, Any]]:
+    """A ticket's events, oldest first (its latest ``limit``), each with its deliveries
+    (delivery views, one per sink target), from the ticket's log (publish.lua writes it).
+    An event past its retention is left out; a delivery past it too."""
+    entries = [as_text(e).split(" ") for e in runtime.redis.lrange(runtime.keys.ticket_log(ticket_id), -limit, -1)]
+    if not entries:
+        return []
+    raws = runtime.redis.mget([runtime.keys.event(entry[0]) for entry in entries])
+    deliveries = {view["id"]: view for view in _views(runtime, [i for entry in entries for i in entry[1:]])}
+    history = []
+    for entry, raw in zip(entries, raws, strict=True):
+        summary = _event_summary(raw)
+        if summary is None:
+            continue
+        history.append({**summary, "deliveries": [deliveries[i] for i in entry[1:] if i in deliveries]})
+    return history
+
+
+def ticket_id_of(runtime: Runtime, ticket_number: str) -> str | None:
+    """The id of the ticket numbered ``ticket_number`` (None when there is none)."""
+    found = runtime.redis.hget(runtime.keys.ticket_numbers, ticket_number.strip().upper())
+    return as_text(found) if found is not None else None
+
+
+def find_deliveries(runtime: Runtime, text: str, limit: int = MAX_LIMIT) -> list[dict[str, Any]]:
+    """The deliveries ``text`` names, newest first: a delivery id (that one), an event id
+    (that event's, one per sink target) or a ticket number (every event's of that ticket).
+    Exact lookups, no scan of the log."""
+    wanted = text.strip()
+    if not wanted:
+        return []
+    redis = runtime.redis
+    keys = runtime.keys
+    if wanted.startswith("dlv_"):
+        return _views(runtime, [wanted])
+    if wanted.startswith("evt_"):
+        # Its deliveries were indexed with the event's own publish time.
+        score = redis.zscore(keys.events, wanted)
+        if score is None:
+            return []
+        ids = [as_text(i) for i in redis.zrangebyscore(keys.deliveries, score, score)]
+        rows = [view for view in _views(runtime, ids) if view["event_id"] == wanted]
+    else:
+        ticket_id = ticket_id_of(runtime, wanted)
+        if ticket_id is None:
+            return []
+        ids = [i for entry in redis.lrange(keys.ticket_log(ticket_id), 0, -1) for i in as_text(entry).split(" ")[1:]]
+        rows = _views(runtime, ids)
+    rows.sort(key=lambda view: view["created_at"] or "", reverse=True)
+    return rows[:limit]
+
+
 def replay(runtime: Runtime, delivery_ids: list[str], keep_order: bool = False) -> RequeueResult:
     """Send deliveries again with the SAME ids (consumers deduplicate on them): back to
     pending, a fresh round of the retry schedule, on the ready list, drainers woken.

@@ -5,19 +5,21 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
 
 from gateway.storage.layout import AttemptRecord
 
 FINISH_BATCH = 64
 """Most attempts recorded by one finish.lua call: bounds the time the script holds Redis."""
+T = TypeVar("T")
 
 
-class _Finishing:
-    __slots__ = ("done", "error", "opened", "record", "wake")
+class _Finishing(Generic[T]):
+    __slots__ = ("answer", "done", "error", "record", "wake")
 
     def __init__(self, record: AttemptRecord) -> None:
         self.record = record
-        self.opened = 0
+        self.answer: T | None = None
         self.error: BaseException | None = None
         self.done = False
         # A bare lock as a one-shot signal: taken now, released to wake the waiter. A
@@ -26,7 +28,7 @@ class _Finishing:
         self.wake.acquire()
 
 
-class GroupFinish:
+class GroupFinish(Generic[T]):
     """Group commit of finished attempts: one finish.lua round trip for all the attempts
     that finished while the previous round trip was out.
 
@@ -37,11 +39,11 @@ class GroupFinish:
     then expires and the sweeper puts the delivery back: a redelivery, never a loss).
     """
 
-    def __init__(self, write: Callable[[Sequence[AttemptRecord]], list[int]], limit: int = FINISH_BATCH) -> None:
+    def __init__(self, write: Callable[[Sequence[AttemptRecord]], list[T]], limit: int = FINISH_BATCH) -> None:
         self.write = write
         self.limit = limit
         self._lock = threading.Lock()
-        self._queue: list[_Finishing] = []
+        self._queue: list[_Finishing[T]] = []
         self._writing = False
 
     @property
@@ -50,9 +52,9 @@ class GroupFinish:
         with self._lock:
             return len(self._queue)
 
-    def __call__(self, record: AttemptRecord) -> int:
-        """Record one attempt; returns its circuit_open_until (0: it opened no circuit)."""
-        item = _Finishing(record)
+    def __call__(self, record: AttemptRecord) -> T:
+        """Record one attempt; returns what ``write`` answered for it."""
+        item: _Finishing[T] = _Finishing(record)
         with self._lock:
             self._queue.append(item)
             lead = not self._writing
@@ -63,16 +65,17 @@ class GroupFinish:
             self._write()
         if item.error is not None:
             raise item.error
-        return item.opened
+        assert item.answer is not None  # written: every item of the batch got its answer
+        return item.answer
 
     def _write(self) -> None:
         with self._lock:
             batch = self._queue[: self.limit]
             del self._queue[: self.limit]
         try:
-            opened = self.write([item.record for item in batch])
-            for item, value in zip(batch, opened, strict=True):
-                item.opened = value
+            answers = self.write([item.record for item in batch])
+            for item, value in zip(batch, answers, strict=True):
+                item.answer = value
         except BaseException as exc:  # noqa: BLE001 - every writer waiting on this call learns it failed
             for item in batch:
                 item.error = exc

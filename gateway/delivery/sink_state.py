@@ -2,7 +2,7 @@
 
 State: ``ok``, ``circuit_open`` (until a time; then one probe decides), ``half_open``
 (cool-down over, the probe is due or out) or ``paused`` (with the reason, e.g. the
-destination answered 410 Gone; only ``resume`` un-pauses). A fan-out sink's circuits are
+destination answered 410 Gone, or an admin paused it; only ``resume`` un-pauses). A fan-out sink's circuits are
 its targets': its ``targets`` say how many are open or half-open and how many deliveries
 are held back for them. Counts: deliveries queued (ready, and held back), in flight, and
 attempts in the last 24 h by the status they led to.
@@ -10,6 +10,7 @@ attempts in the last 24 h by the status they led to.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -134,16 +135,51 @@ def require_sink(runtime: Runtime, name: str) -> None:
 _CIRCUIT_FIELDS = ("circuit_open_until", "cooldown", "probe_until", "opened_at", "failure_streak")
 
 
+@dataclasses.dataclass(frozen=True)
+class Held:
+    """What a resume released: the sink was paused (and why), its circuit (or, for a
+    fan-out sink, a target's) was open."""
+
+    paused: bool = False
+    paused_reason: str | None = None
+    circuit_open: bool = False
+
+
+MAX_PAUSE_REASON = 500
+
+
+def pause(runtime: Runtime, name: str, reason: str) -> tuple[dict[str, Any], bool]:
+    """Pause a sink as its destination's "gone" answer would (an admin's maintenance window,
+    a destination known to be broken): nothing of it is claimed until it is resumed; what
+    is being attempted finishes. Returns the new state and whether it was not paused
+    already (read in the same transaction: of two admins pausing at once, one pauses it)."""
+    require_sink(runtime, name)
+    key = runtime.keys.sink_state(name)
+    with runtime.redis.pipeline(transaction=True) as pipe:
+        pipe.hget(key, "paused")
+        pipe.hset(key, mapping={"paused": "1", "paused_reason": reason[:MAX_PAUSE_REASON], "paused_at": now_ms()})
+        was, _ = pipe.execute()
+    return sink_states(runtime, [name])[0], was is None or as_text(was) != "1"
+
+
 def resume(runtime: Runtime, name: str) -> dict[str, Any]:
     """Un-pause a sink and close its circuit (the admin says the destination is fixed) --
     for a fan-out sink, every target's circuit -- then wake a drainer for whatever waited.
     Returns the new state."""
+    return resume_held(runtime, name)[0]
+
+
+def resume_held(runtime: Runtime, name: str) -> tuple[dict[str, Any], Held]:
+    """:func:`resume`, and what it released, read in the same transaction as the release
+    (so of two admins resuming at once, one releases the hold and the other nothing)."""
     require_sink(runtime, name)
     keys = runtime.keys
     redis = runtime.redis
     open_lanes = [as_text(lane) for lane in redis.zrange(keys.open_lanes(name), 0, -1)]
     parked_lanes = [as_text(lane) for lane in redis.zrange(keys.parked_lanes(name), 0, -1)]
     with redis.pipeline(transaction=True) as pipe:
+        pipe.hmget(keys.sink_state(name), "paused", "paused_reason", "circuit_open_until")
+        pipe.zcard(keys.open_lanes(name))
         pipe.hdel(keys.sink_state(name), "paused", "paused_reason", "paused_at", *_CIRCUIT_FIELDS)
         for lane in open_lanes:
             pipe.hdel(keys.lane(name, lane, "state"), *_CIRCUIT_FIELDS)
@@ -151,6 +187,9 @@ def resume(runtime: Runtime, name: str) -> dict[str, Any]:
         if parked_lanes:
             # Due now: the wake-up below moves one of each back, and each freed slot the rest.
             pipe.zadd(keys.parked_lanes(name), dict.fromkeys(parked_lanes, 0), xx=True)
-        pipe.execute()
+        (paused, reason, open_until), lanes_open, *_ = pipe.execute()
     wakeups.requeue(runtime, "retry", wake_sinks=[name])
-    return sink_states(runtime, [name])[0]
+    held = Held(paused=as_text(paused) == "1" if paused is not None else False,
+                paused_reason=as_text(reason) if paused is not None and reason is not None else None,
+                circuit_open=open_until is not None or int(lanes_open) > 0)
+    return sink_states(runtime, [name])[0], held

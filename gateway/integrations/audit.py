@@ -1,7 +1,7 @@
 """The audit log: who changed which integration, when, and what changed.
 
-One entry per admin action (create, update, enable, disable, delete, rotate, resume,
-replay), newest first, kept ``gateway.audit_retention_days`` (a Redis stream trimmed by
+One entry per admin action (create, update, enable, disable, delete, rotate, pause,
+resume, replay), newest first, kept ``gateway.audit_retention_days`` (a Redis stream trimmed by
 time as entries are added). An entry of a change is written in the same MULTI/EXEC as the
 change itself, so the log never tells of a change that did not happen, nor misses one.
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from gateway.runtime import Runtime
 
-ACTIONS = ("create", "update", "enable", "disable", "delete", "rotate", "resume", "replay")
+ACTIONS = ("create", "update", "enable", "disable", "delete", "rotate", "pause", "resume", "replay")
 CLI_ACTOR = "cli"
 """The actor of changes made with the ``gateway`` command (on the machine, no token)."""
 MAX_LIMIT = 500

@@ -8,7 +8,8 @@ applied and validated like a table of the config file, and the new sink, the aud
 and the integrations version's bump commit in one MULTI/EXEC, or the whole thing runs
 again on fresh data when another admin changed the store meanwhile. So concurrent edits
 serialise: every stored sink is the result of whole changes, never a mix of two, and with
-``If-Match`` a stale edit is refused (412) rather than applied.
+``If-Match`` a stale edit is refused (412) rather than applied. Once a change committed,
+its audit entry is published as ``sink.config_changed`` (secrets hidden, as in the log).
 
 Names are unique across the config file and the store. File sinks are read-only here
 (409 ``sink_managed_by_config``).
@@ -31,6 +32,7 @@ from gateway.events import iso_from_ms
 from gateway.integrations import audit
 from gateway.integrations.secrets import new_secret
 from gateway.integrations.validation import invalid, url_options, validate_table
+from gateway.publish import system_events
 from gateway.storage.replication import acknowledged_pipeline
 from gateway.storage.scripts import as_text
 
@@ -116,6 +118,8 @@ def _commit(runtime: Runtime, name: str, change: Callable[[StoredSink | None], t
             except redis.WatchError:
                 continue
         runtime.reload()
+        kept = new or current
+        system_events.config_changed(runtime, entry, str(kept.table.get("type", "")) if kept is not None else None)
         return new
     raise redis.WatchError(f"gave up after {MAX_TRIES} conflicting concurrent changes")
 

@@ -98,7 +98,8 @@ def publish(runtime: Runtime, event: Event, ticket: dict[str, Any] | None = None
     for _ in range(MAX_STALE_TRIES):
         view = runtime.integrations
         routing = route(runtime, event, only_sink, view)
-        args = publish_args(runtime, event, routing.rows, ticket, idempotency_key, now, config_version=view.version)
+        args = publish_args(runtime, event, routing.rows, ticket, idempotency_key, now, config_version=view.version,
+                            logged=only_sink is None)
         try:
             reply = runtime.scripts.publish(args)
         except ReplicationTimeout as unconfirmed:
@@ -187,7 +188,8 @@ def route(runtime: Runtime, event: Event, only_sink: str | None = None,
           view: Integrations | None = None) -> Routing:
     """One new delivery per (subscribed sink whose ``filter`` passes the event, target) of
     ``event`` (or of ``only_sink``: a test event, never ordered nor filtered: the admin asked
-    for it), routed by ``view`` (default: the current one); on a sink with
+    for it), routed by ``view`` (default: the current one), except to the sink a system
+    event is about; on a sink with
     ``ordering = "per_ticket"``, in the ordering group of its target and the event's ordering
     key (when the event has one). UnknownSink when ``only_sink`` is none."""
     rows: list[NewDelivery] = []
@@ -201,7 +203,10 @@ def route(runtime: Runtime, event: Event, only_sink: str | None = None,
         sinks = view.subscribers.get(event.name, ())
     key: str | None = None
     envelope: dict[str, Any] | None = None
+    about = _system_subject(runtime, event) if only_sink is None else None
     for sink_config in sinks:
+        if sink_config.name == about:
+            continue  # no loops: a sink never gets a system event about itself
         if sink_config.filter is not None and only_sink is None:
             if envelope is None:
                 envelope = event.envelope()
@@ -227,6 +232,15 @@ def delivery_rows(runtime: Runtime, event: Event, only_sink: str | None = None,
     return route(runtime, event, only_sink, view).rows
 
 
+def _system_subject(runtime: Runtime, event: Event) -> str | None:
+    """The name of the sink a system event is about; None for any other event."""
+    sink = event.data.get("sink")  # ticket events have no "sink": one dict lookup on their path
+    if not isinstance(sink, dict) or event.name not in runtime.plugins.catalog:
+        return None
+    name = sink.get("name")
+    return name if runtime.plugins.catalog.get(event.name).system and isinstance(name, str) else None
+
+
 def _ordering_key(runtime: Runtime, event: Event) -> str:
     """The event's ordering key ("" when it has none, or its type is not catalogued)."""
     try:
@@ -243,10 +257,23 @@ def ordering_group(target_key: str, ordering_key: str) -> str:
     return hashlib.sha1(json.dumps([target_key, ordering_key]).encode("utf-8"), usedforsecurity=False).hexdigest()
 
 
+def ticket_of(event: Event) -> str:
+    """The id of the ticket ``event`` is about: its ``ticket``'s id, or a ``ticket_id`` in
+    one of its objects (a conversation's); "" when it names none."""
+    for key, value in event.data.items():
+        if isinstance(value, dict):
+            found = value.get("id") if key == "ticket" else value.get("ticket_id")
+            if isinstance(found, str) and found:
+                return found
+    return ""
+
+
 def publish_args(runtime: Runtime, event: Event, rows: tuple[NewDelivery, ...], ticket: dict[str, Any] | None,
-                 idempotency_key: str | None, now: datetime, config_version: str | None = None) -> PublishArgs:
+                 idempotency_key: str | None, now: datetime, config_version: str | None = None,
+                 logged: bool = True) -> PublishArgs:
     """publish.lua's arguments for ``event`` (and its new ``ticket``) with ``rows``, routed by
-    the integrations at ``config_version`` (default: the current view's; "" = not checked)."""
+    the integrations at ``config_version`` (default: the current view's; "" = not checked).
+    ``logged``: the event goes into its ticket's log (not a test event's sample ticket)."""
     settings = runtime.settings
     return PublishArgs(
         prefix=settings.key_prefix,
@@ -261,6 +288,7 @@ def publish_args(runtime: Runtime, event: Event, rows: tuple[NewDelivery, ...], 
         event_name=event.name,
         event_json=_raw(event.to_json()),
         event_ttl_s=int(settings.retention_days * 86400),
+        ticket_ref=(ticket["id"] if ticket is not None else ticket_of(event)) if logged else "",
         max_drainers=runtime.max_drainers,
         drainer_lease_ms=DRAINER_LEASE_MS,
         backlog_per_drainer=BACKLOG_PER_DRAINER,

@@ -152,3 +152,82 @@ class ErrorSchema(Schema):
                                  "it is nested: `data.ticket.subject`, `data.sla.due_at`, `sinks[1].url`; "
                                  "`(root)` for the body as a whole.",
                   "example": {"data.sla.due_at": ["Not a valid datetime."]}})
+
+
+# -- system events: what the gateway publishes about itself (builtin_events.SYSTEM_EVENT_TYPES) --
+
+class SinkRef(StrictSchema):
+    """The sink a system event is about."""
+
+    name = fields.String(required=True, metadata={"description": "The sink's name."})
+    type = fields.String(required=True, metadata={"description": "Its sink type, e.g. `generic_webhook`."})
+
+
+class SystemEventPayload(StrictSchema):
+    sink = fields.Nested(SinkRef, required=True)
+
+
+class CircuitOpenedPayload(SystemEventPayload):
+    target = fields.String(load_default=None, allow_none=True,
+                           metadata={"description": "A fan-out sink's target (its subscription id) whose own "
+                                                    "circuit opened; null for the sink as a whole."})
+    opened_at = fields.String(required=True)
+    probe_at = fields.String(required=True, metadata={"description": "When the cool-down ends and one probe "
+                                                                     "delivery is let through."})
+    status_code = fields.Integer(load_default=None, allow_none=True)
+    last_error = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=2_000))
+
+
+class CircuitClosedPayload(SystemEventPayload):
+    target = fields.String(load_default=None, allow_none=True)
+    opened_at = fields.String(load_default=None, allow_none=True)
+    closed_at = fields.String(required=True)
+    open_seconds = fields.Float(load_default=None, allow_none=True)
+
+
+class PausedPayload(SystemEventPayload):
+    reason = fields.String(required=True, validate=validate.Length(max=2_000))
+    paused_at = fields.String(required=True)
+    actor = fields.String(load_default=None, allow_none=True,
+                          metadata={"description": "The admin who paused it; null when the destination's "
+                                                   "answer did (410 Gone, Slack's channel_is_archived...)."})
+    delivery_id = fields.String(load_default=None, allow_none=True,
+                                metadata={"description": "The delivery whose answer paused it."})
+
+
+class ResumedPayload(SystemEventPayload):
+    resumed_at = fields.String(required=True)
+    actor = fields.String(required=True)
+    was_paused = fields.Boolean(required=True)
+    paused_reason = fields.String(load_default=None, allow_none=True)
+    circuit_was_open = fields.Boolean(required=True)
+
+
+class FailedDelivery(StrictSchema):
+    id = fields.String(required=True)
+    event = fields.String(load_default=None, allow_none=True)
+    event_id = fields.String(load_default=None, allow_none=True)
+    attempts = fields.Integer(load_default=None, allow_none=True)
+    status_code = fields.Integer(load_default=None, allow_none=True)
+    error = fields.Dict(keys=fields.String(), values=fields.String(), load_default=None, allow_none=True)
+    failed_at = fields.String(load_default=None, allow_none=True)
+
+
+class DeliveryFailedPayload(SystemEventPayload):
+    failures = fields.Integer(required=True, validate=validate.Range(min=1),
+                              metadata={"description": "Deliveries of the sink that failed since the previous "
+                                                       "summary, the one below included."})
+    since = fields.String(required=True, metadata={"description": "When the first of them failed."})
+    window_seconds = fields.Integer(required=True)
+    delivery = fields.Nested(FailedDelivery, required=True,
+                             metadata={"description": "The latest of them."})
+
+
+class ConfigChangedPayload(SystemEventPayload):
+    action = fields.String(required=True, validate=validate.OneOf(
+        ("create", "update", "enable", "disable", "delete", "rotate")))
+    actor = fields.String(required=True)
+    at = fields.String(required=True)
+    changes = fields.Dict(keys=fields.String(), values=fields.Dict(), required=True,
+                          metadata={"description": "`{key: {from, to}}` as the audit log shows it: secrets "
+                                                   "`[hidden]`, URLs masked."})

@@ -13,12 +13,14 @@ import base64
 import binascii
 import dataclasses
 import json
+import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from gateway.events import Event, iso_z, utc_now
+from gateway.integrations import audit
 from gateway.publish.publisher import TICKET_NUMBER_PLACEHOLDER, Plan, Published, publish, transaction
 from gateway.storage.scripts import as_text
 
@@ -28,6 +30,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from gateway.runtime import Runtime
 
 MAX_PAGE = 200
+SCAN_LIMIT = 5000
+"""At most this many tickets are looked at for one page of a search."""
+WALK_BATCH = 200
 PATCHABLE = ("status", "priority", "category")
 # A status change into one of these publishes the named event after ticket.updated.
 TRANSITION_EVENTS = {"resolved": "ticket.resolved", "escalated": "ticket.escalated"}
@@ -47,6 +52,42 @@ class Page:
 
     tickets: list[dict[str, Any]]
     next_cursor: str | None
+    complete: bool = True
+    """False when a search stopped at its scan limit before filling the page: older tickets
+    may match too (``next_cursor`` goes on from where it stopped)."""
+    scanned: int = 0
+    """How many tickets the page looked at."""
+
+
+_NUMBER = re.compile(r"TKT-\d{4}-\d{3,}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TicketQuery:
+    """What a ticket search asks for; empty fields match every ticket."""
+
+    text: str = ""
+    """Part of a ticket number, customer email or subject (any case)."""
+    status: str = ""
+    priority: str = ""
+
+    @property
+    def number(self) -> str:
+        """The ticket number ``text`` is, upper-cased ("" when it is not one)."""
+        candidate = self.text.strip().upper()
+        return candidate if _NUMBER.fullmatch(candidate) else ""
+
+    def matches(self, ticket: Mapping[str, Any]) -> bool:
+        """Whether ``ticket`` answers this query."""
+        if self.status and ticket.get("status") != self.status:
+            return False
+        if self.priority and ticket.get("priority") != self.priority:
+            return False
+        needle = self.text.strip().casefold()
+        if not needle:
+            return True
+        return any(needle in str(ticket.get(field) or "").casefold()
+                   for field in ("ticket_number", "customer_email", "subject"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,40 +141,70 @@ class TicketStore:
         """Tickets newest first, ``limit`` per page; pass the previous page's ``next_cursor``
         to continue. A cursor is a position (time, id), not an offset, so tickets created
         while paging neither repeat nor shift later pages."""
+        return self.search(TicketQuery(), limit=limit, cursor=cursor)
+
+    def search(self, query: TicketQuery, limit: int = 50, cursor: str | None = None,
+               scan_limit: int = SCAN_LIMIT) -> Page:
+        """Tickets matching ``query``, newest first, a page at a time (cursors as for
+        :meth:`list`). A ticket number is looked up in its index; anything else is matched
+        while walking the tickets newest first, at most ``scan_limit`` of them per page, so
+        a search costs the same however many tickets are kept: past that the page ends
+        with ``complete=False`` and a cursor to look further back."""
         limit = max(1, min(limit, MAX_PAGE))
+        if query.number and cursor is None:
+            numbered = self.redis.hget(self.keys.ticket_numbers, query.number)
+            if numbered is not None:
+                try:
+                    match = self.get(as_text(numbered))
+                except TicketNotFound:
+                    return Page([], None)
+                return Page([match] if query.matches(match) else [], None, scanned=1)
+        found: list[tuple[float, str, dict[str, Any]]] = []
+        scanned = 0
+        for ticket_id, score, ticket in self._walk(cursor, first=limit + 1):
+            scanned += 1
+            if ticket is not None and query.matches(ticket):
+                found.append((score, ticket_id, ticket))
+                if len(found) > limit:  # one more than the page: there is a next page
+                    last_score, last_id, _ = found[limit - 1]
+                    return Page([t for _, _, t in found[:limit]], encode_cursor(last_score, last_id), scanned=scanned)
+            if scanned >= scan_limit:
+                return Page([t for _, _, t in found], encode_cursor(score, ticket_id), complete=False,
+                            scanned=scanned)
+        return Page([t for _, _, t in found], None, scanned=scanned)
+
+    def _walk(self, cursor: str | None, first: int) -> Iterator[tuple[str, float, dict[str, Any] | None]]:
+        """(id, score, ticket or None if gone) newest first, from just after ``cursor``; the
+        first batch is ``first`` long (a plain page needs no more), later ones longer."""
         if cursor is None:
             max_score: str | float = "+inf"
             after_id = None
         else:
             max_score, after_id = decode_cursor(cursor)
-        chosen: list[tuple[str, float]] = []
-        offset = 0
+        offset, size = 0, first
         # Several tickets can share a millisecond: fetch from the cursor's score inclusive and
         # skip the ones at that score already returned (ZREVRANGEBYSCORE orders ties by id, desc).
-        while len(chosen) <= limit:
+        while True:
             batch = cast(list[tuple[bytes, float]], self.redis.zrevrangebyscore(
-                self.keys.tickets, max_score, "-inf", start=offset, num=limit + 1, withscores=True))
+                self.keys.tickets, max_score, "-inf", start=offset, num=size, withscores=True))
             if not batch:
-                break
+                return
             offset += len(batch)
-            for member, score in batch:
-                ticket_id = as_text(member)
-                if after_id is not None and score == max_score and ticket_id >= after_id:
-                    continue
-                chosen.append((ticket_id, score))
-        has_more = len(chosen) > limit
-        chosen = chosen[:limit]
-        tickets: list[dict[str, Any]] = []
-        if chosen:
-            raws = self.redis.mget([self.keys.ticket(ticket_id) for ticket_id, _ in chosen])
-            tickets = [json.loads(raw) for raw in raws if raw is not None]
-        next_cursor = encode_cursor(chosen[-1][1], chosen[-1][0]) if has_more else None
-        return Page(tickets, next_cursor)
+            rows = [(as_text(member), score) for member, score in batch
+                    if not (after_id is not None and score == max_score and as_text(member) >= after_id)]
+            if rows:
+                raws = self.redis.mget([self.keys.ticket(ticket_id) for ticket_id, _ in rows])
+                for (ticket_id, score), raw in zip(rows, raws, strict=True):
+                    yield ticket_id, score, json.loads(raw) if raw is not None else None
+            if len(batch) < size:
+                return
+            size = WALK_BATCH
 
-    def patch(self, ticket_id: str, changes: Mapping[str, Any]) -> Change:
+    def patch(self, ticket_id: str, changes: Mapping[str, Any], actor: str | None = None) -> Change:
         """Apply ``changes`` (any of status, priority, category; already validated) and publish
         ``ticket.updated`` plus ``ticket.resolved``/``ticket.escalated`` on those status
-        transitions, in one transaction. A change that alters nothing publishes nothing.
+        transitions, in one transaction, with the audit log's entry naming ``actor`` (when
+        given). A change that alters nothing publishes nothing and is not audited.
         Raises :class:`TicketNotFound`, or redis.RedisError (then nothing was written)."""
         key = self.keys.ticket(ticket_id)
 
@@ -155,6 +226,10 @@ class TicketStore:
 
             def write(tx: Pipeline) -> None:
                 tx.set(key, encoded)
+                if actor is not None:
+                    audit.append(tx, self.runtime, audit.entry(
+                        actor, "update", f"ticket:{current.get('ticket_number') or ticket_id}",
+                        {f: {"from": current.get(f), "to": changes[f]} for f in changed}))
 
             return Plan(result=Change(updated, changed, ()), events=events, write=write)
 

@@ -4,11 +4,13 @@ redis-py spends about 30 µs of CPU on each command outside the network (connect
 lock, health bookkeeping, observability hooks, argument checks): measured with
 ``bench.costs``, a SET cost 38 µs through ``Redis.set`` and 7.6 µs as the same bytes on the
 same socket. On the receive path, where the whole request is a few hundred µs, that is a
-tenth of it. :class:`DirectScript` keeps one redis-py connection per thread (and per
-process, so a fork never shares one), made and authenticated by redis-py itself (TCP, unix
-socket, TLS, AUTH, SELECT all as configured), and sends the packed EVALSHA through that
-connection's public ``send_packed_command`` / ``read_response`` (hiredis parsing), skipping
-the pool and the command machinery.
+tenth of it. :class:`DirectScript` keeps its own redis-py connections, one per call in
+progress (per thread, or per greenlet under the web server's gevent workers, each taking an
+idle one and handing it back; a fork never shares one), made and authenticated by redis-py
+itself (TCP, unix socket, TLS, AUTH, SELECT all as configured), and sends the packed EVALSHA
+through that connection's public ``send_packed_command`` / ``read_response`` (hiredis
+parsing), skipping the pool and the command machinery. Under gevent the socket is gevent's:
+a request waiting for Redis (or for a replica's ``WAIT``) lets the others run.
 
 Failure semantics are stricter than redis-py's retry: a connection found closed before
 sending is replaced, but a command is never sent twice: once sent, a lost reply raises
@@ -25,7 +27,6 @@ carries the script's reply: the write happened, its replication is not confirmed
 from __future__ import annotations
 
 import os
-import threading
 from typing import Any, cast
 
 import hiredis
@@ -35,9 +36,12 @@ from redis.connection import AbstractConnection
 
 from gateway.storage.replication import LOCAL, Durability, ReplicationTimeout
 
+MAX_IDLE = 64
+"""Idle connections kept for reuse; beyond that (after a burst) they are closed."""
+
 
 class _Link:
-    """A connected redis-py connection owned by one thread of one process."""
+    """A connected redis-py connection, used by one caller at a time, in one process."""
 
     def __init__(self, client: redis.Redis) -> None:
         self.connection = cast(AbstractConnection, client.connection_pool.make_connection())
@@ -64,41 +68,67 @@ class DirectScript:
     def __init__(self, client: redis.Redis, source: str) -> None:
         self.client = client
         self.script: Script = client.register_script(source)
-        self.local = threading.local()
+        # Not a threading.local: under gevent that is one per greenlet, i.e. per client
+        # connection, and a new Redis connection for each. list.pop/append are atomic.
+        self.idle: list[_Link] = []
 
     def __call__(self, args: list[Any], durability: Durability = LOCAL) -> Any:
-        link = self._link()
         command = hiredis.pack_command(("EVALSHA", self.script.sha, 0, *args))
         if durability.replicated:
             command += durability.packed_barrier
         try:
-            return self._round_trip(link, command, durability)
+            return self._round_trip(self._link(), command, durability)
         except redis.exceptions.NoScriptError:
             # Redis restarted, failed over or flushed its scripts: load it and run it (it did not run).
             self.client.script_load(self.script.script)
             return self._round_trip(self._link(), command, durability)
 
     def _link(self) -> _Link:
-        link: _Link | None = getattr(self.local, "link", None)
-        if link is not None and link.stale():
+        while True:
+            try:
+                link = self.idle.pop()
+            except IndexError:
+                return _Link(self.client)
+            if not link.stale():
+                return link
             link.close()
-            link = None
-        if link is None:
-            link = self.local.link = _Link(self.client)
-        return link
+
+    def _release(self, link: _Link) -> None:
+        if len(self.idle) < MAX_IDLE:
+            self.idle.append(link)
+        else:
+            link.close()
 
     def _round_trip(self, link: _Link, command: bytes, durability: Durability) -> Any:
-        connection = link.connection
+        """Send ``command``, read its replies; hand ``link`` back when it is still in step
+        (every reply read), else close it."""
+        in_step = False
+        try:
+            result = self._exchange(link.connection, command, durability)
+            in_step = True
+            return result
+        except redis.ResponseError:
+            # The script's error reply (NoScriptError included): in step once the barrier's are read.
+            in_step = not durability.replicated or self._skip_barrier(link)
+            raise
+        except ReplicationTimeout as exc:
+            in_step = exc.acked is not None  # WAIT answered, only not enough replicas
+            raise
+        finally:
+            if in_step:
+                self._release(link)
+            else:
+                link.close()
+
+    @staticmethod
+    def _exchange(connection: AbstractConnection, command: bytes, durability: Durability) -> Any:
         try:
             connection.send_packed_command([command], check_health=False)
             result = connection.read_response()
         except redis.ResponseError:
-            if durability.replicated:
-                self._skip_barrier(link)
             raise
         except (OSError, redis.ConnectionError, redis.TimeoutError) as exc:
             # Includes "the master moved" (a READONLY reply; see gateway.storage.connection).
-            self._drop(link)
             raise redis.ConnectionError(f"redis: {type(exc).__name__}: {exc}") from exc
         if not durability.replicated:
             return result
@@ -106,20 +136,17 @@ class DirectScript:
             connection.read_response()  # the barrier PUBLISH
             acked = int(connection.read_response())
         except (OSError, redis.RedisError) as exc:
-            self._drop(link)
             raise ReplicationTimeout(durability, None, result) from exc
         durability.check(acked, result)
         return result
 
-    def _skip_barrier(self, link: _Link) -> None:
+    @staticmethod
+    def _skip_barrier(link: _Link) -> bool:
         """Read the barrier's two replies behind a script that failed, so the connection
-        stays in step (or drop it)."""
+        stays in step; False when that failed (the connection is then closed)."""
         try:
             link.connection.read_response()
             link.connection.read_response()
         except (OSError, redis.RedisError):
-            self._drop(link)
-
-    def _drop(self, link: _Link) -> None:
-        self.local.link = None
-        link.close()
+            return False
+        return True

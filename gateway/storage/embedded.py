@@ -17,6 +17,7 @@ from pathlib import Path
 import redis
 
 from gateway.config import FSYNC_MODES
+from gateway.data_dir import PRIVATE_UMASK, ensure_private_dir
 
 
 class RedisUnavailable(Exception):
@@ -77,7 +78,7 @@ class EmbeddedRedis:
         """Start the server unless one already answers on the socket."""
         if self.is_running():
             return self
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(self.data_dir)
         if self.socket.exists():
             self.socket.unlink()
         args = [
@@ -86,8 +87,9 @@ class EmbeddedRedis:
             "--appendfsync", self.fsync, "--save", "", "--daemonize", "no",
             "--logfile", str(self.data_dir / "redis.log"),
         ]
+        # The append-only file, its directory and redis.log: 0600 / 0700, like the data directory.
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL, start_new_session=True)
+                                        stderr=subprocess.DEVNULL, start_new_session=True, umask=PRIVATE_UMASK)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

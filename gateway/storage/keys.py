@@ -23,6 +23,17 @@ class Keys:
         """ZSET: ticket ids scored by creation time (ms)."""
         return f"{self.prefix}tickets"
 
+    @property
+    def ticket_numbers(self) -> str:
+        """HASH: ticket number (``TKT-2026-001``) -> ticket id, written with the ticket."""
+        return f"{self.prefix}ticket_numbers"
+
+    def ticket_log(self, ticket_id: str) -> str:
+        """LIST with TTL (retention, renewed by each event): one entry per event about the
+        ticket, oldest first: the event id, then the ids of its deliveries, space-separated
+        (publish.lua)."""
+        return f"{self.prefix}ticket:{ticket_id}:log"
+
     def ticket_seq(self, year: int) -> str:
         """STRING counter: the per-year ticket sequence (TKT-<year>-<seq>)."""
         return f"{self.prefix}ticket_seq:{year}"
@@ -75,7 +86,8 @@ class Keys:
 
     def sink_stats(self, sink: str, hour: str) -> str:
         """HASH with a ~26 h TTL: attempts of a sink in one UTC hour (``YYYYMMDDHH``) by the
-        status they left the delivery in: delivered / retrying / failed (finish.lua)."""
+        status they left the delivery in: delivered / retrying / failed; and by duration,
+        ``ms:<bound>`` per latency bucket (gateway.delivery.hourly_stats) (finish.lua)."""
         return f"{self.prefix}sink:{sink}:stats:{hour}"
 
     def order_queue(self, sink: str, group: str) -> str:
@@ -105,6 +117,21 @@ class Keys:
         """ZSET: the targets of a fan-out sink whose circuit is open, scored by the end of
         the cool-down (ms); past it, half-open until a probe decides."""
         return f"{self.prefix}sink:{sink}:open_lanes"
+
+    def sink_failures(self, sink: str) -> str:
+        """HASH: a sink's failed deliveries not reported in a delivery.failed summary yet:
+        count, since (ms), last (JSON) (storage/lua/failures.lua)."""
+        return f"{self.prefix}sink:{sink}:failures"
+
+    def failure_summary(self, sink: str) -> str:
+        """STRING with a TTL of the summary window: a delivery.failed summary of the sink
+        went out within it."""
+        return f"{self.prefix}sink:{sink}:failure_summary"
+
+    @property
+    def failing_sinks(self) -> str:
+        """SET: sinks with failures not reported yet (the sweeper flushes their summaries)."""
+        return f"{self.prefix}failures"
 
     @property
     def sinks(self) -> str:

@@ -153,6 +153,9 @@ class PublishArgs(ScriptArgs):
     event_name: str
     event_json: str
     event_ttl_s: int
+    ticket_ref: str
+    """The id of the ticket the event is about, whose log (keys.ticket_log) gets the event
+    and its deliveries ("" = none, or a test event)."""
     max_drainers: int
     drainer_lease_ms: int
     backlog_per_drainer: int
@@ -222,7 +225,13 @@ class AttemptRecord(Row):
     """"" = do not pause the sink."""
     hour: str
     """The hourly-counter bucket, YYYYMMDDHH."""
+    latency_bucket: str
+    """The hourly latency histogram's bucket for the attempt's duration (the bound in ms, as
+    gateway.delivery.hourly_stats names it; "" = the attempt sent nothing, so it has none)."""
     stats_ttl_s: int
+    failure_json: str = ""
+    """A delivery that ends failed: the failure as the delivery.failed summary shows it
+    (storage/lua/failures.lua counts it); "" = not counted."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,6 +241,18 @@ class FinishArgs(ScriptArgs):
     SCRIPT: ClassVar[str] = "finish"
     prefix: str
     attempts: tuple[AttemptRecord, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class FailureSummariesArgs(ScriptArgs):
+    """failure_summaries.lua: the sweeper claims the failure summaries that are due."""
+
+    SCRIPT: ClassVar[str] = "failure_summaries"
+    prefix: str
+    now_ms: int
+    window_ms: int
+    limit: int
+    """Most sinks looked at in one call."""
 
 
 @dataclasses.dataclass(frozen=True)

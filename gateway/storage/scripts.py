@@ -9,6 +9,7 @@ wake) and sweep. Every script starts with the Lua that unpacks its arguments by 
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -22,6 +23,7 @@ from gateway.storage.layout import (
     AttemptRecord,
     CancelArgs,
     ClaimArgs,
+    FailureSummariesArgs,
     FinishArgs,
     PublishArgs,
     ReleaseArgs,
@@ -45,7 +47,8 @@ SWEEP_MAX_DRAINERS = 1_000_000
 LIBRARIES: dict[type[ScriptArgs], tuple[str, ...]] = {
     PublishArgs: ("wake", "ordering"),
     ClaimArgs: ("lanes",),
-    FinishArgs: ("ordering", "lanes"),
+    FinishArgs: ("ordering", "lanes", "failures"),
+    FailureSummariesArgs: ("failures",),
     RequeueArgs: ("wake", "ordering", "lanes"),
     SweepArgs: ("wake", "lanes"),
     CancelArgs: ("ordering", "lanes"),
@@ -53,8 +56,9 @@ LIBRARIES: dict[type[ScriptArgs], tuple[str, ...]] = {
 """The shared Lua each script is registered with, prepended in this order: ``wake`` (does
 a sink need a drainer?), ``ordering`` (per-ticket order: join a group's queue, and
 ``order_leave``, the one place an ended delivery releases the next), ``lanes`` (per-target
-state of fan-out sinks). A script that ends deliveries in a new way includes ``ordering``
-and calls ``order_leave``."""
+state of fan-out sinks), ``failures`` (a sink's failures counted for its delivery.failed
+summary, and the claim of that summary). A script that ends deliveries in a new way includes
+``ordering`` and calls ``order_leave``."""
 
 
 def load_lua(name: str) -> str:
@@ -119,6 +123,45 @@ class ClaimResult:
 
 
 @dataclasses.dataclass(frozen=True)
+class FailureSummary:
+    """A sink's failures reported in one delivery.failed summary: how many since the
+    previous summary, since when (ms), and the latest as the attempt described it."""
+
+    sink: str
+    count: int
+    since_ms: int
+    last: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Finished:
+    """What finish.lua did with one attempt beyond recording it (each transition is
+    reported by exactly one attempt, whichever process finished it)."""
+
+    open_until: int = 0
+    """> 0: this attempt opened or re-opened a circuit until then (ms): wake the sink then."""
+    circuit: str = ""
+    """"opened" (it was closed), "reopened" (a probe failed), "closed", or ""."""
+    opened_at: int = 0
+    """When the circuit first opened (ms), for "opened" and "closed"."""
+    paused: bool = False
+    """This attempt paused a sink that was not paused."""
+
+
+def parse_finished(reply: Sequence[Any]) -> Finished:
+    """One attempt's answer from finish.lua."""
+    return Finished(int(reply[0]), as_text(reply[1]), int(reply[2]), bool(int(reply[3])))
+
+
+def _json_object(raw: Any) -> dict[str, Any]:
+    try:
+        doc = json.loads(as_text(raw)) if raw else {}
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+@dataclasses.dataclass(frozen=True)
 class RequeueResult:
     """What a requeue did: per delivery id its outcome (queued / missing / stale / busy),
     and the (sink, token) drainers it reserved, whose rq drain jobs the caller enqueues."""
@@ -168,6 +211,7 @@ class Scripts:
         self._requeue = client.register_script(script_source(RequeueArgs))
         self._sweep = client.register_script(script_source(SweepArgs))
         self._cancel = client.register_script(script_source(CancelArgs))
+        self._failure_summaries = client.register_script(script_source(FailureSummariesArgs))
         self.version_key = f"{prefix}integrations:version"
 
     # -- publish --------------------------------------------------------------------------
@@ -223,15 +267,21 @@ class Scripts:
         """Give up a drainer lease unconditionally (shutdown); the sweeper re-wakes the sink."""
         self.client.zrem(f"{self.prefix}drainers:{sink}", token)
 
-    def finish(self, records: Sequence[AttemptRecord]) -> list[int]:
-        """Record finished attempts in one finish.lua call, in order. Returns each one's
-        circuit_open_until (0 = the attempt opened no circuit)."""
-        return [int(opened) for opened in self._finish(args=FinishArgs(self.prefix, tuple(records)).argv())]
+    def finish(self, records: Sequence[AttemptRecord]) -> list[Finished]:
+        """Record finished attempts in one finish.lua call, in order. Returns what each one
+        did to its sink's circuit and pause."""
+        return [parse_finished(reply) for reply in self._finish(args=FinishArgs(self.prefix, tuple(records)).argv())]
 
     def finish_on(self, pipe: Pipeline, record: AttemptRecord) -> None:
         """Queue finish.lua for one attempt on ``pipe`` (a MULTI with the retry's rq job).
         EVALSHA by hand: redis-py's Script in a pipeline costs a SCRIPT EXISTS round trip."""
         pipe.evalsha(self._finish.sha, 0, *FinishArgs(self.prefix, (record,)).argv())
+
+    def failure_summaries(self, window_ms: int, limit: int = 100) -> list[FailureSummary]:
+        """Claim the failure summaries that are due (see failure_summaries.lua)."""
+        reply = self._failure_summaries(args=FailureSummariesArgs(self.prefix, now_ms(), window_ms, limit).argv())
+        return [FailureSummary(as_text(sink), int(count), int(since), _json_object(last))
+                for sink, count, since, last in reply]
 
     def requeue(self, mode: str, deliveries: Sequence[tuple[str, str]] = (), wake_sinks: Iterable[str] = (),
                 keep_order: bool = False) -> RequeueResult:

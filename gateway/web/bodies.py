@@ -70,7 +70,21 @@ def json_object_body(example: str) -> dict[str, Any]:
     shape in the 400."""
     if not request.is_json:
         raise ApiError(415, "unsupported_media_type", NOT_JSON)
-    doc = parse_json(read_body())
+    return _json_object(read_body(), example)
+
+
+def optional_object_body(example: str) -> dict[str, Any] | None:
+    """:func:`json_object_body` for an optional body: None when there is none (empty)."""
+    raw = read_body()
+    if not raw.strip():
+        return None
+    if not request.is_json:
+        raise ApiError(415, "unsupported_media_type", NOT_JSON)
+    return _json_object(raw, example)
+
+
+def _json_object(raw: bytes, example: str) -> dict[str, Any]:
+    doc = parse_json(raw)
     if not isinstance(doc, dict):
         raise ApiError(400, "malformed_json", f"The body must be a JSON object, e.g. {example}.")
     return doc

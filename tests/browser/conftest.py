@@ -23,7 +23,7 @@ ARTIFACTS = ROOT / "test-artifacts" / "admin"
 CHROMIUM = os.environ.get("GATEWAY_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
-ADMIN_TOKEN = "browser-test-admin-token"
+ADMIN_TOKEN = "browser-test-admin-token-at-least-32-characters"
 DEADLINE_S = 30.0
 
 
@@ -42,9 +42,10 @@ class Gateway:
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
 
-    def create_ticket(self, subject: str) -> dict[str, Any]:
+    def create_ticket(self, subject: str, email: str = "jane.doe@example.com", priority: str = "medium"
+                      ) -> dict[str, Any]:
         body = {"event": "ticket.create", "data": {"subject": subject, "message": "Created by a browser test.",
-                                                   "customer_email": "jane.doe@example.com"}}
+                                                   "customer_email": email, "priority": priority}}
         response = requests.post(f"{self.base_url}/api/webhooks/receive", json=body, timeout=10)
         assert response.status_code == 201, response.text
         return response.json()["ticket"]
@@ -68,14 +69,22 @@ def sink_server() -> Iterator[SinkServer]:
 
 
 @pytest.fixture
-def gateway(tmp_path: Path, redis_url: str, redis_client: Any, sink_server: SinkServer) -> Iterator[Gateway]:
-    """The gateway with one generic webhook sink, ``crm``, pointed at the sink server. It has
-    no retries, so a failed answer leaves a failed (replayable) delivery."""
+def console_sinks(sink_server: SinkServer) -> list[dict[str, Any]]:
+    """The served gateway's sinks: one generic webhook sink, ``crm``, pointed at the sink
+    server, with no retries, so a failed answer leaves a failed (replayable) delivery. A test
+    module overrides this fixture to serve others."""
+    return [{"name": "crm", "type": "generic_webhook", "url": sink_server.url, "secret": "crm-signing-secret",
+             "events": ["ticket.created", "ticket.resolved"], "retry_schedule": []}]
+
+
+@pytest.fixture
+def gateway(tmp_path: Path, redis_url: str, redis_client: Any, console_sinks: list[dict[str, Any]]
+            ) -> Iterator[Gateway]:
+    """The gateway with ``console_sinks``, served by gunicorn, and a delivery worker process."""
     config = {
         "gateway": {"admin_token": ADMIN_TOKEN},
         "delivery": {"allow_private_networks": True, "failure_threshold": 50},
-        "sinks": [{"name": "crm", "type": "generic_webhook", "url": sink_server.url, "secret": "crm-signing-secret",
-                   "events": ["ticket.created", "ticket.resolved"], "retry_schedule": []}],
+        "sinks": console_sinks,
     }
     with served_gateway(tmp_path, redis_url, config) as served:
         worker = start_worker(tmp_path / "gateway.toml", tmp_path / "worker.log", plain=False)
@@ -101,6 +110,9 @@ def browser() -> Iterator[Any]:
             chromium.close()
 
 
+PHONE = {"width": 390, "height": 844}
+
+
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
@@ -116,10 +128,16 @@ def page(browser: Any) -> Iterator[Any]:
 def screenshot() -> Callable[[Any, str], Path]:
     """``screenshot(page, name)``: a full-page PNG under test-artifacts/admin/ (gitignored)."""
 
-    def save(page: Any, name: str) -> Path:
+    def save(page: Any, name: str, phone: bool = False) -> Path:
+        """With ``phone``, a second one at a phone's width (``NAME-phone.png``)."""
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         path = ARTIFACTS / f"{name}.png"
         page.screenshot(path=str(path), full_page=True)
+        if phone:
+            size = page.viewport_size
+            page.set_viewport_size(PHONE)
+            page.screenshot(path=str(ARTIFACTS / f"{name}-phone.png"), full_page=True)
+            page.set_viewport_size(size)
         return path
 
     return save

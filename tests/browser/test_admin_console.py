@@ -53,7 +53,7 @@ def test_find_a_failed_delivery_replay_it_and_see_it_delivered(page: Any, gatewa
     expect(rows.first).to_contain_text("HTTP 503")
     screenshot(page, "deliveries-failed")
 
-    rows.first.get_by_role("link").click()
+    rows.first.get_by_role("link", name=re.compile("dlv_")).click()
     expect(page.locator("#attempt-1")).to_contain_text("HTTP 503")
     expect(page.locator("#attempt-1")).to_contain_text("receiver is down for maintenance")
     page.locator("#attempt-1").get_by_text("Request headers", exact=True).click()
@@ -113,6 +113,8 @@ def test_keyboard_alone_signs_in_and_navigates(page: Any, gateway: Gateway) -> N
     expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
     page.keyboard.press("Tab")
     page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("navigation", name="Main").get_by_role("link", name="Tickets")).to_be_focused()
     page.keyboard.press("Tab")
     expect(page.get_by_role("navigation", name="Main").get_by_role("link", name="Deliveries")).to_be_focused()
     page.keyboard.press("Enter")

@@ -1,6 +1,6 @@
 """The product path as a user runs it: a ticket POSTed to the receive endpoint, a real
 ``python -m gateway.delivery.worker`` process, the generic webhook sink, then the CLI commands
-(``deliveries``, ``delivery show``, ``sinks``, ``replay``, ``send-test``, ``sinks resume``)
+(``deliveries``, ``delivery show``, ``sinks``, ``replay``, ``send-test``, ``sinks pause``/``resume``)
 on the same config file."""
 
 from __future__ import annotations
@@ -89,8 +89,13 @@ def test_send_test_resume_and_errors(setup):
     assert server.received[0].json["event"] == "ticket.resolved"
     assert server.received[0].headers["X-Webhook-Delivery"] == delivery_id
 
+    paused = gateway(path, "sinks", "pause", "crm", "--reason", "CRM maintenance")
+    assert paused.exit_code == 0 and paused.output.startswith("Sink crm paused: CRM maintenance;")
+    shown = json.loads(gateway(path, "sinks", "--json").output)
+    assert [(s["state"], s["paused_reason"]) for s in shown if s["name"] == "crm"] == [("paused", "CRM maintenance")]
     resumed = gateway(path, "sinks", "resume", "crm")
     assert resumed.exit_code == 0 and "resumed" in resumed.output
+    assert gateway(path, "sinks", "pause", "nope").exit_code == 2
 
     unknown_sink = gateway(path, "send-test", "ticket.created", "--sink", "nope")
     assert unknown_sink.exit_code == 2 and "No sink named 'nope'" in unknown_sink.output

@@ -130,7 +130,8 @@ def test_events_catalogue() -> None:
     assert [e["name"] for e in events] == sorted([
         "ticket.created", "ticket.updated", "ticket.resolved", "ticket.escalated", "ai.response.generated",
         "ai.response.requires_review", "ai.response.approved", "ai.response.rejected", "conversation.added",
-        "feedback.received"])
+        "feedback.received", "sink.circuit_opened", "sink.circuit_closed", "sink.paused", "sink.resumed",
+        "delivery.failed", "sink.config_changed"])
     assert all(e["description"] and e["sample"] for e in events)
     table = invoke("events").stdout
     assert "ai.response.rejected" in table and "AI response rejected" in table

@@ -9,6 +9,7 @@ import hmac
 import json
 import os
 import signal
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -101,6 +102,11 @@ def test_gateway_run_serves_delivers_and_stops_everything(tmp_path: Path, receiv
         banner = run.output()
         assert run.url in banner
         assert "local (generic_webhook)" in banner
+        # What `make run` gets: the web server that slow clients cannot hold, and private data.
+        assert "Using worker: gateway.web.serving.GatewayWorker" in banner
+        data = tmp_path / ".gateway"
+        assert stat.S_IMODE(data.stat().st_mode) == 0o700
+        assert {stat.S_IMODE(f.stat().st_mode) for f in data.rglob("*.aof*") if f.is_file()} == {0o600}
         embedded = connect(f"unix://{tmp_path / '.gateway' / 'redis.sock'}")
         assert embedded.config_get("appendonly") == {"appendonly": "yes"}
         embedded.close()

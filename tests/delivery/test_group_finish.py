@@ -18,7 +18,7 @@ from support.plugins import PlainSinkPlugin
 
 from gateway.delivery.group_finish import GroupFinish
 from gateway.storage.layout import AttemptRecord
-from gateway.storage.scripts import Scripts
+from gateway.storage.scripts import Finished, Scripts
 
 
 @pytest.fixture
@@ -37,7 +37,8 @@ def record(delivery_id: str, sink: str, status: str, threshold: int = 5) -> Atte
         last_error="" if status == "delivered" else "http_status: HTTP 500", retention_s=86400,
         circuit="success" if status == "delivered" else "failure", lane="", max_in_flight=10,
         failure_threshold=threshold, cooldown_ms=30_000,
-        max_cooldown_ms=600_000, pause_reason="", hour=time.strftime("%Y%m%d%H", time.gmtime()), stats_ttl_s=3600)
+        max_cooldown_ms=600_000, pause_reason="", hour=time.strftime("%Y%m%d%H", time.gmtime()), latency_bucket="50",
+        stats_ttl_s=3600)
 
 
 def claim_all(runtime: Any, sink: str) -> None:
@@ -54,7 +55,7 @@ class HeldFirstWrite:
         self.entered = threading.Event()
         self.calls: list[int] = []
 
-    def finish(self, records: list[AttemptRecord]) -> list[int]:
+    def finish(self, records: list[AttemptRecord]) -> list[Finished]:
         self.calls.append(len(records))
         if len(self.calls) == 1:
             self.entered.set()
@@ -68,7 +69,7 @@ def test_attempts_finishing_while_a_write_is_out_share_the_next_write(runtime):
     claim_all(runtime, "a")
     held = HeldFirstWrite(runtime.scripts)
     group = GroupFinish(held.finish)
-    results: dict[str, int] = {}
+    results: dict[str, Finished] = {}
 
     def finish(delivery_id: str) -> None:
         results[delivery_id] = group(record(delivery_id, "a", "delivered"))
@@ -89,7 +90,7 @@ def test_attempts_finishing_while_a_write_is_out_share_the_next_write(runtime):
         thread.join(30)
 
     assert held.calls == [1, len(others)]
-    assert results == {i: 0 for i in a_ids}
+    assert results == {i: Finished() for i in a_ids}  # each got its own answer: nothing changed
     for delivery_id in a_ids:
         found = shown(runtime, delivery_id)
         assert found["status"] == "delivered" and len(found["attempt_log"]) == 1
@@ -105,10 +106,11 @@ def test_one_call_records_each_attempt_as_if_written_alone(runtime):
     scripts = runtime.scripts
     # Two failures of "a" with a threshold of 2 open its circuit at the second; "b" is
     # unaffected by "a"'s streak and its success is recorded in the same call.
-    opened = scripts.finish([record(a_ids[0], "a", "retrying", threshold=2),
-                                  record(b_ids[0], "b", "delivered", threshold=2),
-                                  record(a_ids[1], "a", "retrying", threshold=2)])
-    assert opened[0] == 0 and opened[1] == 0 and opened[2] > 0
+    finished = scripts.finish([record(a_ids[0], "a", "retrying", threshold=2),
+                               record(b_ids[0], "b", "delivered", threshold=2),
+                               record(a_ids[1], "a", "retrying", threshold=2)])
+    assert [f.circuit for f in finished] == ["", "", "opened"]
+    assert finished[0].open_until == 0 and finished[1].open_until == 0 and finished[2].open_until > 0
     state = runtime.redis.hgetall(runtime.keys.sink_state("a"))
     assert state[b"failure_streak"] == b"2" and b"circuit_open_until" in state
     assert runtime.redis.hget(runtime.keys.sink_state("b"), "failure_streak") == b"0"
@@ -120,7 +122,7 @@ def test_a_failed_write_fails_every_attempt_it_carried(runtime):
     [delivery_id] = [i for i in publish_tickets(runtime, 1) if shown(runtime, i)["sink"] == "a"]
     claim_all(runtime, "a")
 
-    def redis_gone(records: list[AttemptRecord]) -> list[int]:
+    def redis_gone(records: list[AttemptRecord]) -> list[Finished]:
         raise redis.ConnectionError("Redis went away")
 
     with pytest.raises(redis.ConnectionError):

@@ -164,7 +164,7 @@ def test_api_plugins_lists_versions_types_and_errors(make_client: Any) -> None:
     builtin = plugins["gateway.publish.builtin_events"]
     assert builtin["version"] == __version__ and builtin["builtin"] is True and builtin["error"] is None
     assert plugins["shipping"]["event_types"] == ["order.shipped"]
-    assert len(plugins["gateway.publish.builtin_events"]["event_types"]) == 10
+    assert len(plugins["gateway.publish.builtin_events"]["event_types"]) == 16  # the guide's ten, six system events
     assert plugins["generic_webhook"]["sink_types"] == ["generic_webhook"]
     assert all(set(p) == {"name", "version", "builtin", "error", "sink_types", "event_types"}
                for p in plugins.values())

@@ -10,6 +10,7 @@
 * :mod:`support.plugins`: small sink types and observers registered by tests.
 * :mod:`support.delivery`: the delivery engine driven in the test process, and what its
   Redis structures say.
+* :mod:`support.console`: the admin console through Flask's test client (sign-in, CSRF).
 * :mod:`support.load`: a steady load of careful clients, for the reliability tests.
 * :mod:`support.plain_worker`: ``python -m support.plain_worker``, a worker process with
   the ``plain`` sink type of :mod:`support.plugins`.

@@ -4,6 +4,8 @@
   signed, with the event and delivery headers. Worker processes get it through
   :mod:`support.plain_worker`.
 * ``envelope`` (:class:`EnvelopeSinkPlugin`): POSTs the guide's envelope, signed.
+* ``keyed`` (:class:`KeyedSinkPlugin`): POSTs the event with its ``api_key`` option, a
+  secret option, in the body (as some APIs want their key).
 * :class:`EventRecorder`: the names of the events published (what sinks are told about).
 """
 
@@ -12,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from marshmallow import Schema
+from marshmallow import Schema, fields
 
 from gateway import hookimpl
 from gateway.config import url_field
@@ -58,6 +60,31 @@ class EnvelopeSinkPlugin:
     @hookimpl
     def register_sink_types(self, register: Callable[[SinkType], None]) -> None:
         register(SinkType(name="envelope", options_schema=UrlOptions, factory=EnvelopeSink))
+
+
+class KeyedOptions(Schema):
+    url = url_field(required=True)
+    api_key = fields.String(required=True)
+
+
+class KeyedSink(Sink):
+    """Puts its secret ``api_key`` into the body it sends."""
+
+    def render(self, event: Any, target: Target, delivery: DeliveryInfo) -> OutgoingRequest:
+        body = OutgoingRequest.json_body({"api_key": self.options["api_key"], "event": event.name,
+                                          "data": event.data})
+        return OutgoingRequest(url=target.url, body=body, headers={"Content-Type": "application/json"})
+
+
+class KeyedSinkPlugin:
+    """Registers the ``keyed`` sink type (secret option ``api_key``)."""
+
+    __name__ = "keyed_sink_plugin"
+
+    @hookimpl
+    def register_sink_types(self, register: Callable[[SinkType], None]) -> None:
+        register(SinkType(name="keyed", options_schema=KeyedOptions, factory=KeyedSink,
+                          secret_options=frozenset({"api_key"})))
 
 
 class EventRecorder:

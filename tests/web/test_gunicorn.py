@@ -124,8 +124,37 @@ def test_admin_api_over_http(server: ServedGateway) -> None:
 
 
 def test_plain_gunicorn_on_gateway_wsgi_app(tmp_path: Any, redis_url: str, redis_client: Any) -> None:
-    """`gunicorn 'gateway.web.wsgi:app'` for deployments that run gunicorn themselves: each worker
-    builds its app from GATEWAY_CONFIG."""
+    """`gunicorn -c python:gateway.web.gunicorn_conf 'gateway.web.wsgi:app'` for deployments that
+    run gunicorn themselves: each worker builds its app from GATEWAY_CONFIG, and reads requests
+    as `gateway web` does (the [web] timeouts: an idle connection is closed, blocking nobody)."""
+    import socket
+    import sys
+
+    from support.configs import write_config
+    from support.processes import DEADLINE_S, GatewayProcess, child_env, free_port, wait_for_http
+
+    config = write_config(tmp_path / "gateway.toml", {"gateway": {"redis_url": redis_url,
+                                                                  "data_dir": str(tmp_path / "data")},
+                                                      "web": {"header_timeout": 2}})
+    port = free_port()
+    gunicorn = GatewayProcess.start([sys.executable, "-m", "gunicorn", "-c", "python:gateway.web.gunicorn_conf",
+                                     "gateway.web.wsgi:app", "-b", f"127.0.0.1:{port}", "-w", "1"],
+                                    tmp_path / "gunicorn.log",
+                                    env=child_env(GATEWAY_CONFIG=str(config)), cwd=tmp_path)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/readyz", gunicorn)
+        with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE_S) as idle:
+            response = requests.post(f"http://127.0.0.1:{port}/api/webhooks/receive", json=BODY, timeout=30)
+            assert response.status_code == 201
+            assert idle.recv(1) == b""  # closed by the server after header_timeout
+        assert redis_client.zcard("gw:tickets") == 1
+        assert "Using worker: gateway.web.serving.GatewayWorker" in gunicorn.output()
+        assert "slow or idle client can hold" not in gunicorn.output()
+    finally:
+        gunicorn.stop(timeout=DEADLINE_S)
+
+
+def test_plain_gunicorn_without_the_config_module_says_what_it_risks(tmp_path: Any, redis_url: str) -> None:
     import sys
 
     from support.configs import write_config
@@ -135,14 +164,12 @@ def test_plain_gunicorn_on_gateway_wsgi_app(tmp_path: Any, redis_url: str, redis
                                                                   "data_dir": str(tmp_path / "data")}})
     port = free_port()
     gunicorn = GatewayProcess.start([sys.executable, "-m", "gunicorn", "gateway.web.wsgi:app",
-                                     "-b", f"127.0.0.1:{port}", "-w", "2", "--no-control-socket"],
+                                     "-b", f"127.0.0.1:{port}", "-w", "1", "--no-control-socket"],
                                     tmp_path / "gunicorn.log",
                                     env=child_env(GATEWAY_CONFIG=str(config)), cwd=tmp_path)
     try:
         wait_for_http(f"http://127.0.0.1:{port}/readyz", gunicorn)
-        response = requests.post(f"http://127.0.0.1:{port}/api/webhooks/receive", json=BODY, timeout=30)
-        assert response.status_code == 201
-        assert redis_client.zcard("gw:tickets") == 1
+        assert "start gunicorn with -c python:gateway.web.gunicorn_conf" in gunicorn.output()
     finally:
         gunicorn.stop(timeout=DEADLINE_S)
 

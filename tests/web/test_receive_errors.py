@@ -4,6 +4,7 @@ a stable ``error`` code, a message, per-field messages, and nothing stored."""
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import hmac
 import json
@@ -52,6 +53,16 @@ def signed_client(make_client: Any) -> Any:
                                   b'{"a": 1} trailing', b"\xff\xfe{}"])
 def test_malformed_json_is_400(client: Any, redis_client: Any, body: bytes) -> None:
     assert_error(post_raw(client, body), 400, "malformed_json")
+    assert nothing_stored(redis_client)
+
+
+def test_a_gzip_body_is_never_inflated_but_refused_as_400(client: Any, redis_client: Any) -> None:
+    # The signature covers the bytes sent, and inflating would let 1 KiB expand to 1 GiB
+    # past max_body_bytes: a compressed body is refused as what it is, not JSON.
+    bomb = gzip.compress(b"{" + b" " * 10_000_000 + b"}")
+    assert len(bomb) < 20_000
+    response = post_raw(client, bomb, **{"Content-Encoding": "gzip"})
+    assert_error(response, 400, "malformed_json")
     assert nothing_stored(redis_client)
 
 

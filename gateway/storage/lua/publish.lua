@@ -43,6 +43,7 @@ if A.ticket_year ~= "" then
   -- the tie in the score's fraction (a double still holds thousandths of a ms here).
   -- (Formatted here: Lua would print the number with 14 digits, dropping the fraction.)
   redis.call("ZADD", p .. "tickets", string.format("%d.%03d", now, seq % 1000), A.ticket_id)
+  redis.call("HSET", p .. "ticket_numbers", ticket_number, A.ticket_id)
   if idem ~= "" then redis.call("SET", idem, A.ticket_id, "EX", A.idempotency_ttl_s) end
 end
 
@@ -52,7 +53,9 @@ redis.call("ZADD", p .. "events", now, event_id)
 
 local sinks, order = {}, {}
 local order_seq = nil
+local log_entry = {event_id}
 for _, d in ipairs(A.deliveries) do
+  log_entry[#log_entry + 1] = d.id
   local dkey = p .. "delivery:" .. d.id
   redis.call("HSET", dkey,
     "id", d.id, "event_id", event_id, "event", A.event_name, "sink", d.sink, "target", d.target_json,
@@ -74,6 +77,14 @@ for _, d in ipairs(A.deliveries) do
     redis.call("RPUSH", p .. "ready:" .. d.sink, d.id)
   end
   if not sinks[d.sink] then sinks[d.sink] = d.id; order[#order + 1] = d.sink end
+end
+
+-- The ticket's log: what the console's ticket page reads (its events, each with its
+-- deliveries). One entry per event; it lives as long as the events it names.
+if A.ticket_ref ~= "" and (A.ticket_year ~= "" or redis.call("EXISTS", p .. "ticket:" .. A.ticket_ref) == 1) then
+  local log_key = p .. "ticket:" .. A.ticket_ref .. ":log"
+  redis.call("RPUSH", log_key, table.concat(log_entry, " "))
+  redis.call("EXPIRE", log_key, A.event_ttl_s)
 end
 
 local result = {"ok", ticket_number}

@@ -7,7 +7,14 @@ events catalogue and the loaded plugins. Sign-in is with the admin token.
 
 from __future__ import annotations
 
-from gateway.web.admin import catalogue, deliveries, integrations, signin  # noqa: F401  (attach their views)
+from gateway.web.admin import (  # noqa: F401  (attach their views and template helpers)
+    catalogue,
+    charts,
+    deliveries,
+    integrations,
+    signin,
+    tickets,
+)
 from gateway.web.admin.blueprint import bp
 
 __all__ = ["bp"]

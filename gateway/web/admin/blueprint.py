@@ -134,6 +134,16 @@ def pretty_json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False)
 
 
+@bp.app_template_filter("pretty_body")
+def pretty_body(text: str) -> str:
+    """A request body for a ``<pre>`` block: indented when it is whole JSON, else as it is
+    (a form body, or JSON cut at the excerpt's bound)."""
+    try:
+        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except ValueError:
+        return text
+
+
 def to_datetime(value: Any) -> datetime | None:
     """Interpret the timestamp forms the gateway stores; None when there is none."""
     if value in (None, "", 0, "0"):

@@ -1,9 +1,11 @@
-"""The delivery log: a filterable list, one delivery with its attempts, and replay (one
-delivery, or every failed one of a sink). Reads and replays go through
+"""The delivery log: a filterable list (or the deliveries of one delivery id, event id or
+ticket number), one delivery with its attempts as sent, and replay (one delivery, or every
+failed one of a sink). Reads and replays go through
 :mod:`gateway.delivery.delivery_log`, the same functions as ``/api/deliveries`` and the CLI."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import abort, flash, jsonify, redirect, render_template, request, url_for
@@ -11,10 +13,12 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from gateway.delivery import delivery_log
 from gateway.integrations import audit
-from gateway.web.admin.blueprint import bp, runtime
+from gateway.web.admin import charts
+from gateway.web.admin.blueprint import bp, runtime, to_datetime
 from gateway.web.auth import current_actor
 
 PAGE_SIZE = 50
+MAX_SEARCH = 200
 # (value of ?since=, label): values are delivery_log.parse_since ages.
 PERIODS = (("", "Any time"), ("1h", "In the last hour"), ("24h", "In the last 24 hours"),
            ("7d", "In the last 7 days"))
@@ -42,25 +46,46 @@ def _limit() -> int:
     return min(int(raw), delivery_log.MAX_LIMIT) if raw.isdigit() and int(raw) > 0 else PAGE_SIZE
 
 
+def _chart_rows(filters: dict[str, str], since: datetime | None) -> list[dict[str, Any]]:
+    """The filtered set's deliveries of the last 24 hours (the latest CHART_ROWS of them)."""
+    day_ago = datetime.now(UTC) - timedelta(hours=24)
+    return delivery_log.list_deliveries(runtime(), sink=filters.get("sink"), status=filters.get("status"),
+                                        event=filters.get("event"), since=max(since or day_ago, day_ago),
+                                        limit=charts.CHART_ROWS)
+
+
+def _matches(row: dict[str, Any], filters: dict[str, str]) -> bool:
+    return all(row.get(name) == filters[name] for name in ("sink", "event", "status") if name in filters)
+
+
 @bp.route("/deliveries")
 def deliveries() -> str:
-    """Deliveries newest first, filtered by sink, event, status and creation time."""
+    """Deliveries newest first, filtered by sink, event, status and creation time, or found
+    by a delivery id, event id or ticket number (``q``); each with its ticket."""
     rt = runtime()
     filters = _filters()
     limit = _limit()
     since = delivery_log.parse_since(filters["since"]) if "since" in filters else None
-    # One more than shown tells whether a "Show more" link is needed.
-    rows = delivery_log.list_deliveries(rt, sink=filters.get("sink"), status=filters.get("status"),
-                                       event=filters.get("event"), since=since, limit=limit + 1)
+    wanted = (request.args.get("q") or "").strip()[:MAX_SEARCH]
+    if wanted:
+        filters["q"] = wanted
+        rows = [row for row in delivery_log.find_deliveries(rt, wanted)
+                if _matches(row, filters) and (since is None or (to_datetime(row["created_at"]) or since) >= since)]
+    else:
+        # One more than shown tells whether a "Show more" link is needed.
+        rows = delivery_log.list_deliveries(rt, sink=filters.get("sink"), status=filters.get("status"),
+                                           event=filters.get("event"), since=since, limit=limit + 1)
+    chart = charts.deliveries_chart(rows if wanted or len(rows) <= limit else _chart_rows(filters, since))
     choices = [  # (query parameter, label, [(value, text), ...]) for the filter form
         ("sink", "Sink", [("", "All sinks")] + [(name, name) for name in rt.sinks]),
         ("event", "Event", [("", "All events")] + [(name, name) for name in rt.plugins.catalog.names()]),
         ("status", "Status", [("", "Any status")] + [(name, name) for name in delivery_log.STATUSES]),
         ("since", "Created", list(PERIODS)),
     ]
-    return render_template("admin/deliveries.html", title="Deliveries", rows=rows[:limit],
+    return render_template("admin/deliveries.html", title="Deliveries",
+                           rows=delivery_log.with_tickets(rt, rows[:limit]),
                            more=len(rows) > limit and limit < delivery_log.MAX_LIMIT, limit=limit,
-                           filters=filters, choices=choices)
+                           filters=filters, choices=choices, chart=chart)
 
 
 def _delivery_or_404(delivery_id: str) -> dict[str, Any]:

@@ -11,8 +11,8 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from gateway.delivery import sink_state
-from gateway.integrations import audit
-from gateway.publish import samples
+from gateway.events import Catalog
+from gateway.publish import samples, system_events
 from gateway.redact import redact_url
 from gateway.web.admin.blueprint import bp, runtime
 from gateway.web.auth import current_actor
@@ -33,9 +33,10 @@ def subscriptions_of(sink: Any) -> list[dict[str, Any]] | None:
     return rows
 
 
-def testable_events(sink_config: Any, catalog_names: list[str]) -> list[str]:
-    """The events a test can be sent for: those the sink subscribes to."""
-    return [name for name in catalog_names if sink_config.subscribes(name)]
+def testable_events(sink_config: Any, catalog: Catalog) -> list[str]:
+    """The events a test can be sent for: those the sink subscribes to (a system event only
+    when named: ``*`` does not include them)."""
+    return [t.name for t in catalog if sink_config.subscribes(t.name, wildcard=not t.system)]
 
 
 @bp.route("/")
@@ -48,11 +49,10 @@ def index() -> WerkzeugResponse:
 def integrations() -> str:
     """All sinks, as cards with their state, counts and actions."""
     rt = runtime()
-    names = rt.plugins.catalog.names()
     sinks = []
     for state in sink_state.sink_states(rt):
         sink_config = rt.sink_config(state["name"])
-        sinks.append({**state, "test_events": testable_events(sink_config, names),
+        sinks.append({**state, "test_events": testable_events(sink_config, rt.plugins.catalog),
                       "subscriptions": subscriptions_of(rt.sinks.get(state["name"]))})
     return render_template("admin/integrations.html", title="Integrations", sinks=sinks,
                            source=rt.settings.source)
@@ -63,13 +63,25 @@ def _known_sink(name: str) -> None:
         abort(404, description="No sink of that name is configured.")
 
 
+@bp.route("/sinks/<sink>/pause", methods=["POST"])
+def pause(sink: str) -> WerkzeugResponse:
+    """Pause a sink: nothing of it is sent until it is resumed (what waits is kept)."""
+    _known_sink(sink)
+    system_events.pause(runtime(), sink, current_actor())
+    return _back_to_card(sink, f"{sink} paused: its deliveries wait until you resume it.", "ok")
+
+
 @bp.route("/sinks/<sink>/resume", methods=["POST"])
 def resume(sink: str) -> WerkzeugResponse:
     """Un-pause a sink (and close its circuit): the admin says the destination is fixed."""
     _known_sink(sink)
-    sink_state.resume(runtime(), sink)
-    audit.record(runtime(), current_actor(), "resume", f"sink:{sink}")
-    flash(f"{sink} resumed: waiting deliveries are being sent.", "ok")
+    system_events.resume(runtime(), sink, current_actor())
+    return _back_to_card(sink, f"{sink} resumed: waiting deliveries are being sent.", "ok")
+
+
+def _back_to_card(sink: str, message: str, category: str) -> WerkzeugResponse:
+    """Flash ``message`` and show the sink's card again."""
+    flash(message, category)
     return redirect(url_for("admin.integrations", _anchor=f"sink-{sink}"))
 
 
@@ -83,9 +95,8 @@ def send_test(sink: str) -> WerkzeugResponse:
         abort(400, description="Choose an event from the list.")
     published = samples.send_test(runtime(), event_name, sink)
     if not published.delivery_ids:
-        flash(f"Test {event_name} published, but {sink} has no destination for it "
-              "(a Zapier sink needs a subscription to that event).", "info")
-        return redirect(url_for("admin.integrations", _anchor=f"sink-{sink}"))
+        return _back_to_card(sink, f"Test {event_name} published, but {sink} has no destination for it "
+                             "(a Zapier sink needs a subscription to that event).", "info")
     flash(f"Test {event_name} sent to {sink}.", "ok")
     if len(published.delivery_ids) == 1:
         return redirect(url_for("admin.delivery", delivery_id=published.delivery_ids[0]))

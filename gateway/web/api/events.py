@@ -3,7 +3,8 @@
 * ``POST /api/events`` (bearer admin token): the host application publishes any catalogued
   event, ``{"event", "data"}``; ``data`` is validated against the event type's schema and
   the event goes through the same atomic publish path as a received ticket -> 202
-  ``{"event_id"}``. An ``Idempotency-Key`` seen again within the idempotency TTL answers
+  ``{"event_id"}`` (a system event, which only the gateway publishes, is a 422
+  ``system_event``). An ``Idempotency-Key`` seen again within the idempotency TTL answers
   200 with the original ``event_id`` and ``Idempotent-Replayed: true``, publishing nothing.
 * ``GET /api/event-types`` (public): the catalogue, with each type's sample payload.
 """
@@ -88,6 +89,10 @@ def publish_event() -> tuple[Response, int]:
     runtime = current_app.extensions["gateway"]
     body = load_or_422(PUBLISH_BODY, json_object_body('{"event": "ticket.updated", "data": {"ticket": {...}}}'))
     name = body["event"]
+    if name in runtime.plugins.catalog and runtime.plugins.catalog.get(name).system:
+        # An alert admins rely on must come from the gateway, not from a client that can be wrong.
+        raise ApiError(422, "system_event", f"{name} is published by the gateway itself, about its sinks; "
+                       "it cannot be published through this API.", {"event": ["A system event."]})
     try:
         data = runtime.plugins.catalog.validate(name, body["data"])
     except UnknownEvent:
@@ -142,6 +147,7 @@ def event_types() -> Response:
     """
     catalog = current_app.extensions["gateway"].plugins.catalog
     return jsonify({"event_types": [
-        {"name": t.name, "title": t.title, "description": t.description, "plugin": t.plugin, "sample": t.sample}
+        {"name": t.name, "title": t.title, "description": t.description, "plugin": t.plugin, "sample": t.sample,
+         "system": t.system}
         for t in catalog
     ]})

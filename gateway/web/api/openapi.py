@@ -232,7 +232,10 @@ COMPONENT_SCHEMAS: dict[str, dict[str, Any]] = {
         "type": "object", "required": ["name", "title", "description"],
         "properties": {"name": _STRING, "title": {"type": "string", "description": "A short name for people."},
                        "description": _STRING, "plugin": _STRING,
-                       "sample": {"type": "object", "description": "A realistic `data`, as live events carry it."}},
+                       "sample": {"type": "object", "description": "A realistic `data`, as live events carry it."},
+                       "system": {"type": "boolean",
+                                  "description": "Published by the gateway about its own sinks: a sink gets it only "
+                                                 "when its `events` name it (`*` does not include it)."}},
     },
 }
 

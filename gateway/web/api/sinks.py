@@ -8,7 +8,8 @@
   ``DELETE`` (its waiting deliveries cancelled).
 * ``POST /api/sinks/<name>/rotate-secret``: a new secret, shown once; the old one keeps
   signing for ``gateway.rotation_overlap``.
-* ``POST /api/sinks/<name>/resume``: un-pause it (and close its circuit).
+* ``POST /api/sinks/<name>/pause``: pause it (optional ``{"reason"}``); ``.../resume``:
+  un-pause it (and close its circuit).
 * ``POST /api/sinks/<name>/test``: publish a sample event to it alone, through the normal
   path; body ``{"event": "ticket.created"}`` (optional; that is the default).
 
@@ -26,10 +27,10 @@ from gateway.config import SinkConfig
 from gateway.delivery import sink_state
 from gateway.errors import ApiError
 from gateway.events import UnknownEvent
-from gateway.integrations import audit, store
-from gateway.publish import samples
+from gateway.integrations import store
+from gateway.publish import samples, system_events
 from gateway.web.auth import current_actor, require_admin
-from gateway.web.bodies import NOT_JSON, json_object_body, load_or_422, parse_json, read_body
+from gateway.web.bodies import json_object_body, load_or_422, optional_object_body, parse_json, read_body
 
 bp = Blueprint("sinks", __name__)
 DEFAULT_TEST_EVENT = "ticket.created"
@@ -324,16 +325,69 @@ def rotate_secret(name: str) -> Response:
 
 def overlap_body() -> int | None:
     """The optional ``{"overlap": seconds}`` body of a rotation (and of the receive secret's)."""
-    raw = read_body()
-    if not raw.strip():
-        return None
-    if not request.is_json:
-        raise ApiError(415, "unsupported_media_type", NOT_JSON)
-    body = parse_json(raw)
-    if not isinstance(body, dict):
-        raise ApiError(400, "malformed_json", 'The body must be a JSON object, e.g. {"overlap": 3600}.')
-    overlap: int | None = load_or_422(RotateBody(), body)["overlap"]
+    body = optional_object_body('{"overlap": 3600}')
+    overlap: int | None = load_or_422(RotateBody(), body)["overlap"] if body is not None else None
     return overlap
+
+
+class PauseBody(Schema):
+    """``POST .../pause``'s optional body."""
+
+    reason = fields.String(load_default=None, allow_none=True,
+                           validate=validate.Length(min=1, max=sink_state.MAX_PAUSE_REASON))
+
+
+@bp.post("/api/sinks/<name>/pause")
+@require_admin
+def pause_sink(name: str) -> Response:
+    """Pause a sink: nothing of it is sent until it is resumed (what waits is kept).
+    ---
+    post:
+      tags: [sinks]
+      summary: Pause a sink
+      description: >-
+        As a destination's "gone" answer pauses it; the attempts already out finish. Publishes
+        `sink.paused` (with the reason and the admin's name) unless it was paused already.
+        `POST .../resume` un-pauses it.
+      security: [{adminToken: []}]
+      parameters:
+        - {name: name, in: path, required: true, schema: {type: string, x-values: sinks}}
+      requestBody:
+        required: false
+        content:
+          application/json:
+            schema:
+              type: object
+              properties:
+                reason: {type: string, minLength: 1, maxLength: 500, default: paused by an admin}
+      responses:
+        200:
+          description: The sink's new state.
+          content:
+            application/json:
+              schema:
+                type: object
+                required: [sink]
+                properties:
+                  sink: {$ref: '#/components/schemas/SinkState'}
+        400: BadRequest
+        401: Unauthorized
+        403: Forbidden
+        404: NotFound
+        413: PayloadTooLarge
+        415: UnsupportedMediaType
+        422: ValidationFailed
+        503: StorageUnavailable
+    """
+    runtime = _runtime()
+    runtime.refresh()
+    body = optional_object_body('{"reason": "maintenance"}')
+    reason: str | None = load_or_422(PauseBody(), body)["reason"] if body is not None else None
+    try:
+        paused = system_events.pause(runtime, name, current_actor(), reason)
+    except sink_state.UnknownSink:
+        raise sink_not_found(name) from None
+    return jsonify({"sink": paused})
 
 
 @bp.post("/api/sinks/<name>/resume")
@@ -365,10 +419,9 @@ def resume_sink(name: str) -> Response:
     runtime = _runtime()
     runtime.refresh()
     try:
-        resumed = sink_state.resume(runtime, name)
+        resumed = system_events.resume(runtime, name, current_actor())
     except sink_state.UnknownSink:
         raise sink_not_found(name) from None
-    audit.record(runtime, current_actor(), "resume", f"sink:{name}")
     return jsonify({"sink": resumed})
 
 

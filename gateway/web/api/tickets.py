@@ -4,7 +4,7 @@
 * ``GET /api/tickets?limit=&cursor=``: newest first, ``{"tickets", "next_cursor"}``.
 * ``PATCH /api/tickets/<id>``: change status / priority / category; publishes
   ``ticket.updated`` (plus ``ticket.resolved`` / ``ticket.escalated`` on those transitions)
-  in the same transaction as the change.
+  in the same transaction as the change and its audit log entry.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from gateway.errors import ApiError
 from gateway.publish.schemas import TicketPatch
 from gateway.publish.tickets import MAX_PAGE, InvalidCursor, TicketNotFound, TicketStore
-from gateway.web.auth import require_admin
+from gateway.web.auth import current_actor, require_admin
 from gateway.web.bodies import json_object_body, load_or_422
 
 bp = Blueprint("tickets", __name__)
@@ -156,7 +156,7 @@ def patch_ticket(ticket_id: str) -> Response:
         raise ApiError(422, "validation_failed", "Give at least one of status, priority, category.",
                        {"_schema": ["Give at least one of status, priority, category."]})
     try:
-        change = _store().patch(ticket_id, changes)
+        change = _store().patch(ticket_id, changes, actor=current_actor())
     except TicketNotFound:
         raise _not_found(ticket_id) from None
     return jsonify({"ticket": change.ticket, "changed": list(change.changed),

@@ -4,8 +4,10 @@ One attachment per message: a colour for the event, a title ``TKT-2026-001: <sub
 linked to the ticket when the gateway's ``public_url`` is set, short fields for the
 ticket's facts, the interesting text (ticket message, AI response, comment, chat message)
 and ``ts`` = the event's time. A top-level ``text`` (with the configured mention) and a
-``fallback`` make phone notifications read well. Every piece of user text is escaped and
-cut to Slack's limits (see :mod:`gateway_slack.text`).
+``fallback`` make phone notifications read well. The gateway's system events (a sink's
+circuit opened or closed, paused or resumed, deliveries failed, its configuration changed)
+are alerts: ``<sink>: <what happened>``, red while something is wrong, green once fixed.
+Every piece of user text is escaped and cut to Slack's limits (see :mod:`gateway_slack.text`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,12 @@ COLORS = {
     "ai.response.requires_review": AMBER,
     "ticket.resolved": GREEN,
     "ai.response.approved": GREEN,
+    # The gateway's alerts about its own sinks: red while something is wrong, green when fixed.
+    "sink.circuit_opened": RED,
+    "sink.paused": RED,
+    "delivery.failed": RED,
+    "sink.circuit_closed": GREEN,
+    "sink.resumed": GREEN,
 }
 
 # Slack truncates an attachment's text past a few thousand characters and refuses messages
@@ -113,6 +121,9 @@ class Parts:
     title: str
     text: Any
     fields: list[dict[str, Any] | None]
+    headline: bool = False
+    """The title says it all (a system event's ``crm: circuit opened``): the notification
+    text is the title alone, without the catalogue's label in front."""
 
 
 def _render_ticket(data: Mapping[str, Any]) -> Parts:
@@ -161,9 +172,90 @@ def _render_other(data: Mapping[str, Any]) -> Parts:
     return Parts(None, "", json.dumps(data, indent=1, ensure_ascii=False, default=str), [])
 
 
+def duration(seconds: Any) -> str | None:
+    """``570.4`` as ``9 min 30 s`` (None when not a number)."""
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
+        return None
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{hours} h" if hours else "", f"{minutes} min" if minutes else "", f"{secs} s" if secs or not whole
+             else ""]
+    return " ".join(p for p in parts if p)
+
+
+def _sink_parts(data: Mapping[str, Any], what: str, text: str | None,
+                fields: list[dict[str, Any] | None]) -> Parts:
+    # The gateway's system events: "<sink>: <what happened>", about a sink rather than a ticket.
+    sink = _object(data, "sink")
+    name = sink.get("name") or "a sink"
+    target = data.get("target")
+    title = f"{name}: {what}" if not target else f"{name} (target {target}): {what}"
+    return Parts(None, one_line(title), text, [_field("Sink type", sink.get("type")), *fields], headline=True)
+
+
+def _render_circuit_opened(data: Mapping[str, Any]) -> Parts:
+    error = data.get("last_error")
+    text = "Its destination kept failing" + (f" (last: {error})" if error else "") + \
+        ". Its deliveries wait, without being charged attempts, until a probe gets through."
+    return _sink_parts(data, "circuit opened", text, [
+        _field("Status code", data.get("status_code")), _field("Probe at", data.get("probe_at"))])
+
+
+def _render_circuit_closed(data: Mapping[str, Any]) -> Parts:
+    return _sink_parts(data, "circuit closed", "Its destination answers again: what waited is being delivered.",
+                       [_field("Open for", duration(data.get("open_seconds")))])
+
+
+def _render_paused(data: Mapping[str, Any]) -> Parts:
+    return _sink_parts(data, "paused", f"Paused: {data.get('reason')}. Its deliveries wait until it is resumed.",
+                       [_field("Paused by", data.get("actor") or "its destination"),
+                        _field("Delivery", data.get("delivery_id"))])
+
+
+def _render_resumed(data: Mapping[str, Any]) -> Parts:
+    held = "paused" if data.get("was_paused") else "circuit open"
+    reason = data.get("paused_reason")
+    return _sink_parts(data, "resumed", "What waited is being delivered.",
+                       [_field("Resumed by", data.get("actor")),
+                        _field("Was", f"{held}: {reason}" if reason else held)])
+
+
+def _render_delivery_failed(data: Mapping[str, Any]) -> Parts:
+    count = data.get("failures")
+    last = _object(data, "delivery")
+    error = _object(last, "error")
+    what = f"{count} deliveries failed" if isinstance(count, int) and count != 1 else "a delivery failed"
+    text = f"Latest: {last.get('id')} ({last.get('event')})"
+    if error:
+        text += f": {error.get('code')}: {error.get('message')}"
+    text += ". Failed deliveries can be replayed once the destination is fixed."
+    return _sink_parts(data, what, text, [_field("Since", data.get("since")),
+                                          _field("Status code", last.get("status_code"))])
+
+
+def _render_config_changed(data: Mapping[str, Any]) -> Parts:
+    changes = _object(data, "changes")
+    lines = [f"{key}: {json.dumps(_object(changes, key).get('from'), ensure_ascii=False)} → "
+             f"{json.dumps(_object(changes, key).get('to'), ensure_ascii=False)}" for key in changes]
+    action = data.get("action")
+    done = CHANGE_ACTIONS.get(str(action), f"changed ({action})")
+    return _sink_parts(data, f"{done} by {data.get('actor')}", "\n".join(lines) or None, [])
+
+
+CHANGE_ACTIONS = {"create": "created", "update": "configuration changed", "enable": "enabled",
+                  "disable": "disabled", "delete": "deleted", "rotate": "secret rotated"}
+
+
 RENDERERS: dict[str, Callable[[Mapping[str, Any]], Parts]] = {
     "conversation.added": _render_conversation,
     "feedback.received": _render_feedback,
+    "sink.circuit_opened": _render_circuit_opened,
+    "sink.circuit_closed": _render_circuit_closed,
+    "sink.paused": _render_paused,
+    "sink.resumed": _render_resumed,
+    "delivery.failed": _render_delivery_failed,
+    "sink.config_changed": _render_config_changed,
 }
 
 
@@ -197,7 +289,7 @@ def build_message(event: Event, options: Mapping[str, Any], public_url: str | No
     parts = _renderer(event.name)(data)
     label = label or event.name
     title = parts.title or label
-    summary = f"{label}: {title}" if parts.title else label
+    summary = title if parts.headline else f"{label}: {title}" if parts.title else label
     attachment: dict[str, Any] = {
         "color": color_for(event.name),
         "fallback": fit(summary, FALLBACK_LIMIT),

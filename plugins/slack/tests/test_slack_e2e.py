@@ -5,9 +5,9 @@ import itertools
 
 import pytest
 
-from gateway.testing import Reply, wait_until
+from gateway.testing import RecordingSink, Reply, wait_until
 
-ADMIN = "admin-token-1"
+ADMIN = "admin-token-for-the-slack-tests-0123456789"
 PUBLIC_URL = "https://support.example.com"
 DEADLINE_S = 90.0  # generous: CI runs three test workers on two cores; a pass returns at once
 
@@ -113,3 +113,36 @@ def test_an_archived_channel_pauses_the_sink_with_slacks_reason(gateway, recordi
     burst(run_worker)
     assert len(slack.requests) == 1
     assert sorted(d["status"] for d in deliveries(client)) == ["failed", "pending"]
+
+
+def test_when_the_crm_stops_answering_the_channel_gets_one_message_and_one_more_when_it_recovers(
+        make_client, gateway_worker, recording_sink):
+    slack = recording_sink
+    with RecordingSink(Reply(503, "down")) as crm:
+        config = {"gateway": {"admin_token": ADMIN},
+                  "delivery": {"allow_private_networks": True, "retry_jitter": 0, "circuit_cooldown": 1,
+                               "circuit_max_cooldown": 2},
+                  "sinks": [{"name": "crm", "type": "generic_webhook", "url": crm.url, "events": ["ticket.created"],
+                             "failure_threshold": 3, "retry_schedule": [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]},
+                            {"name": "on-call", "type": "slack", "url": slack.url,
+                             "events": ["sink.circuit_opened", "sink.circuit_closed"]}]}
+        client = make_client(config)
+        gateway_worker(config)
+        for n in range(5):
+            create_ticket(client, subject=f"Outage {n}")
+        wait_until(lambda: slack.requests, what="the alert", timeout=DEADLINE_S)
+        crm.default = Reply(200, "ok")
+        wait_until(lambda: len(slack.requests) >= 2, what="the all-clear", timeout=DEADLINE_S)
+        wait_until(lambda: len({r.json()["data"]["ticket"]["id"] for r in crm.requests
+                                if r.json()["event"] == "ticket.created"}) == 5 and all(
+            d["status"] == "delivered" for d in crm_deliveries(client)), what="every ticket delivered",
+            timeout=DEADLINE_S)
+
+    opened, closed = [r.json() for r in slack.requests]  # exactly two messages
+    assert opened["text"] == "crm: circuit opened" and opened["attachments"][0]["color"] == "#E01E5A"
+    assert closed["text"] == "crm: circuit closed" and closed["attachments"][0]["color"] == "#2EB67D"
+
+
+def crm_deliveries(client):
+    response = client.get("/api/deliveries?sink=crm", headers={"Authorization": f"Bearer {ADMIN}"})
+    return response.get_json()["deliveries"]

@@ -49,6 +49,12 @@ def render(make_runtime, event_samples):
     ("ai.response.approved", "#2EB67D"),
     ("ticket.updated", "#9EA1A6"),
     ("feedback.received", "#9EA1A6"),
+    ("sink.circuit_opened", "#E01E5A"),
+    ("sink.paused", "#E01E5A"),
+    ("delivery.failed", "#E01E5A"),
+    ("sink.circuit_closed", "#2EB67D"),
+    ("sink.resumed", "#2EB67D"),
+    ("sink.config_changed", "#9EA1A6"),
 ])
 def test_colour_by_event(render, name, colour):
     _, _, attachment = render(name)
@@ -181,3 +187,36 @@ def test_slack_sinks_default_to_one_message_per_second(make_runtime):
     runtime = make_runtime(slack_config(rate_limit=0.5))
     assert runtime.sink_config("slack").rate_limit == 0.5
 
+
+
+@pytest.mark.parametrize("name, headline", [
+    ("sink.circuit_opened", "crm: circuit opened"),
+    ("sink.circuit_closed", "crm: circuit closed"),
+    ("sink.paused", "on-call: paused"),
+    ("sink.resumed", "on-call: resumed"),
+    ("delivery.failed", "crm: 37 deliveries failed"),
+    ("sink.config_changed", "crm: configuration changed by admin"),
+])
+def test_system_events_are_alerts_saying_which_sink_and_what_happened(render, name, headline):
+    _, message, attachment = render(name)
+    assert message["text"] == headline and attachment["title"] == headline
+    assert "title_link" not in attachment  # about a sink, not a ticket
+    assert attachment["footer"] == name
+    assert attachment["fields"][0]["title"] == "Sink type"
+
+
+def test_system_alerts_carry_the_details_an_admin_acts_on(render, event_samples):
+    _, _, opened = render("sink.circuit_opened")
+    assert "http_status: HTTP 503" in opened["text"]
+    _, _, closed = render("sink.circuit_closed")
+    assert {"title": "Open for", "value": "9 min 30 s", "short": True} in closed["fields"]
+    _, _, failed = render("delivery.failed")
+    assert "dlv_9c4e1f7a2b3d4e5f6a7b8c9d0e1f2a3b (ticket.created)" in failed["text"]
+    _, _, paused = render("sink.paused")
+    assert "channel_is_archived" in paused["text"]
+    _, _, changed = render("sink.config_changed")
+    assert changed["text"].startswith('url: "https://crm.example.com/hooks/…" → "https://crm2.example.com/hooks/…"')
+    # A sink name is admin text: escaped like any other.
+    data = {**event_samples["sink.paused"], "sink": {"name": "<!channel>", "type": "slack"}}
+    _, message, _ = render("sink.paused", data)
+    assert "<!channel>" not in json.dumps(message) and "&lt;!channel&gt;: paused" in message["text"]

@@ -32,7 +32,11 @@ class ZapierSink(Sink):
     def offers(self, event_name: str) -> bool:
         """True when this sink's ``events`` let a Zap subscribe to ``event_name``."""
         events = self.options.get("events") or ()
-        return "*" in events or event_name in events
+        if event_name in events:
+            return True
+        # "*" is every event but the gateway's system events, which are named one by one.
+        return "*" in events and event_name in self.context.event_types and not (
+            self.context.event_types.get(event_name).system)
 
     def offered_events(self) -> list[str]:
         """The events a Zap may subscribe to here (``*`` spelled out), in catalogue order."""

@@ -149,5 +149,7 @@ def test_a_sample_has_the_keys_of_a_live_delivery(make_client: Any, recording_si
 
 def test_every_catalogued_event_is_checked(make_client: Any) -> None:
     client = make_client(config())
-    catalogue = [t["name"] for t in client.get("/api/event-types").get_json()["event_types"]]
+    # The gateway's system events are left out: only the gateway publishes them (not `live`),
+    # and "*" does not offer them to Zaps.
+    catalogue = [t["name"] for t in client.get("/api/event-types").get_json()["event_types"] if not t["system"]]
     assert sorted(catalogue) == sorted(CATALOGUED)

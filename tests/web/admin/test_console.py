@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import pytest
+from support.console import TOKEN, csrf_from, sign_in
 from support.delivery import drain_queued
 from support.plugins import PlainSinkPlugin
 from support.servers import Answer, SinkServer
@@ -15,7 +16,6 @@ from gateway.delivery import delivery_log
 from gateway.runtime import Runtime
 from gateway.web.app import create_app
 
-TOKEN = "admin-token-for-tests"
 SINK_SECRET = "sink-secret-value"
 SINK_PLUGIN = PlainSinkPlugin()  # the engine tests' minimal sink type, "plain"
 
@@ -25,19 +25,6 @@ def config(url: str = "http://127.0.0.1:9/hooks/crm", **gateway: Any) -> dict[st
               "events": ["ticket.created", "ticket.resolved"], "retry_schedule": []}]
     return {"gateway": {"admin_token": TOKEN, **gateway}, "delivery": {"allow_private_networks": True},
             "sinks": sinks}
-
-
-def csrf_from(html: str) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert match, "page has no CSRF field"
-    return match.group(1)
-
-
-def sign_in(client: Any, token: str = TOKEN, next_url: str | None = None) -> Any:
-    form = {"token": token, "csrf_token": csrf_from(client.get("/admin/signin").text)}
-    if next_url is not None:
-        form["next"] = next_url
-    return client.post("/admin/signin", data=form)
 
 
 @pytest.fixture
@@ -171,16 +158,8 @@ def test_plugins_page_lists_plugins_with_versions(admin: Any) -> None:
 
 
 @pytest.fixture
-def sink() -> Any:
-    with SinkServer() as server:
-        yield server
-
-
-@pytest.fixture
-def console(make_client: Any, sink: SinkServer) -> Any:
-    client = make_client(config(url=sink.url), plugins=[SINK_PLUGIN])
-    assert sign_in(client).status_code == 302
-    return client
+def console(signed_in: Any, sink: SinkServer) -> Any:
+    return signed_in(config(url=sink.url), [SINK_PLUGIN])
 
 
 def drain(client: Any) -> None:
@@ -288,8 +267,20 @@ def test_a_paused_sink_shows_its_reason_and_counts_and_can_be_resumed(console: A
     assert "badge-ok" in card and "badge-paused" not in card
 
 
+def test_an_admin_pauses_a_sink_from_its_card(console: Any) -> None:
+    card = console.get("/admin/integrations").text.split('id="sink-crm"', 1)[1]
+    assert "Pause" in card
+    response = console.post("/admin/sinks/crm/pause", data={"csrf_token": form_token(console)})
+    assert response.status_code == 302
+    page = console.get("/admin/integrations").text
+    card = page.split('id="sink-crm"', 1)[1]
+    assert "crm paused" in page and "badge-paused" in card and "paused by an admin" in card
+    assert "Resume" in card
+
+
 def test_actions_refuse_a_post_without_the_csrf_token(console: Any) -> None:
-    for path in ("/admin/sinks/crm/test", "/admin/sinks/crm/resume", "/admin/sinks/crm/replay-failed",
+    for path in ("/admin/sinks/crm/test", "/admin/sinks/crm/resume", "/admin/sinks/crm/pause",
+                 "/admin/sinks/crm/replay-failed",
                  "/admin/deliveries/dlv_0/replay"):
         response = console.post(path)
         assert response.status_code == 400, path

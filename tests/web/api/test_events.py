@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from support.plugins import EnvelopeSinkPlugin
 
-from gateway.publish.builtin_events import BUILTIN_EVENT_TYPES
+from gateway.publish.builtin_events import BUILTIN_EVENT_TYPES, SYSTEM_EVENT_TYPES
 
 TOKEN = "events-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -118,10 +118,31 @@ def test_admin_token_required(client: Any) -> None:
 def test_event_types_catalogue_is_public(client: Any) -> None:
     doc = client.get("/api/event-types").get_json()
     names = [t["name"] for t in doc["event_types"]]
-    assert sorted(names) == sorted(t.name for t in BUILTIN_EVENT_TYPES)
+    assert sorted(names) == sorted(t.name for t in (*BUILTIN_EVENT_TYPES, *SYSTEM_EVENT_TYPES))
     rejected = next(t for t in doc["event_types"] if t["name"] == "ai.response.rejected")
     assert rejected["description"] == "AI response rejected"
     assert set(rejected["sample"]) == {"ticket", "ai_response", "reason"}
+    system = {t["name"] for t in doc["event_types"] if t["system"]}
+    assert system == {"sink.circuit_opened", "sink.circuit_closed", "sink.paused", "sink.resumed",
+                      "delivery.failed", "sink.config_changed"}
+    opened = next(t for t in doc["event_types"] if t["name"] == "sink.circuit_opened")
+    assert opened["title"] == "Sink circuit opened" and opened["sample"]["sink"] == {"name": "crm",
+                                                                                    "type": "generic_webhook"}
+
+
+def test_system_events_are_published_by_the_gateway_only(client: Any, redis_client: Any) -> None:
+    sample = next(t for t in SYSTEM_EVENT_TYPES if t.name == "sink.circuit_opened").sample
+    response = client.post("/api/events", json={"event": "sink.circuit_opened", "data": sample}, headers=AUTH)
+    assert response.status_code == 422
+    assert response.get_json()["error"] == "system_event"
+    assert response.get_json()["fields"] == {"event": ["A system event."]}
+    assert redis_client.zcard("gw:events") == 0
+
+
+def test_a_star_sink_gets_every_event_but_the_system_events(client: Any, redis_client: Any) -> None:
+    runtime = client.application.extensions["gateway"]
+    assert [s.name for s in runtime.subscribers("ticket.created")] == ["all"]
+    assert runtime.subscribers("sink.circuit_opened") == ()
 
 
 def test_health_checks(client: Any) -> None:

@@ -73,6 +73,39 @@ def test_state_counts_and_resume_after_410(gateway, server):
     assert state["counts"]["queued"] == 0 and state["counts"]["last_24h"]["delivered"] == 2
 
 
+def test_an_admin_pauses_a_sink_and_resumes_it(gateway, server):
+    runtime, client = gateway
+    paused = client.post("/api/sinks/hook/pause", headers=AUTH, json={"reason": "CRM maintenance until 14:00"})
+    assert paused.status_code == 200
+    state = paused.get_json()["sink"]
+    assert state["state"] == "paused" and state["paused_reason"] == "CRM maintenance until 14:00"
+    publish(runtime, Event.new("ticket.created", {"ticket": {"id": "t"}}))
+    drain_queued(runtime)
+    assert server.count() == 0 and sinks(client)[0]["counts"]["queued"] == 1  # held, not lost
+
+    again = client.post("/api/sinks/hook/pause", headers=AUTH)  # no body: the default reason, kept as it was
+    assert again.status_code == 200 and again.get_json()["sink"]["paused_reason"] == "paused by an admin"
+    assert client.post("/api/sinks/hook/resume", headers=AUTH).get_json()["sink"]["state"] == "ok"
+    drain_queued(runtime)
+    assert server.count() == 1
+    actions = [e["action"] for e in client.get("/api/audit", headers=AUTH).get_json()["entries"]]
+    assert actions[:3] == ["resume", "pause", "pause"]
+
+
+@pytest.mark.parametrize("body, status, code", [
+    ({"reason": ""}, 422, "validation_failed"),
+    ({"reason": "x" * 501}, 422, "validation_failed"),
+    ({"why": "typo"}, 422, "validation_failed"),
+    ([1], 400, "malformed_json"),
+])
+def test_a_bad_pause_body_is_a_clear_error_and_pauses_nothing(gateway, body, status, code):
+    _, client = gateway
+    response = client.post("/api/sinks/hook/pause", headers=AUTH, json=body)
+    assert response.status_code == status and response.get_json()["error"] == code
+    assert sinks(client)[0]["state"] == "ok"
+    assert client.post("/api/sinks/nope/pause", headers=AUTH).status_code == 404
+
+
 def test_test_event_goes_to_that_sink_only_through_the_normal_path(gateway, server):
     runtime, client = gateway
     response = client.post("/api/sinks/hook/test", headers=AUTH, json={"event": "ticket.escalated"})

@@ -1,6 +1,7 @@
 // Progressive enhancement only: every page works without this script.
-// On a delivery's page, poll its small JSON status while it is still in progress and
-// reload the page when something changed, so a test event or a replay is seen landing.
+// On a delivery's page (and a ticket's), poll a small JSON status while something is still
+// in progress and reload the page when it changed, so a test event, a replay or a ticket's
+// new event is seen landing.
 (function () {
   "use strict";
   var FINAL = { delivered: true, failed: true };
@@ -12,7 +13,8 @@
     var status = region.getAttribute("data-status");
     var attempts = region.getAttribute("data-attempts");
     var started = Date.now();
-    if (!url || FINAL[status]) { return; }
+    // A delivery in a final state, or a page whose deliveries have all ended, has nothing to wait for.
+    if (!url || FINAL[status] || region.getAttribute("data-poll-done") === "true") { return; }
     var note = region.querySelector("[data-poll-note]");
     if (note) { note.textContent = "Updating automatically…"; }
 
@@ -25,7 +27,7 @@
         .then(function (response) { return response.ok ? response.json() : null; })
         .then(function (body) {
           if (body && (body.status !== status || String(body.attempts) !== attempts)) {
-            if (note) { note.textContent = "Status changed to " + body.status + "; refreshing…"; }
+            if (note) { note.textContent = "Status changed; refreshing…"; }
             window.location.reload();
             return;
           }
