@@ -63,7 +63,8 @@ QUICK = Plan(
     ordered_rounds=1,
     timeout=60,
 )
-SCENARIOS = ("sink", "receive", "costs", "deliver", "slow", "ordered", "isolation", "e2e", "integrations")
+SCENARIOS = ("sink", "receive", "filtered", "costs", "deliver", "slow", "ordered", "isolation", "e2e",
+             "integrations")
 
 
 def ensure_tools() -> None:
@@ -106,7 +107,7 @@ class CpuShare:
 
 def run(plan: Plan, only: set[str], run_dir: Path) -> dict[str, Any]:
     """Every scenario in ``only``; a failing scenario is recorded and the others still run."""
-    from bench import costs, deliver, integrations, latency, ordered, receive
+    from bench import costs, deliver, filtered, integrations, latency, ordered, receive
     from bench.stack import Stack
 
     results: dict[str, Any] = {key: None for key in report.REQUIRED_KEYS}
@@ -138,6 +139,7 @@ def run(plan: Plan, only: set[str], run_dir: Path) -> dict[str, Any]:
                 stack, deliver.sink_table("fast", fast), plan.http_seconds, plan.rounds
             ),
         )
+        step("filtered", lambda: filtered.receive_filtered_vs_unfiltered(stack, fast, plan.http_seconds, plan.rounds))
         step(
             "costs",
             lambda: {

@@ -31,6 +31,8 @@ TARGETS = (
     Target("hello_rps", "Flask hello-world POST/s, same server", ""),
     Target("receive_ratio", "receive / hello", ">= 0.70", lambda v, r: v >= 0.70),
     Target("receive_floor_ratio", "the durable write alone / hello (bench/floor.py)", ""),
+    Target("receive_ratio_filtered", "receive, 10 sinks with a 5-condition filter each / the same unfiltered",
+           ">= 0.9", lambda v, r: v >= 0.9),
     Target("receive_ratio_replicated", "receive with durability = replicated (WAIT, local replica) / hello", ""),
     Target("deliver_rps", "deliveries/s, 2 gateway workers, fast sink", ">= 1000", lambda v, r: v >= 1000),
     Target("plain_rq_rps", "deliveries/s, 2 forking rq workers, requests.post", ""),

@@ -20,6 +20,7 @@ from gateway.sinks import (
     Outcome,
     OutcomeKind,
     OutgoingRequest,
+    RenderFailed,
     Response,
     Sink,
     SinkContext,
@@ -27,6 +28,13 @@ from gateway.sinks import (
     Target,
     current_context,
     url_field,
+)
+from gateway.templates import (
+    PayloadTemplate,
+    TemplateError,
+    render_body,
+    template_field,
+    template_variables,
 )
 
 try:
@@ -47,14 +55,20 @@ __all__ = [
     "Outcome",
     "OutcomeKind",
     "OutgoingRequest",
+    "PayloadTemplate",
+    "RenderFailed",
     "Response",
     "Sink",
     "SinkContext",
     "SinkType",
     "Target",
+    "TemplateError",
     "__version__",
     "current_context",
     "hookimpl",
     "iso_z",
+    "render_body",
+    "template_field",
+    "template_variables",
     "url_field",
 ]

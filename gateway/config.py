@@ -22,6 +22,7 @@ from marshmallow.exceptions import MarshmallowError
 
 from gateway import environment
 from gateway.errors import ConfigError, flat_messages
+from gateway.filters import EventFilter, FilterInvalid, compile_filter
 from gateway.sinks import url_field
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -34,7 +35,7 @@ SINK_NAME = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
 DURABILITY_MODES = ("local", "replicated")
 COMMON_SINK_KEYS = frozenset({
     "name", "type", "events", "enabled", "secret", "secrets", "retry_schedule", "max_in_flight",
-    "timeout", "failure_threshold", "rate_limit", "ordering",
+    "timeout", "failure_threshold", "rate_limit", "ordering", "filter",
 })
 ADMIN_NAME = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$",
                              error="Use letters, digits, '.', '_', '@' or '-' (at most 64).")
@@ -204,6 +205,22 @@ class DeliverySettings:
         return cls(**values)
 
 
+class FilterField(fields.Field):
+    """A sink's content ``filter`` (:mod:`gateway.filters`): a JSON object (a TOML table),
+    compiled when loaded into an :class:`~gateway.filters.EventFilter`; its problems are
+    reported by their path inside the filter (``filter.data.ticket.priority.$inn``)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None,
+                     **kwargs: Any) -> EventFilter:
+        try:
+            return compile_filter(value)
+        except FilterInvalid as exc:
+            messages: dict[str, list[str]] = {}
+            for path, found in exc.errors.items():
+                messages.setdefault(path or "_schema", []).extend(found)
+            raise ValidationError(messages) from None
+
+
 class SinkCommon(Schema):
     """Keys every ``[[sinks]]`` table may have, whatever its type."""
 
@@ -229,6 +246,9 @@ class SinkCommon(Schema):
                               metadata={"description": "Most deliveries per second."})
     ordering = fields.String(load_default="none", validate=validate.OneOf(ORDERINGS), metadata={
         "description": "per_ticket: one ticket's events arrive in the order they happened."})
+    filter = FilterField(load_default=None, allow_none=True, metadata={
+        "description": "Only events matching this JSON filter are delivered (Convoy/Hookdeck syntax, "
+                       "e.g. {\"data.ticket.priority\": {\"$in\": [\"high\", \"urgent\"]}})."})
 
     @validates_schema
     def _one_secret_form(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -255,6 +275,9 @@ class SinkConfig:
     ordering: str = "none"
     """``none`` or ``per_ticket``: deliveries of one ordering key (a ticket) wait for the
     one before them to end (see :data:`ORDERINGS`)."""
+    filter: EventFilter | None = None
+    """The content filter (the ``filter`` option, compiled): events it does not match create
+    no delivery for this sink. None: every subscribed event goes."""
     fan_out: bool = False
     """From the sink type (:attr:`gateway.sinks.SinkType.fan_out`): circuit breaker, in-flight
     cap and rate limit apply per target rather than to the sink as a whole."""
@@ -454,8 +477,10 @@ def load_sink_table(raw: Any, delivery: DeliverySettings, plugins: Plugins | Non
         failure_threshold=common["failure_threshold"] or delivery.failure_threshold,
         rate_limit=common["rate_limit"] if common["rate_limit"] is not None else (
             plugins.sink_types[common["type"]].default_rate_limit if plugins is not None else None),
-        options={**common, **options},
+        # The filter as written (JSON) in the options; compiled in ``filter``.
+        options={**common, **options, "filter": common["filter"].spec if common["filter"] is not None else None},
         ordering=common["ordering"],
+        filter=common["filter"],
         fan_out=plugins.sink_types[common["type"]].fan_out if plugins is not None else False,
         secret_options=frozenset({"secret", "secrets"}) | (
             plugins.sink_types[common["type"]].secret_options if plugins is not None else frozenset()),

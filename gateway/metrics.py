@@ -22,7 +22,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -130,8 +130,12 @@ class Metrics:
         self.delivered_latency = Histogram(
             "gateway_delivery_latency_seconds", "From the event's timestamp (received) to its successful "
             "delivery, retries included, by sink.", ["sink"], buckets=LATENCY_BUCKETS, registry=reg)
+        self.filtered = Counter(
+            "gateway_events_filtered", "Events a sink was subscribed to but its content filter turned away "
+            "(no delivery made), by sink and event type.", ["sink", "event"], registry=reg)
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._event_children: dict[str, Any] = {}
+        self._filtered_children: dict[tuple[str, str], Any] = {}
 
     def observe_event(self, event: Event) -> None:
         """Count one published event."""
@@ -141,6 +145,15 @@ class Metrics:
         child.inc()
         if event.name == "ticket.created":
             self.tickets_received.inc()
+
+    def observe_filtered(self, event: Event, sinks: Sequence[str]) -> None:
+        """Count ``event`` as turned away by the content filter of each of ``sinks``."""
+        for sink in sinks:
+            key = (sink, event.name)
+            child = self._filtered_children.get(key)
+            if child is None:
+                child = self._filtered_children[key] = self.filtered.labels(sink, event.name)
+            child.inc()
 
     def observe_attempt(self, attempt: Mapping[str, Any], now: float | None = None) -> None:
         """Count one delivery attempt from its delivery-log record."""

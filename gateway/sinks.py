@@ -191,6 +191,25 @@ class Outcome:
         return cls(OutcomeKind.GONE, reason)
 
 
+class RenderFailed(Exception):
+    """Raise from :meth:`Sink.render` when the sink's *configuration* cannot make a request
+    for this event (its template fails on it, say): the delivery fails at once, with the
+    error ``code`` and ``message`` (say what to fix), without retries, and can be replayed
+    once the configuration is fixed. Nothing is said against the destination (no circuit).
+    Any other exception from ``render`` is a bug in the sink (``render_error``).
+
+    .. versionadded:: 0.2"""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def describe(self) -> str:
+        """The message as the delivery log shows it."""
+        return self.message
+
+
 class DestinationRefused(ValueError):
     """A URL the gateway would refuse to deliver to (:meth:`SinkContext.check_destination`);
     ``str()`` of it says why and what setting allows it, for the person who gave the URL."""

@@ -14,15 +14,17 @@ PACKAGE = Path(__file__).resolve().parents[1] / "gateway"
 # The layers, lowest first: a module may import modules of its own rank or below.
 RANKS = (
     ("foundation", ("gateway", "gateway._renamed", "gateway.admin_token", "gateway.config", "gateway.data_dir",
-                    "gateway.environment", "gateway.errors", "gateway.events", "gateway.hookspecs", "gateway.logs",
-                    "gateway.metrics", "gateway.plugins", "gateway.redact", "gateway.signing", "gateway.sinks")),
+                    "gateway.environment", "gateway.errors", "gateway.events", "gateway.filters", "gateway.hookspecs",
+                    "gateway.logs", "gateway.metrics", "gateway.plugins", "gateway.redact", "gateway.signing",
+                    "gateway.sinks", "gateway.templates")),
     ("storage", ("gateway.storage",)),
     ("runtime", ("gateway.runtime",)),
     ("publish, delivery and integrations", ("gateway.publish", "gateway.delivery", "gateway.integrations")),
     ("web and cli", ("gateway.web", "gateway.cli")),
     ("entry points and test fixtures", ("gateway.__main__", "gateway.testing")),
 )
-PLUGIN_API = {"gateway", "gateway.hookspecs", "gateway.sinks", "gateway.events", "gateway.plugins"}
+PLUGIN_API = {"gateway", "gateway.hookspecs", "gateway.sinks", "gateway.events", "gateway.plugins",
+              "gateway.templates"}
 FOUNDATION = {"gateway.errors", "gateway.environment", "gateway._renamed"}
 
 

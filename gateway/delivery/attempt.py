@@ -37,15 +37,17 @@ from gateway.logs import log_attempt
 from gateway.metrics import safely
 from gateway.publish import system_events
 from gateway.redact import (
+    HIDDEN,
     carries_secret,
     excerpt,
     hide_headers,
     plugin_error_text,
+    redact,
     sent_secrets,
     shown_url,
     sink_secret_values,
 )
-from gateway.sinks import DEFAULT_USER_AGENT, DeliveryInfo, Outcome, OutcomeKind, Response, Sink, Target
+from gateway.sinks import DEFAULT_USER_AGENT, DeliveryInfo, Outcome, OutcomeKind, RenderFailed, Response, Sink, Target
 from gateway.storage.connection import transient
 from gateway.storage.layout import AttemptRecord
 from gateway.storage.scripts import Finished, parse_finished
@@ -107,6 +109,19 @@ def _plugin_bug(sink: str, delivery_id: str, stage: str, exc: Exception, secrets
     return Verdict("failed", "error", error={"code": f"{stage}_error",
                                              "message": f"The sink raised {detail} while {doing}."},
                    circuit="none")
+
+
+def _configuration_error(sink: str, delivery_id: str, exc: RenderFailed, secrets: tuple[str, ...]) -> Verdict:
+    """The sink's configuration cannot render this event (:class:`~gateway.sinks.RenderFailed`,
+    e.g. ``template_error``): as for a plugin's bug, no retry would help, so the delivery fails
+    now (replayable once the configuration is fixed), under the code the sink gave."""
+    message = exc.describe()
+    for value in secrets:
+        if value:
+            message = message.replace(value, HIDDEN)
+    message = redact(message)[:500]
+    log.warning("sink %s could not render delivery %s: %s: %s", sink, delivery_id, exc.code, message)
+    return Verdict("failed", "error", error={"code": exc.code, "message": message}, circuit="none")
 
 
 class AttemptRunner:
@@ -203,6 +218,8 @@ class AttemptRunner:
         secrets = plan.secrets
         try:
             request = sink.render(event, target, DeliveryInfo(delivery_id, attempt_no, sink_config.name))
+        except RenderFailed as exc:
+            return _configuration_error(sink_config.name, delivery_id, exc, secrets), None
         except Exception as exc:  # noqa: BLE001 - a plugin's bug is a failed attempt, not a dead worker
             return _plugin_bug(sink_config.name, delivery_id, "render", exc, secrets), None
         headers = dict(request.headers)

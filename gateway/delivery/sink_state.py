@@ -35,6 +35,7 @@ def public_sink(config: SinkConfig) -> dict[str, Any]:
             "timeout": config.timeout, "retry_schedule": list(config.retry_schedule),
             "rate_limit": config.rate_limit, "failure_threshold": config.failure_threshold,
             "ordering": config.ordering, "fan_out": config.fan_out,
+            "filter": config.filter.spec if config.filter is not None else None,
             "options": public_options(config, COMMON_SINK_KEYS),
             "created_at": iso_from_ms(str(config.created_at_ms)) if config.created_at_ms else None,
             "updated_at": iso_from_ms(str(config.updated_at_ms)) if config.updated_at_ms else None}

@@ -78,6 +78,8 @@ class Published:
     sinks: tuple[str, ...]
     ticket: dict[str, Any] | None = None
     replayed: bool = False
+    filtered: tuple[str, ...] = ()
+    """Subscribed sinks whose content filter turned the event away (no delivery)."""
 
 
 def publish(runtime: Runtime, event: Event, ticket: dict[str, Any] | None = None,
@@ -99,17 +101,17 @@ def publish(runtime: Runtime, event: Event, ticket: dict[str, Any] | None = None
     now = now or utc_now()
     for _ in range(MAX_STALE_TRIES):
         view = runtime.integrations
-        rows = delivery_rows(runtime, event, only_sink, view)
-        args = publish_args(runtime, event, rows, ticket, idempotency_key, now, config_version=view.version,
+        routing = route(runtime, event, only_sink, view)
+        args = publish_args(runtime, event, routing.rows, ticket, idempotency_key, now, config_version=view.version,
                             logged=only_sink is None, body_hash=body_hash)
         try:
             reply = runtime.scripts.publish(args)
         except ReplicationTimeout as unconfirmed:
             if unconfirmed.result is not None:
-                _unconfirmed(_committed, runtime, event, rows, ticket, parse_publish_reply(unconfirmed.result))
+                _unconfirmed(_committed, runtime, event, routing, ticket, parse_publish_reply(unconfirmed.result))
             raise
         if reply.stale_version is None:
-            return _committed(runtime, event, rows, ticket, reply)
+            return _committed(runtime, event, routing, ticket, reply)
         runtime.reload()
         if recheck is not None:
             recheck()
@@ -143,9 +145,9 @@ def transaction(runtime: Runtime, watch: Sequence[str], plan: Callable[[Pipeline
                 pipe.multi()
                 if planned.write is not None:
                     planned.write(pipe)
-                prepared = [(event, delivery_rows(runtime, event)) for event in planned.events]
-                for event, rows in prepared:
-                    runtime.scripts.publish_on(pipe, publish_args(runtime, event, rows, None, None, now,
+                prepared = [(event, route(runtime, event)) for event in planned.events]
+                for event, routing in prepared:
+                    runtime.scripts.publish_on(pipe, publish_args(runtime, event, routing.rows, None, None, now,
                                                                   config_version=""))
                 replies = pipe.execute()
             except redis.WatchError:
@@ -158,12 +160,12 @@ def transaction(runtime: Runtime, watch: Sequence[str], plan: Callable[[Pipeline
     raise redis.WatchError(f"gave up after {MAX_TRANSACTION_TRIES} conflicting concurrent updates")
 
 
-def _all_committed(runtime: Runtime, prepared: list[tuple[Event, tuple[NewDelivery, ...]]],
+def _all_committed(runtime: Runtime, prepared: list[tuple[Event, Routing]],
                    replies: list[Any]) -> list[Published]:
     """:func:`_committed` for each event of a transaction (their replies end its replies)."""
     script_replies = replies[len(replies) - len(prepared):]
-    return [_committed(runtime, event, rows, None, parse_publish_reply(reply))
-            for (event, rows), reply in zip(prepared, script_replies, strict=True)]
+    return [_committed(runtime, event, routing, None, parse_publish_reply(reply))
+            for (event, routing), reply in zip(prepared, script_replies, strict=True)]
 
 
 def _unconfirmed(after_commit: Callable[..., object], *args: Any) -> None:
@@ -177,14 +179,25 @@ def _unconfirmed(after_commit: Callable[..., object], *args: Any) -> None:
         log.warning("could not wake the drainers of an unconfirmed write: %s", type(exc).__name__)
 
 
-def delivery_rows(runtime: Runtime, event: Event, only_sink: str | None = None,
-                  view: Integrations | None = None) -> tuple[NewDelivery, ...]:
-    """One new delivery per (subscribed sink, target) of ``event`` (or of ``only_sink``: a
-    test event, never ordered), routed by ``view`` (default: the current one), except to the
-    sink a system event is about; on a sink with
+@dataclasses.dataclass(frozen=True)
+class Routing:
+    """Where an event goes: one new delivery per (sink, target), and the subscribed sinks
+    whose content filter turned it away (they get no delivery, and count it)."""
+
+    rows: tuple[NewDelivery, ...]
+    filtered: tuple[str, ...] = ()
+
+
+def route(runtime: Runtime, event: Event, only_sink: str | None = None,
+          view: Integrations | None = None) -> Routing:
+    """One new delivery per (subscribed sink whose ``filter`` passes the event, target) of
+    ``event`` (or of ``only_sink``: a test event, never ordered nor filtered: the admin asked
+    for it), routed by ``view`` (default: the current one), except to the sink a system
+    event is about; on a sink with
     ``ordering = "per_ticket"``, in the ordering group of its target and the event's ordering
     key (when the event has one). UnknownSink when ``only_sink`` is none."""
     rows: list[NewDelivery] = []
+    filtered: list[str] = []
     view = view or runtime.integrations
     if only_sink:
         if only_sink not in view.configs:
@@ -193,10 +206,17 @@ def delivery_rows(runtime: Runtime, event: Event, only_sink: str | None = None,
     else:
         sinks = view.subscribers.get(event.name, ())
     key: str | None = None
+    envelope: dict[str, Any] | None = None
     about = _system_subject(runtime, event) if only_sink is None else None
     for sink_config in sinks:
         if sink_config.name == about:
             continue  # no loops: a sink never gets a system event about itself
+        if sink_config.filter is not None and only_sink is None:
+            if envelope is None:
+                envelope = event.envelope()
+            if not sink_config.filter.matches(envelope):
+                filtered.append(sink_config.name)
+                continue
         sink = view.sinks[sink_config.name]
         # A test event (only_sink) goes out at once: its ticket is the catalogue's sample, and
         # it must not wait behind an earlier test that is still being retried.
@@ -207,7 +227,13 @@ def delivery_rows(runtime: Runtime, event: Event, only_sink: str | None = None,
             group = ordering_group(target.key, key) if ordered and key else ""
             rows.append(NewDelivery(new_id("dlv_"), sink_config.name, json.dumps(target.to_json()), group,
                                     key if group and key else ""))
-    return tuple(rows)
+    return Routing(tuple(rows), tuple(filtered))
+
+
+def delivery_rows(runtime: Runtime, event: Event, only_sink: str | None = None,
+                  view: Integrations | None = None) -> tuple[NewDelivery, ...]:
+    """The deliveries :func:`route` makes for ``event``."""
+    return route(runtime, event, only_sink, view).rows
 
 
 def _system_subject(runtime: Runtime, event: Event) -> str | None:
@@ -276,11 +302,12 @@ def publish_args(runtime: Runtime, event: Event, rows: tuple[NewDelivery, ...], 
     )
 
 
-def _committed(runtime: Runtime, event: Event, rows: tuple[NewDelivery, ...], ticket: dict[str, Any] | None,
+def _committed(runtime: Runtime, event: Event, routing: Routing, ticket: dict[str, Any] | None,
                reply: PublishReply) -> Published:
     """After the write committed: wake drainers, count it, tell observers, say what was written."""
     if reply.key_reused:  # nothing was written
         raise idempotency_key_reused()
+    rows = routing.rows
     if reply.replayed_ticket_json is not None:
         return Published(event, (), (), json.loads(reply.replayed_ticket_json), replayed=True)
     if ticket is not None:
@@ -290,6 +317,8 @@ def _committed(runtime: Runtime, event: Event, rows: tuple[NewDelivery, ...], ti
     if reply.wakes:
         enqueue_drains(runtime, reply.wakes)
     safely("event", lambda: runtime.metrics.observe_event(event))
+    if routing.filtered:
+        safely("filtered event", lambda: runtime.metrics.observe_filtered(event, routing.filtered))
     sinks = tuple(dict.fromkeys(row.sink for row in rows))
     try:
         runtime.plugins.hook.event_published(event=event, sinks=sinks, context=runtime.context)
@@ -297,7 +326,7 @@ def _committed(runtime: Runtime, event: Event, rows: tuple[NewDelivery, ...], ti
         # The event is already stored and acknowledged: an observer's bug must not turn
         # that into an error response, which would make the client retry and duplicate it.
         log.exception("an event_published hook failed for %s %s", event.name, event.id)
-    return Published(event, tuple(row.id for row in rows), sinks, ticket)
+    return Published(event, tuple(row.id for row in rows), sinks, ticket, filtered=routing.filtered)
 
 
 def _raw(encoded: str) -> str:

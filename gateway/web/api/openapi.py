@@ -145,6 +145,9 @@ COMPONENT_SCHEMAS: dict[str, dict[str, Any]] = {
             "ordering": {"type": "string", "enum": ["none", "per_ticket"]},
             "fan_out": {"type": "boolean", "description": "Circuit, in-flight cap and rate limit apply per "
                         "target (e.g. per Zapier subscription)."},
+            "filter": _nullable({"type": "object", "additionalProperties": True, "description": "The content "
+                                 "filter as written (docs/configuration.md, \"Content filters\"); null: every "
+                                 "subscribed event goes."}),
             "options": {"type": "object", "description": "The type's own options; secrets left out, URLs "
                         "shortened, static header values hidden."},
             "state": {"type": "string", "enum": ["ok", "circuit_open", "half_open", "paused"]},
@@ -178,6 +181,10 @@ COMPONENT_SCHEMAS: dict[str, dict[str, Any]] = {
             "rate_limit": {"type": "number", "nullable": True},
             "ordering": {"type": "string", "enum": ["none", "per_ticket"], "description": "per_ticket: one "
                          "ticket's deliveries arrive in the order they were published (docs/delivery-engine.md)."},
+            "filter": {"type": "object", "additionalProperties": True, "nullable": True, "description": "A content "
+                       "filter: only events whose envelope matches it are delivered (Convoy/Hookdeck syntax, e.g. "
+                       "{\"data.ticket.priority\": {\"$in\": [\"high\", \"urgent\"]}}); an invalid one is a 422 "
+                       "naming the path inside it. Test one with POST /api/filters/test."},
         },
     },
     "SinkPatch": {
@@ -190,6 +197,8 @@ COMPONENT_SCHEMAS: dict[str, dict[str, Any]] = {
             "retry_schedule": {"type": "array", "items": {"type": "number"}, "nullable": True},
             "max_in_flight": {"type": "integer", "nullable": True},
             "ordering": {"type": "string", "enum": ["none", "per_ticket"], "nullable": True},
+            "filter": {"type": "object", "additionalProperties": True, "nullable": True,
+                       "description": "A new content filter; null removes it."},
         },
     },
     "AuditEntry": {

@@ -23,6 +23,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 from marshmallow import Schema, fields, validate
 
+from gateway.config import SinkConfig
 from gateway.delivery import sink_state
 from gateway.errors import ApiError
 from gateway.events import UnknownEvent
@@ -38,8 +39,18 @@ MAX_NAME_LENGTH = 100
 _WARNINGS_KEY = "gateway.file_sink_warnings"
 
 
-def _sink_not_found(name: str) -> ApiError:
+def sink_not_found(name: str) -> ApiError:
+    """404 ``sink_not_found`` for the sink called ``name``."""
     return ApiError(404, "sink_not_found", f"No sink named {name[:MAX_NAME_LENGTH]!r} is configured.")
+
+
+def configured_sink(name: str) -> SinkConfig:
+    """The sink called ``name`` as this process sees it now (the integrations version
+    checked first); 404 ``sink_not_found`` when there is none."""
+    config = _runtime().refresh().configs.get(name)
+    if config is None:
+        raise sink_not_found(name)
+    return config
 
 
 class RotateBody(Schema):
@@ -77,7 +88,7 @@ def _shown(name: str) -> dict[str, Any]:
     """A sink with its state and counts, as GET /api/sinks lists it."""
     states = sink_state.sink_states(_runtime(), [name])
     if not states:
-        raise _sink_not_found(name)
+        raise sink_not_found(name)
     return with_warnings(states[0])
 
 
@@ -397,7 +408,7 @@ def pause_sink(name: str) -> Response:
     try:
         paused = system_events.pause(runtime, name, current_actor(), reason)
     except sink_state.UnknownSink:
-        raise _sink_not_found(name) from None
+        raise sink_not_found(name) from None
     return jsonify({"sink": paused})
 
 
@@ -432,7 +443,7 @@ def resume_sink(name: str) -> Response:
     try:
         resumed = system_events.resume(runtime, name, current_actor())
     except sink_state.UnknownSink:
-        raise _sink_not_found(name) from None
+        raise sink_not_found(name) from None
     return jsonify({"sink": resumed})
 
 
@@ -487,7 +498,7 @@ def test_sink(name: str) -> tuple[Response, int]:
     try:
         published = samples.send_test(runtime, event_name, name)
     except sink_state.UnknownSink:
-        raise _sink_not_found(name) from None
+        raise sink_not_found(name) from None
     except UnknownEvent:
         raise ApiError(422, "unknown_event", f"Unknown event {event_name[:MAX_NAME_LENGTH]!r}; see GET /api/events.",
                        {"event": ["Unknown event."]}) from None

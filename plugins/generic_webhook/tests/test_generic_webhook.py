@@ -264,26 +264,6 @@ def test_410_is_gone_and_pauses_the_sink() -> None:
 
 # ---- end to end: a ticket through the gateway and a real worker process ----
 
-@pytest.fixture
-def gateway(make_client, gateway_worker) -> Any:
-    """The web app in-process and burst workers as real processes, on a generic_webhook sink."""
-
-    def start(url: str, **sink: Any) -> Any:
-        config = {"gateway": {"admin_token": ADMIN},
-                  "delivery": {"allow_private_networks": True, "retry_jitter": 0},
-                  "sinks": [{"name": "crm", "type": "generic_webhook", "url": url, "events": ["ticket.created"],
-                             **sink}]}
-        client = make_client(config)
-
-        def burst() -> None:
-            worker = gateway_worker(config, "--burst")
-            assert worker.wait() == 0, worker.output()
-
-        return client, burst
-
-    return start
-
-
 def test_a_ticket_arrives_verified_and_a_replay_keeps_the_delivery_id(gateway, recording_sink) -> None:
     client, burst = gateway(recording_sink.url, secret=SECRET)
     created = client.post("/api/webhooks/receive", json={"event": "ticket.create", "data": {
