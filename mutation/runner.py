@@ -185,7 +185,8 @@ def read_session(name: str, session: Path) -> list[Mutant]:
     mutants = []
     with use_db(str(session), WorkDB.Mode.open) as db:
         for item, outcome in db.completed_work_items:
-            if outcome.worker_outcome == WorkerOutcome.SKIPPED:
+            # Filtered out, or no mutation possible at that occurrence: not a mutant.
+            if outcome.worker_outcome in (WorkerOutcome.SKIPPED, WorkerOutcome.NO_TEST):
                 continue
             [spec] = item.mutations
             if outcome.worker_outcome != WorkerOutcome.NORMAL:
@@ -382,6 +383,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def report() -> dict[str, Any]:
         python = load_results(results_dir, [m["name"] for m in targets["module"]])
+        for result in python:  # the session is the record of each mutant's fate
+            session = sessions / f"{slug(result.name)}.sqlite"
+            if session.exists() and not result.note:
+                result.mutants = read_session(result.name, session)
         lua = load_results(results_dir, [f"{s}.lua" for s in scripts])
         mark_accepted([*python, *lua], accepted)
         return write_report(out, python, lua, command, started, datetime.datetime.now(datetime.UTC))

@@ -16,9 +16,11 @@ from gateway.signing import (
     StandardVerifyError,
     hex_signature,
     signature_headers,
+    standard_key,
     standard_signature,
     verify_hex_signature,
     verify_standard,
+    whsec_form,
 )
 
 SECRET = "signing-secret"
@@ -75,6 +77,7 @@ def test_any_matching_v1_entry_is_enough(entries: list[str]) -> None:
     pytest.param("v1,{bad} v2,{good}", id="only-the-v2-matches"),
     pytest.param("v1,{bad} v1,{other}", id="no-v1-matches"),
     pytest.param("v1,", id="empty-v1"),
+    pytest.param("v1,{good},{good}", id="right-value-with-more-after-it"),
 ])
 def test_only_v1_entries_count(signature: str) -> None:
     values = {"good": raw_v1(), "bad": raw_v1("wrong-secret"), "other": raw_v1("third-secret")}
@@ -132,3 +135,17 @@ def test_outgoing_headers_sign_with_the_first_secret_and_list_every_one() -> Non
     assert sent["webhook-signature"].split(" ") == [f"v1,{raw_v1(s, msg_id='dlv_1')}"
                                                    for s in ("new-secret", "old-secret")]
     assert signature_headers(BODY, "dlv_1", []) == {}
+
+
+def test_whsec_form_is_the_base64_of_a_plain_secret_and_leaves_a_whsec_secret_alone() -> None:
+    assert whsec_form("s3cr3t") == "whsec_czNjcjN0"  # docs/signatures.md's example
+    assert whsec_form("whsec_czNjcjN0") == "whsec_czNjcjN0"
+    # Signing with either form gives the same webhook-signature.
+    assert standard_signature("m", 1, BODY, ["s3cr3t"]) == standard_signature("m", 1, BODY, [whsec_form("s3cr3t")])
+
+
+@pytest.mark.parametrize("secret", ["whsec_czNj$cjN0", "whsec_czNjcjN", "whsec_é"])
+def test_a_whsec_secret_that_is_not_strict_base64_is_used_as_its_plain_bytes(secret: str) -> None:
+    # Not silently "repaired" (dropping the bad characters would make another key than the
+    # receiver's library derives): the secret string's bytes, as for any plain secret.
+    assert standard_key(secret) == secret.encode()
