@@ -22,6 +22,7 @@ import json
 import os
 import shlex
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -152,22 +153,32 @@ def cosmic_ray_config(module: dict[str, Any], exclude_operators: list[str]) -> d
 
 
 def run_module(module: dict[str, Any], exclude_operators: list[str], sandbox: Path, sessions: Path,
-               env: dict[str, str], log: Any) -> ModuleResult:
-    """One cosmic-ray session over ``module``'s files, judged by its tests."""
+               env: dict[str, str], log: Any, previous: ModuleResult | None = None,
+               retest_survivors: bool = False) -> ModuleResult:
+    """One cosmic-ray session over ``module``'s files, judged by its tests. With
+    ``retest_survivors`` the session of ``previous`` is kept and only its survivors (and
+    mutants not judged yet) are run again, with the tests as they are now: adding a test
+    can only kill more, so the killed ones stay killed."""
     result = ModuleResult(module["name"], list(module["paths"]), list(module["tests"]))
-    passed, seconds, output = run_tests(module["tests"], sandbox, env, module["timeout"])
-    result.baseline_s = round(seconds, 1)
-    if not passed:
-        result.note = f"the tests fail without any mutant, so no mutant was judged:\n{output}"
-        return result
     config, session = sessions / f"{slug(module['name'])}.toml", sessions / f"{slug(module['name'])}.sqlite"
+    resume = retest_survivors and session.exists() and not (previous is not None and previous.note)
+    if resume:
+        result.baseline_s = previous.baseline_s if previous is not None else None
+        with sqlite3.connect(session) as db:  # cosmic-ray's exec runs what has no result
+            db.execute("DELETE FROM work_results WHERE test_outcome IS NOT 'KILLED' AND worker_outcome != 'SKIPPED'")
+    else:
+        passed, seconds, output = run_tests(module["tests"], sandbox, env, module["timeout"])
+        result.baseline_s = round(seconds, 1)
+        if not passed:
+            result.note = f"the tests fail without any mutant, so no mutant was judged:\n{output}"
+            return result
+        session.unlink(missing_ok=True)
     config.write_text(tomli_w.dumps(cosmic_ray_config(module, exclude_operators)), encoding="utf-8")
-    session.unlink(missing_ok=True)
-    bin_dir = Path(sys.executable).parent
     steps: list[list[str]] = [["cosmic-ray", "init", str(config), str(session)],
                               ["cr-filter-operators", str(session), str(config)],
-                              ["cr-filter-pragma", str(session)],
-                              ["cosmic-ray", "exec", str(config), str(session)]]
+                              ["cr-filter-pragma", str(session)]] if not resume else []
+    steps.append(["cosmic-ray", "exec", str(config), str(session)])
+    bin_dir = Path(sys.executable).parent
     for tool, *rest in steps:
         step = subprocess.run([str(bin_dir / tool), *rest], cwd=sandbox, env=env, check=False, stdout=log, stderr=log)
         if step.returncode != 0:
@@ -209,29 +220,30 @@ def lua_script_path(sandbox: Path, script: str) -> Path:
     return sandbox / "gateway" / "storage" / "lua" / f"{script}.lua"
 
 
-def run_lua(table: dict[str, Any], sandbox: Path, env: dict[str, str], timeout: float,
-            only: Iterable[str] = ()) -> list[ModuleResult]:
-    """Apply each Lua mutant to the sandbox's script, run the script's tests, put it back."""
-    results: dict[str, ModuleResult] = {}
-    wanted = set(only)
-    for mutant in table["mutant"]:
-        script = mutant["script"]
-        if wanted and script not in wanted:
+def run_lua(table: dict[str, Any], sandbox: Path, env: dict[str, str], timeout: float, script: str,
+            previous: ModuleResult | None = None, retest_survivors: bool = False) -> ModuleResult:
+    """Apply each of ``script``'s mutants to the sandbox's copy, run the script's tests, put
+    it back. With ``retest_survivors`` only the mutants ``previous`` did not see killed run."""
+    tests = table["tests"][script]
+    result = ModuleResult(f"{script}.lua", [f"gateway/storage/lua/{script}.lua"], tests)
+    kept = {m.operator: m for m in previous.mutants} if retest_survivors and previous is not None else {}
+    if kept and previous is not None:
+        result.baseline_s = previous.baseline_s
+    else:
+        passed, seconds, output = run_tests(tests, sandbox, env, timeout)
+        result.baseline_s = round(seconds, 1)
+        if not passed:
+            result.note = f"the tests fail without any mutant:\n{output}"
+            return result
+    path = lua_script_path(sandbox, script)
+    where = f"gateway/storage/lua/{script}.lua"
+    for mutant in (m for m in table["mutant"] if m["script"] == script):
+        before = kept.get(mutant["id"])
+        if before is not None and before.outcome == "killed":
+            result.mutants.append(before)
             continue
-        tests = table["tests"][script]
-        result = results.get(script)
-        if result is None:
-            result = results[script] = ModuleResult(f"{script}.lua", [f"gateway/storage/lua/{script}.lua"], tests)
-            passed, seconds, output = run_tests(tests, sandbox, env, timeout)
-            result.baseline_s = round(seconds, 1)
-            if not passed:
-                result.note = f"the tests fail without any mutant:\n{output}"
-        if result.note:
-            continue
-        path = lua_script_path(sandbox, script)
         original = path.read_text(encoding="utf-8")
         diff = f"- {mutant['original']}\n+ {mutant['mutated']}"
-        where = f"gateway/storage/lua/{script}.lua"
         if original.count(mutant["original"]) != 1:
             result.mutants.append(Mutant(result.name, where, where, mutant["id"], "error", diff, why=mutant["why"]))
             continue
@@ -242,7 +254,7 @@ def run_lua(table: dict[str, Any], sandbox: Path, env: dict[str, str], timeout: 
             path.write_text(original, encoding="utf-8")
         result.mutants.append(Mutant(result.name, where, where, mutant["id"], "survived" if passed else "killed",
                                      diff, round(seconds, 1), why=mutant["why"]))
-    return list(results.values())
+    return result
 
 
 # -- the report --------------------------------------------------------------------------------
@@ -357,6 +369,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "test-artifacts" / "mutation")
     parser.add_argument("--list", action="store_true", help="list the modules and Lua scripts, run nothing")
     parser.add_argument("--report", action="store_true", help="only write the report from the kept results")
+    parser.add_argument("--retest-survivors", action="store_true",
+                        help="keep each module's killed mutants, run only its survivors (after adding tests)")
+    parser.add_argument("--sandbox", default="sandbox",
+                        help="the sandbox's folder name under --out (two runs at once need two)")
     args = parser.parse_args(argv)
 
     targets, lua_table = load_toml("targets.toml"), load_toml("lua_mutants.toml")
@@ -375,11 +391,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.report:
         modules, lua_scripts = [], []
     out = args.out.resolve()
-    sandbox, sessions, results_dir = out / "sandbox", out / "sessions", out / "results"
+    sandbox, sessions, results_dir = out / args.sandbox, out / "sessions", out / "results"
     sessions.mkdir(parents=True, exist_ok=True)
     results_dir.mkdir(parents=True, exist_ok=True)
     started = datetime.datetime.now(datetime.UTC)
-    command = "make mutate" + (f" ARGS='{' '.join(f'--only {o}' for o in args.only)}'" if args.only else "")
+    command = "make mutate" + (f" ARGS='{' '.join(argv if argv is not None else sys.argv[1:])}'"
+                               if (argv if argv is not None else sys.argv[1:]) else "")
 
     def report() -> dict[str, Any]:
         python = load_results(results_dir, [m["name"] for m in targets["module"]])
@@ -391,6 +408,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         mark_accepted([*python, *lua], accepted)
         return write_report(out, python, lua, command, started, datetime.datetime.now(datetime.UTC))
 
+    def kept(name: str) -> ModuleResult | None:
+        found = load_results(results_dir, [name])
+        return found[0] if found else None
+
     if modules or lua_scripts:
         make_sandbox(ROOT, sandbox)
         env = sandbox_env(sandbox)
@@ -399,12 +420,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             for module in modules:
                 print(f"mutation: {module['name']} ...", flush=True)
                 save(results_dir, run_module(module, targets["options"]["exclude-operators"], sandbox, sessions,
-                                             env, log))
+                                             env, log, kept(module["name"]), args.retest_survivors))
                 report()
         for script in lua_scripts:
             print(f"mutation: {script}.lua ...", flush=True)
-            for result in run_lua(lua_table, sandbox, env, float(lua_table["timeout"]), [script]):
-                save(results_dir, result)
+            save(results_dir, run_lua(lua_table, sandbox, env, float(lua_table["timeout"]), script,
+                                      kept(f"{script}.lua"), args.retest_survivors))
             report()
     overall = report()["overall"]
     print(f"mutation: {overall['killed']} killed, {overall['survived']} survived "
