@@ -29,13 +29,17 @@ def server() -> Iterator[SinkServer]:
         yield started
 
 
-@pytest.fixture
-def runtime(make_runtime: Any, server: SinkServer) -> Any:
+def build(make_runtime: Any, server: SinkServer, max_cooldown: float = 60) -> Any:
     sink = {"name": "hook", "type": "plain", "url": server.url, "events": ["*"], "retry_schedule": [],
             "failure_threshold": 2, "max_in_flight": 5}
     return make_runtime({"delivery": {"allow_private_networks": True, "retry_jitter": 0,
-                                      "circuit_cooldown": COOLDOWN_S, "circuit_max_cooldown": 60},
+                                      "circuit_cooldown": COOLDOWN_S, "circuit_max_cooldown": max_cooldown},
                          "sinks": [sink]}, plugins=[PlainSinkPlugin()])
+
+
+@pytest.fixture
+def runtime(make_runtime: Any, server: SinkServer) -> Any:
+    return build(make_runtime, server)
 
 
 def state(runtime: Any) -> dict[str, Any]:
@@ -48,9 +52,12 @@ def ms(iso: str) -> int:
 
 def open_the_circuit(runtime: Any, server: SinkServer) -> list[str]:
     """Two failures open it; then five deliveries wait behind it. Returns their ids."""
-    publish_tickets(runtime, 2)
+    failed = publish_tickets(runtime, 2)
     drain_queued(runtime)
     assert server.count() == 2 and state(runtime)["state"] == "circuit_open"
+    # Opened by the second failure, for the plain cool-down.
+    opened_by = max(ms(shown(runtime, i)["updated_at"]) for i in failed)
+    assert ms(state(runtime)["circuit_open_until"]) - opened_by == COOLDOWN_S * 1000
     waiting = publish_tickets(runtime, 5)
     drain_queued(runtime)  # the wake-up finds the circuit open: nothing is attempted
     assert server.count() == 2
@@ -103,3 +110,12 @@ def test_a_good_probe_closes_the_circuit_and_lets_the_rest_through(runtime, serv
     assert all(shown(runtime, i)["status"] == "delivered" for i in waiting)
     closed = state(runtime)
     assert closed["state"] == "ok" and closed["failure_streak"] == 0 and closed["circuit_open_until"] is None
+
+
+def test_the_cool_down_grows_no_further_than_circuit_max_cooldown(make_runtime, server):
+    runtime = build(make_runtime, server, max_cooldown=1.5)
+    waiting = open_the_circuit(runtime, server)
+    after_cooldown(runtime)
+    drain_queued(runtime)
+    [probe] = [d for d in (shown(runtime, i) for i in waiting) if d["attempts"] == 1]
+    assert ms(state(runtime)["circuit_open_until"]) - ms(probe["updated_at"]) == 1500
