@@ -261,15 +261,15 @@ def run_lua(table: dict[str, Any], sandbox: Path, env: dict[str, str], timeout: 
 
 
 def mark_accepted(results: Iterable[ModuleResult], accepted: list[dict[str, str]]) -> None:
-    """Give each survivor that survivors.toml explains its reason: an entry matches by path,
-    operator (or Lua mutant id) and a piece of text in the mutated line(s)."""
+    """Give each survivor that survivors.toml explains its reason: an entry matches by path
+    (``*``: any), operator (or Lua mutant id) and a piece of text in the mutated line(s)."""
     for result in results:
         for mutant in result.mutants:
             if mutant.outcome != "survived":
                 continue
             added = "\n".join(line for line in mutant.diff.splitlines() if line.startswith("+"))
             for entry in accepted:
-                if (entry["path"] == mutant.path and entry["operator"] == mutant.operator
+                if (entry["path"] in ("*", mutant.path) and entry["operator"] == mutant.operator
                         and entry.get("match", "") in added):
                     mutant.accepted = entry["reason"]
                     break

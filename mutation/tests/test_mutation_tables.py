@@ -41,7 +41,7 @@ def test_lua_mutants_have_unique_ids_and_cover_the_four_scripts() -> None:
 def test_every_file_the_tables_name_exists() -> None:
     named = [p for m in TARGETS["module"] for p in (*m["paths"], *m["tests"])]
     named += [t for tests in LUA["tests"].values() for t in tests]
-    named += [s["path"] for s in table("survivors.toml").get("survivor", [])]
+    named += [s["path"] for s in table("survivors.toml").get("survivor", []) if s["path"] != "*"]
     missing = [p for p in named if not (ROOT / p.split("::")[0]).is_file()]
     assert not missing
 

@@ -117,3 +117,17 @@ def test_the_configured_tolerance_is_the_one_applied(make_client: Any) -> None:
     at = int(time.time()) - 60
     refused(post(client, **{"webhook-id": "msg_1", "webhook-timestamp": str(at),
                             "webhook-signature": f"v1,{v1(at)}"}), 401, "timestamp_out_of_tolerance")
+
+
+def test_a_secret_rotated_a_moment_ago_by_another_process_is_accepted_at_once(make_client: Any) -> None:
+    admin = "rotating-admin-token-0123456789-abcdef"
+    auth = {"Authorization": f"Bearer {admin}"}
+    rotating = make_client({"gateway": {"admin_token": admin}})
+    first = rotating.post("/api/receive-secret/rotate", headers=auth).get_json()["secret"]
+    other = make_client({"gateway": {"admin_token": admin}})  # another process, knowing the first secret
+    created(post(other, **{"X-Webhook-Signature": hex_sig(secret=first)}))
+    second = rotating.post("/api/receive-secret/rotate", headers=auth).get_json()["secret"]
+    # Signed with a secret the other process has not seen yet: it looks again before refusing.
+    created(post(other, **{"X-Webhook-Signature": hex_sig(secret=second)}))
+    refused(post(other, **{"X-Webhook-Signature": hex_sig(secret="guess")}), 401, "signature_invalid")
+    refused(post(other), 401, "signature_missing")
