@@ -254,6 +254,7 @@ def run_lua(table: dict[str, Any], sandbox: Path, env: dict[str, str], timeout: 
             path.write_text(original, encoding="utf-8")
         result.mutants.append(Mutant(result.name, where, where, mutant["id"], "survived" if passed else "killed",
                                      diff, round(seconds, 1), why=mutant["why"]))
+        print(f"mutation:   {mutant['id']}: {result.mutants[-1].outcome} ({seconds:.0f} s)", flush=True)
     return result
 
 
