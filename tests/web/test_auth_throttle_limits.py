@@ -5,10 +5,16 @@ many minutes are left, rounded up."""
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
 import pytest
+import redis as redis_lib
+from support.processes import free_port
+
+from gateway.storage.keys import Keys
+from gateway.web.auth_throttle import AuthThrottle, Standing
 
 TOKEN = "throttle-limits-admin-token-0123456789"
 WRONG = "throttle-limits-wrong-token-0123456789"
@@ -69,3 +75,16 @@ def test_a_lock_out_ending_this_instant_still_says_one_second(client: Any, redis
     redis_client.set(KEY, 10)
     locked = api(client, TOKEN)
     assert locked.status_code == 429 and locked.headers["Retry-After"] == "1"
+
+
+def test_with_redis_down_the_throttle_counts_nothing_locks_nothing_and_raises_nothing(caplog: Any) -> None:
+    down = redis_lib.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.5)
+    throttle = AuthThrottle(down, Keys("gw:"), GUESSER)
+    with caplog.at_level(logging.WARNING, logger="gateway.auth"):
+        assert throttle.standing() == Standing(0, 0) and not throttle.standing().locked
+        throttle.failed()
+        throttle.succeeded(Standing(3, 0))  # had failures: tries to clear them
+    warnings = [r.getMessage() for r in caplog.records]
+    assert any("cannot read failures" in w for w in warnings)
+    assert any("cannot count a failure" in w for w in warnings)
+    assert any("cannot clear failures" in w for w in warnings)

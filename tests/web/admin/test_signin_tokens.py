@@ -5,6 +5,7 @@ of it, not the token with something added, not one differing in a single charact
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
@@ -64,3 +65,20 @@ def test_with_several_admins_each_token_signs_in_and_a_mix_of_them_does_not(make
     mixed = TOKEN[:10] + OTHER_ADMIN_TOKEN[10:]
     assert sign_in(client, mixed).status_code == 401
     assert sign_in(client, "").status_code == 401
+
+
+def test_a_sign_in_lasts_beyond_the_browser_session(client: Any) -> None:
+    # A permanent session: the cookie carries an expiry (the browser keeps it when closed).
+    cookie = sign_in(client, TOKEN).headers["Set-Cookie"]
+    assert "Expires=" in cookie
+
+
+def test_without_any_admin_token_the_console_is_off(make_client: Any) -> None:
+    client = make_client({"gateway": {"admin_token": TOKEN}})
+    runtime = client.application.extensions["gateway"]
+    # Every runtime the gateway builds has a token (generated when none is configured); one
+    # built otherwise must still refuse everyone, with a page that says why.
+    runtime.settings = dataclasses.replace(runtime.settings, admin_token=None, admin_tokens=())
+    page = client.get("/admin/signin")
+    assert page.status_code == 503 and "The admin console is off" in page.text
+    assert 'name="token"' not in page.text  # no form to guess at
