@@ -1,0 +1,39 @@
+"""A sweep (sweep.lua, through Scripts.sweep) puts back exactly the in-flight leases that
+ended: all of them, counted, in their order, and none that is still running."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from support.delivery import publish_tickets
+from support.plugins import PlainSinkPlugin
+from support.servers import SinkServer
+
+
+@pytest.fixture
+def server() -> Iterator[SinkServer]:
+    with SinkServer() as started:
+        yield started
+
+
+def test_every_expired_lease_comes_back_counted_and_a_live_one_stays(make_runtime: Any, server: SinkServer) -> None:
+    runtime = make_runtime({"delivery": {"allow_private_networks": True},
+                            "sinks": [{"name": "hook", "type": "plain", "url": server.url, "events": ["*"]}]},
+                           plugins=[PlainSinkPlugin()])
+    first, second, running, queued = publish_tickets(runtime, 4)
+    keys, now = runtime.keys, int(time.time() * 1000)
+    # As if workers claimed three and two of them died: their leases ran out; the third runs on.
+    runtime.redis.lrem(keys.ready("hook"), 0, first)
+    runtime.redis.lrem(keys.ready("hook"), 0, second)
+    runtime.redis.lrem(keys.ready("hook"), 0, running)
+    runtime.redis.zadd(keys.inflight("hook"), {first: now - 5000, second: now - 1, running: now + 60_000})
+    # One pass of sweep.lua, as from a process already draining the sink (so it starts no
+    # drainer that would take the work back before this test looks).
+    swept = runtime.scripts.sweep(["hook"], ["hook"])
+    assert swept.recovered == 2 and swept.starts == [] and swept.unconfigured == []
+    ready = [i.decode() for i in runtime.redis.lrange(keys.ready("hook"), 0, -1)]
+    assert ready[:2] == [first, second] and queued in ready and running not in ready
+    assert [i.decode() for i in runtime.redis.zrange(keys.inflight("hook"), 0, -1)] == [running]
