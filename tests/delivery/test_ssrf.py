@@ -193,3 +193,21 @@ def test_guarded_tls_connections_verify_the_certificate(tmp_path) -> None:
             pool.close()
     finally:
         tls_server.stop()
+
+
+@pytest.mark.usefixtures("loopback_allowed")
+def test_a_guarded_connection_to_an_allowed_address_that_refuses_is_a_connect_error(guarded: OutboundClient) -> None:
+    with socket.socket() as probe:  # a port that was free a moment ago and has no listener
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(DeliveryError) as caught:
+        guarded.send(post(f"http://127.0.0.1:{port}/hook"), timeout=5)
+    assert caught.value.code == "connect_error"
+    assert "Connection refused" in caught.value.message
+
+
+def test_a_guarded_connection_to_a_name_that_does_not_resolve_is_a_connect_error(guarded: OutboundClient) -> None:
+    with pytest.raises(DeliveryError) as caught:
+        guarded.send(post("http://no-such-host.invalid/hook"), timeout=5)
+    assert caught.value.code == "connect_error"
+    assert "no-such-host.invalid" in caught.value.message
