@@ -1,0 +1,128 @@
+"""gateway.redact rule by rule, with examples: what the log filter's net catches, how URLs
+and options are shown, and which secrets a request carried. (test_redact.py has the
+delivery log's headers; test_logs.py what reaches the logs.)"""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from gateway.redact import (
+    HIDDEN,
+    MASK,
+    REDACTED,
+    carries_secret,
+    excerpt,
+    plugin_error_text,
+    public_value,
+    redact,
+    redact_url,
+    redact_value,
+    register_secrets,
+    sent_secrets,
+    without_password,
+)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("key whsec_abcDEF123+/= used", f"key whsec_{REDACTED} used"),
+    ("sig v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4= ok", f"sig v1,{REDACTED} ok"),
+    ("got sha256=0123456789abcdef0123 here", f"got sha256={REDACTED} here"),
+    ("hex 0123456789abcdef0123456789abcdef end", f"hex {REDACTED} end"),
+    ("sent Bearer abc.def-ghi", f"sent Bearer {REDACTED}"),
+    ("Authorization: Basic dXNlcjpwdw==", f"Authorization: {REDACTED} {REDACTED}"),
+    ("url https://user:pa55@example.com/x", f"url https://{REDACTED}@example.com/x"),
+    ('{"secret": "hunter2"}', f'{{"secret": "{REDACTED}"}}'),
+    ("token=abc123;", f"token={REDACTED};"),
+])
+def test_the_log_filter_catches_what_looks_like_a_secret(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+@pytest.mark.parametrize("text", ["v1,short", "sha256=abc", "0123456789abcdef0123456789abcde",
+                                  "dlv_0123456789abcdef0123456789abcdef", "nothing to see", ""])
+def test_what_does_not_look_like_a_secret_is_kept(text: str) -> None:
+    assert redact(text) == text
+
+
+def test_registered_secrets_are_caught_anywhere_and_short_ones_are_ignored() -> None:
+    register_secrets(["exact-secret-value-42", "tiny", None])
+    assert redact("prefix exact-secret-value-42suffix") == f"prefix {REDACTED}suffix"
+    assert redact("a tiny word") == "a tiny word"
+    assert redact_value({"a": ["exact-secret-value-42", 3], "b": ("x",)}) == {"a": [REDACTED, 3], "b": ["x"]}
+    assert redact_value(7) == 7
+
+
+@pytest.mark.parametrize(("url", "secret", "shown"), [
+    ("https://hooks.example.com/services/T0/B0/XYZ", False, f"https://hooks.example.com/services/{MASK}"),
+    ("https://hooks.example.com/services/T0/B0/XYZ", True, f"https://hooks.example.com/{MASK}"),
+    ("https://example.com/hook", False, "https://example.com/hook"),
+    ("https://example.com/hook/", False, "https://example.com/hook"),
+    ("https://example.com/", False, "https://example.com"),
+    ("https://example.com", True, "https://example.com"),
+    ("https://u:p@example.com:8443/a?token=x#f", False, f"https://example.com:8443/a?{MASK}"),
+    ("http://[::1]:9/x", False, "http://[::1]:9/x"),
+    ("http://[::1", False, MASK),
+])
+def test_urls_are_shown_to_their_first_path_segment(url: str, secret: bool, shown: str) -> None:
+    assert redact_url(url, secret=secret) == shown
+
+
+def test_a_url_carries_a_secret_when_one_of_the_values_is_in_it() -> None:
+    assert carries_secret("https://hooks.example.com/T/B/tok3n", ["", "tok3n"])
+    assert not carries_secret("https://hooks.example.com/T/B/tok3n", ["", "other"])
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("redis://:pw@host:6379/0", "redis://:***@host:6379/0"),
+    ("redis://user:pw@host/0", "redis://user:***@host/0"),
+    ("redis+sentinel://h:26379/m?sentinel_password=pw&db=1&x", "redis+sentinel://h:26379/m?sentinel_password=***&db=1&x"),
+    ("redis://host:6379/0", "redis://host:6379/0"),
+])
+def test_passwords_leave_redis_urls(url: str, shown: str) -> None:
+    assert without_password(url) == shown
+
+
+@pytest.mark.parametrize(("key", "value", "secret", "shown"), [
+    ("url", "https://hooks.example.com/T/B/X", True, f"https://hooks.example.com/{MASK}"),
+    ("url", "https://example.com/a/b", False, f"https://example.com/a/{MASK}"),
+    ("channel", "#support", False, "#support"),
+    ("headers", {"X-Key": "v"}, True, {"X-Key": HIDDEN}),
+    ("api_keys", [{"label": "zaps", "key": "k"}, "raw"], True, [{"label": "zaps", "key": HIDDEN}, HIDDEN]),
+    ("token", "t0k", True, HIDDEN),
+    ("token", None, True, None),
+])
+def test_option_values_are_shown_without_their_secrets(key: str, value: object, secret: bool,
+                                                        shown: object) -> None:
+    assert public_value(key, value, secret) == shown
+
+
+def test_a_request_carried_its_secrets_whole_and_token_by_token_longest_first() -> None:
+    headers = {"webhook-signature": "v1,AAAAAAAAAAAA v1,BBBBBBBBBBBBBBBB", "X-Plain": "visible",
+               "Authorization": "short"}
+    found = sent_secrets(headers, ["conf-secret", ""], "https://u:p%40ss@example.com/x")
+    basic = base64.b64encode(b"u:p@ss").decode()
+    assert "v1,AAAAAAAAAAAA v1,BBBBBBBBBBBBBBBB" in found and "BBBBBBBBBBBBBBBB" in found
+    assert "AAAAAAAAAAAA" in found and "conf-secret" in found and "p%40ss" in found and "p@ss" in found
+    assert basic in found and "short" in found
+    assert "visible" not in found and "" not in found and "v1" not in found
+    assert found == sorted(found, key=len, reverse=True)
+
+
+def test_a_plugins_error_text_hides_the_sinks_secrets_and_is_cut() -> None:
+    error = RuntimeError("failed with key conf-secret-123 and Bearer abcdefgh")
+    text = plugin_error_text(error, hidden=["conf-secret-123", ""])
+    assert text == f"RuntimeError: failed with key {HIDDEN} and Bearer {REDACTED}"
+    assert plugin_error_text(ValueError()) == "ValueError"
+    cut = plugin_error_text(RuntimeError("x" * 600), limit=50)
+    assert len(cut) == 50 and cut.endswith(MASK)
+    assert len(plugin_error_text(RuntimeError("x" * 36), limit=50)) == 50
+
+
+def test_a_response_excerpt_hides_what_was_sent_and_keeps_two_kilobytes() -> None:
+    echoed = b"signature mismatch: got v1,SECRETSIG expected something"
+    assert excerpt(echoed, ["v1,SECRETSIG"]) == f"signature mismatch: got {HIDDEN} expected something"
+    long = excerpt(b"\xc3\xa9" * 2000)  # two bytes a character: never cut inside one
+    assert len(long.encode()) == 2048 and long == "é" * 1024
+    assert excerpt(b"\xff ok") == "\ufffd ok"
