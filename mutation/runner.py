@@ -263,7 +263,8 @@ def run_lua(table: dict[str, Any], sandbox: Path, env: dict[str, str], timeout: 
 
 def mark_accepted(results: Iterable[ModuleResult], accepted: list[dict[str, str]]) -> None:
     """Give each survivor that survivors.toml explains its reason: an entry matches by path
-    (``*``: any), operator (or Lua mutant id) and a piece of text in the mutated line(s)."""
+    (``*``: any), operator (or Lua mutant id), a piece of text in the mutated line(s) and,
+    when the mutated line alone is ambiguous, a piece of its context in the diff."""
     for result in results:
         for mutant in result.mutants:
             if mutant.outcome != "survived":
@@ -271,7 +272,7 @@ def mark_accepted(results: Iterable[ModuleResult], accepted: list[dict[str, str]
             added = "\n".join(line for line in mutant.diff.splitlines() if line.startswith("+"))
             for entry in accepted:
                 if (entry["path"] in ("*", mutant.path) and entry["operator"] == mutant.operator
-                        and entry.get("match", "") in added):
+                        and entry.get("match", "") in added and entry.get("context", "") in mutant.diff):
                     mutant.accepted = entry["reason"]
                     break
 
