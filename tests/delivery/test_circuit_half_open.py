@@ -13,8 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from support.delivery import drain_queued, publish_tickets, shown
-from support.plugins import PlainSinkPlugin
+from support.delivery import drain_queued, plain_runtime, publish_tickets, shown
 from support.processes import wait_until
 from support.servers import Answer, SinkServer
 
@@ -30,11 +29,8 @@ def server() -> Iterator[SinkServer]:
 
 
 def build(make_runtime: Any, server: SinkServer, max_cooldown: float = 60) -> Any:
-    sink = {"name": "hook", "type": "plain", "url": server.url, "events": ["*"], "retry_schedule": [],
-            "failure_threshold": 2, "max_in_flight": 5}
-    return make_runtime({"delivery": {"allow_private_networks": True, "retry_jitter": 0,
-                                      "circuit_cooldown": COOLDOWN_S, "circuit_max_cooldown": max_cooldown},
-                         "sinks": [sink]}, plugins=[PlainSinkPlugin()])
+    return plain_runtime(make_runtime, server.url, retry_schedule=[], failure_threshold=2, max_in_flight=5,
+                         delivery={"circuit_cooldown": COOLDOWN_S, "circuit_max_cooldown": max_cooldown})
 
 
 @pytest.fixture

@@ -6,11 +6,9 @@ left. Real drainer in the test process, real Redis, real HTTP sinks."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
-from support.delivery import drain_queued, publish_tickets, shown
-from support.plugins import PlainSinkPlugin
+from support.delivery import drain_queued, plain_runtime, publish_tickets, shown
 from support.servers import Answer, SinkServer
 
 from gateway.delivery import sink_state, wakeups
@@ -22,15 +20,9 @@ def server() -> Iterator[SinkServer]:
         yield started
 
 
-def build(make_runtime: Any, server: SinkServer, **sink: Any) -> Any:
-    table = {"name": "hook", "type": "plain", "url": server.url, "events": ["*"], **sink}
-    return make_runtime({"delivery": {"allow_private_networks": True, "retry_jitter": 0}, "sinks": [table]},
-                        plugins=[PlainSinkPlugin()])
-
-
 def test_a_paused_sinks_deliveries_wait_until_it_is_resumed(make_runtime, server):
     server.answer(Answer(410, b"gone"))  # the reference policy: 410 pauses the sink
-    runtime = build(make_runtime, server, max_in_flight=1)
+    runtime = plain_runtime(make_runtime, server.url, max_in_flight=1)
     first, *waiting = publish_tickets(runtime, 3)
     # One drainer: the pause comes while it is still draining, so its next claim must stop.
     drain_queued(runtime)
@@ -48,7 +40,7 @@ def test_a_paused_sinks_deliveries_wait_until_it_is_resumed(make_runtime, server
 
 
 def test_a_delivery_pushed_twice_is_attempted_once(make_runtime, server):
-    runtime = build(make_runtime, server)
+    runtime = plain_runtime(make_runtime, server.url)
     [delivery_id] = publish_tickets(runtime)
     # As when a retry's requeue races a replay: the id is on the ready list twice.
     runtime.redis.rpush(runtime.keys.ready("hook"), delivery_id)
@@ -60,7 +52,7 @@ def test_a_delivery_pushed_twice_is_attempted_once(make_runtime, server):
 @pytest.mark.parametrize(("cap", "concurrency"), [(1, 2), (2, 3), (3, 4)])
 def test_the_in_flight_cap_holds_when_the_drainer_could_take_one_more(make_runtime, server, cap, concurrency):
     server.default = Answer(200, delay=0.3)
-    runtime = build(make_runtime, server, max_in_flight=cap)
+    runtime = plain_runtime(make_runtime, server.url, max_in_flight=cap)
     ids = publish_tickets(runtime, cap + 3)
     drain_queued(runtime, concurrency=concurrency)
     assert all(shown(runtime, i)["status"] == "delivered" for i in ids)

@@ -10,8 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from support.delivery import drain_queued, publish_tickets, shown
-from support.plugins import PlainSinkPlugin
+from support.delivery import drain_queued, plain_runtime, publish_tickets, shown
 from support.processes import wait_until
 from support.servers import Answer, SinkServer
 
@@ -30,15 +29,13 @@ def server() -> Iterator[SinkServer]:
 def lease_while_attempting(make_runtime: Any, server: SinkServer, **sink: Any) -> tuple[int, int, Any, str]:
     """Publish one delivery, attempt it in a thread, and read its in-flight lease (epoch ms)
     while the destination holds the request. Returns (lease end, time read, runtime, id)."""
-    table = {"name": "slow", "type": "plain", "url": server.url, "events": ["*"], **sink}
-    runtime = make_runtime({"delivery": {"allow_private_networks": True, "timeout": 5}, "sinks": [table]},
-                           plugins=[PlainSinkPlugin()])
+    runtime = plain_runtime(make_runtime, server.url, delivery={"timeout": 5}, **sink)
     before = server.count()
     [delivery_id] = publish_tickets(runtime)
     drainer = threading.Thread(target=drain_queued, args=(runtime,), daemon=True)
     drainer.start()
     wait_until(lambda: server.count() == before + 1, what="the destination holding the attempt")
-    lease = runtime.redis.zscore("gw:inflight:slow", delivery_id)
+    lease = runtime.redis.zscore("gw:inflight:hook", delivery_id)
     read_at = int(time.time() * 1000)
     drainer.join(30)
     assert not drainer.is_alive()

@@ -9,8 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from support.delivery import drain_queued, publish_tickets, shown
-from support.plugins import PlainSinkPlugin
+from support.delivery import drain_queued, plain_runtime, publish_tickets, shown
 from support.servers import Answer, SinkServer
 
 RETENTION_DAYS = 2
@@ -23,10 +22,7 @@ def server() -> Iterator[SinkServer]:
 
 
 def build(make_runtime: Any, server: SinkServer, **sink: Any) -> Any:
-    table = {"name": "hook", "type": "plain", "url": server.url, "events": ["*"], **sink}
-    return make_runtime({"gateway": {"retention_days": RETENTION_DAYS},
-                         "delivery": {"allow_private_networks": True, "retry_jitter": 0}, "sinks": [table]},
-                        plugins=[PlainSinkPlugin()])
+    return plain_runtime(make_runtime, server.url, gateway={"retention_days": RETENTION_DAYS}, **sink)
 
 
 def ttl(runtime: Any, key: str) -> int:

@@ -8,8 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from support.delivery import publish_tickets
-from support.plugins import PlainSinkPlugin
+from support.delivery import plain_runtime, publish_tickets
 from support.servers import SinkServer
 
 
@@ -20,9 +19,7 @@ def server() -> Iterator[SinkServer]:
 
 
 def test_every_expired_lease_comes_back_counted_and_a_live_one_stays(make_runtime: Any, server: SinkServer) -> None:
-    runtime = make_runtime({"delivery": {"allow_private_networks": True},
-                            "sinks": [{"name": "hook", "type": "plain", "url": server.url, "events": ["*"]}]},
-                           plugins=[PlainSinkPlugin()])
+    runtime = plain_runtime(make_runtime, server.url)
     first, second, running, queued = publish_tickets(runtime, 4)
     keys, now = runtime.keys, int(time.time() * 1000)
     # As if workers claimed three and two of them died: their leases ran out; the third runs on.
