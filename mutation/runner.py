@@ -66,6 +66,8 @@ class ModuleResult:
     mutants: list[Mutant] = dataclasses.field(default_factory=list)
     note: str = ""
     ran_at: str = ""
+    pending: int = 0
+    """Mutants not judged yet: the run was stopped (``--retest-survivors`` goes on with them)."""
 
     def count(self, outcome: str) -> int:
         return sum(1 for m in self.mutants if m.outcome == outcome)
@@ -184,12 +186,13 @@ def run_module(module: dict[str, Any], exclude_operators: list[str], sandbox: Pa
         if step.returncode != 0:
             result.note = f"{tool} {rest[0]} failed with exit status {step.returncode} (see run.log)"
             break
-    result.mutants = read_session(module["name"], session)
+    result.mutants, result.pending = read_session(module["name"], session)
     return result
 
 
-def read_session(name: str, session: Path) -> list[Mutant]:
-    """The judged mutants of a cosmic-ray session (filtered-out operators are not mutants)."""
+def read_session(name: str, session: Path) -> tuple[list[Mutant], int]:
+    """The judged mutants of a cosmic-ray session (filtered-out operators are not mutants),
+    and how many are not judged yet."""
     from cosmic_ray.work_db import WorkDB, use_db
     from cosmic_ray.work_item import TestOutcome, WorkerOutcome
 
@@ -210,7 +213,8 @@ def read_session(name: str, session: Path) -> list[Mutant]:
                 fate = "error"
             mutants.append(Mutant(name, str(spec.module_path), f"{spec.module_path}:{spec.start_pos[0]}",
                                   spec.operator_name, fate, outcome.diff or ""))
-    return sorted(mutants, key=lambda m: (m.path, int(m.where.rsplit(":", 1)[1]), m.operator))
+        pending = sum(1 for _ in db.pending_work_items)
+    return sorted(mutants, key=lambda m: (m.path, int(m.where.rsplit(":", 1)[1]), m.operator)), pending
 
 
 # -- Lua scripts: the hand-written mutants -----------------------------------------------------
@@ -281,6 +285,7 @@ def summary(results: Sequence[ModuleResult]) -> dict[str, Any]:
     killed = sum(r.count("killed") for r in results)
     survived = sum(r.count("survived") for r in results)
     return {"killed": killed, "survived": survived, "errors": sum(r.count("error") for r in results),
+            "not_judged_yet": sum(r.pending for r in results),
             "score": round(killed / (killed + survived), 4) if killed + survived else None,
             "unexplained_survivors": sum(1 for r in results for m in r.mutants
                                          if m.outcome == "survived" and not m.accepted)}
@@ -306,13 +311,15 @@ def write_report(out: Path, python: list[ModuleResult], lua: list[ModuleResult],
              "its mutants were last run.", "",
              f"**Overall: {overall['killed']} killed, {overall['survived']} survived "
              f"({overall['unexplained_survivors']} not explained in mutation/survivors.toml), "
-             f"{overall['errors']} could not be run: score {percent(overall['score'])}** "
+             f"{overall['errors']} could not be run, {overall['not_judged_yet']} not judged yet: "
+             f"score {percent(overall['score'])}** "
              f"(Python {percent(doc['python']['score'])}, Lua {percent(doc['lua']['score'])}).", "",
-             "| module | files | mutants | killed | survived | errors | score | clean test run | run at (UTC) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| module | files | judged | killed | survived | errors | not judged yet | score | clean test run "
+             "| run at (UTC) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in [*python, *lua]:
         lines.append(f"| {r.name} | {', '.join(r.paths)} | {len(r.mutants)} | {r.count('killed')} | "
-                     f"{r.count('survived')} | {r.count('error')} | {percent(r.score)} | "
+                     f"{r.count('survived')} | {r.count('error')} | {r.pending} | {percent(r.score)} | "
                      f"{r.baseline_s if r.baseline_s is not None else '-'} s | {r.ran_at[:16]} |")
     for r in [*python, *lua]:
         if r.note:
@@ -402,10 +409,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def report() -> dict[str, Any]:
         python = load_results(results_dir, [m["name"] for m in targets["module"]])
+        known = {r.name for r in python}
+        # A module whose run was stopped has a session but no result yet: report what it has.
+        python += [ModuleResult(m["name"], list(m["paths"]), list(m["tests"]), note="") for m in targets["module"]
+                   if m["name"] not in known and (sessions / f"{slug(m['name'])}.sqlite").exists()]
+        order = [m["name"] for m in targets["module"]]
+        python.sort(key=lambda r: order.index(r.name))
         for result in python:  # the session is the record of each mutant's fate
             session = sessions / f"{slug(result.name)}.sqlite"
             if session.exists() and not result.note:
-                result.mutants = read_session(result.name, session)
+                result.mutants, result.pending = read_session(result.name, session)
         lua = load_results(results_dir, [f"{s}.lua" for s in scripts])
         mark_accepted([*python, *lua], accepted)
         return write_report(out, python, lua, command, started, datetime.datetime.now(datetime.UTC))

@@ -27,10 +27,24 @@ def test_every_expired_lease_comes_back_counted_and_a_live_one_stays(make_runtim
     runtime.redis.lrem(keys.ready("hook"), 0, second)
     runtime.redis.lrem(keys.ready("hook"), 0, running)
     runtime.redis.zadd(keys.inflight("hook"), {first: now - 5000, second: now - 1, running: now + 60_000})
-    # One pass of sweep.lua, as from a process already draining the sink (so it starts no
-    # drainer that would take the work back before this test looks).
+    # The sink's drainers are gone too (their leases lapsed): ready work and no drainer.
+    runtime.redis.delete(keys.drainers("hook"))
+    # One pass of sweep.lua, as from a process that drains the sink already: it starts no
+    # second drainer of its own (and none takes the work before this test looks).
     swept = runtime.scripts.sweep(["hook"], ["hook"])
     assert swept.recovered == 2 and swept.starts == [] and swept.unconfigured == []
     ready = [i.decode() for i in runtime.redis.lrange(keys.ready("hook"), 0, -1)]
     assert ready[:2] == [first, second] and queued in ready and running not in ready
     assert [i.decode() for i in runtime.redis.zrange(keys.inflight("hook"), 0, -1)] == [running]
+
+
+def test_a_sweep_wakes_a_drainer_for_ready_work_without_one_unless_this_process_drains_it(
+        make_runtime: Any, server: SinkServer) -> None:
+    runtime = plain_runtime(make_runtime, server.url)
+    publish_tickets(runtime, 3)
+    runtime.redis.delete(runtime.keys.drainers("hook"), runtime.queue.key)  # as if the wake-up was lost
+    assert runtime.scripts.sweep(["hook"], ["hook"]).starts == []
+    [(sink, token)] = runtime.scripts.sweep(["hook"], []).starts
+    assert sink == "hook" and runtime.redis.zscore(runtime.keys.drainers("hook"), token) is not None
+    # Now a drainer holds a live lease: the next pass of another process adds none.
+    assert runtime.scripts.sweep(["hook"], []).starts == []
