@@ -112,7 +112,7 @@ class Stack:
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir
         run_dir.mkdir(parents=True, exist_ok=True)
-        self.redis_server = EmbeddedRedis(run_dir / "redis", appendonly=True)
+        self.redis_server = EmbeddedRedis(run_dir / "redis", appendonly=True, fsync="everysec")
         self.procs = Processes(run_dir)
         self.redis: redis.Redis | None = None
 

@@ -152,7 +152,7 @@ class Runtime:
         """Build from already-validated settings. Without a configured ``admin_token`` the
         one generated under the data directory is used (see :mod:`gateway.admin_token`)."""
         settings = ensure_admin_token(settings)
-        url, embedded = redis_url_for(settings.redis_url, settings.data_dir)
+        url, embedded = redis_url_for(settings.redis_url, settings.data_dir, settings.embedded_fsync)
         try:
             check_redis_url(url)
         except RedisUrlError as exc:

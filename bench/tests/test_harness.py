@@ -219,7 +219,7 @@ def test_a_run_writes_every_key_even_for_the_scenarios_it_skips(tmp_path: Path) 
 
 
 def test_the_floor_server_does_the_receive_write_and_nothing_else(tmp_path: Path) -> None:
-    from bench.stack import Stack
+    from bench.stack import WEB_WORKERS, Stack
 
     with Stack(tmp_path) as stack:
         config = stack.write_config("floor", [{"name": "fast", "type": "generic_webhook",
@@ -231,8 +231,9 @@ def test_the_floor_server_does_the_receive_write_and_nothing_else(tmp_path: Path
             answer = requests.post(url, data=b"{}", timeout=10)
             assert answer.status_code == 201
         # publish.lua ran each time: a new ticket number, a pending delivery on the ready list,
-        # for the one ticket built at start-up.
+        # for the ticket each web worker built at start-up (which worker answers is the
+        # kernel's choice: one ticket or one per worker).
         (seq_key,) = stack.redis.keys("gw:ticket_seq:*")
         assert int(stack.redis.get(seq_key)) == 3
-        assert stack.redis.zcard("gw:tickets") == 1
+        assert 1 <= stack.redis.zcard("gw:tickets") <= WEB_WORKERS
         assert stack.redis.llen("gw:ready:fast") == 3

@@ -79,7 +79,7 @@ def config_check(file: str | None, offline: bool) -> None:
 
 def _report_redis(settings: Settings) -> bool:
     """Print the Redis survey; False when it found an error."""
-    url, embedded = redis_url_for(settings.redis_url, settings.data_dir)
+    url, embedded = redis_url_for(settings.redis_url, settings.data_dir, settings.embedded_fsync)
     durability = durability_of(settings)
     mode = durability.mode if not durability.replicated else (
         f"replicated (a write is acknowledged once {durability.replicas} replica(s) confirmed it, "

@@ -36,7 +36,7 @@ def _serve_options(f: F) -> F:
 
 def _redis_for(settings: Settings) -> tuple[str, Any]:
     """Where Redis is; the embedded server is started here (and returned, to be stopped)."""
-    url, embedded = redis_url_for(settings.redis_url, settings.data_dir)
+    url, embedded = redis_url_for(settings.redis_url, settings.data_dir, settings.embedded_fsync)
     if embedded is not None:
         try:
             embedded.start()

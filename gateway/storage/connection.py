@@ -269,14 +269,15 @@ def connect(url: str, **kwargs: Any) -> redis.Redis:
     return redis.Redis.from_url(url, **options)
 
 
-def redis_url_for(configured: str | None, data_dir: str) -> tuple[str, EmbeddedRedis | None]:
+def redis_url_for(configured: str | None, data_dir: str,
+                  embedded_fsync: str = "always") -> tuple[str, EmbeddedRedis | None]:
     """Where Redis is: the config's ``redis_url``, else ``GATEWAY_REDIS_URL`` (set by
     ``gateway run`` for its children), else the embedded server under ``data_dir``
-    (returned too, not yet started)."""
+    (returned too, not yet started, with ``appendfsync`` set to ``embedded_fsync``)."""
     if configured:
         return configured, None
     env = os.environ.get(REDIS_URL_ENV)
     if env:
         return env, None
-    embedded = EmbeddedRedis(data_dir)
+    embedded = EmbeddedRedis(data_dir, fsync=embedded_fsync)
     return embedded.url, embedded

@@ -35,7 +35,7 @@ def test_find_a_failed_delivery_replay_it_and_see_it_delivered(page: Any, gatewa
     sink_server.answer(Answer(status=503, body=b"receiver is down for maintenance"))
     ticket = gateway.create_ticket("Printer on fire")
     gateway.wait_until(lambda: any(d["status"] == "failed"
-                                   for d in gateway.web.api("/api/deliveries?sink=crm")["deliveries"]),
+                                   for d in gateway.api("/api/deliveries?sink=crm")["deliveries"]),
                "the first delivery to fail")
 
     sign_in(page, gateway)

@@ -208,8 +208,8 @@ def test_gateway_run_restarts_the_embedded_redis_with_its_data(tmp_path: Path) -
             assert second.status_code == 503  # meanwhile: unavailable, never a 500
             time.sleep(0.2)
         assert second is not None and second.status_code == 201, run.output()
-        # Redis writes the append-only file before it replies, so a killed server has lost
-        # nothing it acknowledged (appendfsync only matters when the machine itself dies).
+        # With the default embedded_fsync = "always" Redis writes and fsyncs the append-only
+        # file before it replies, so a killed server has lost nothing it acknowledged.
         assert "embedded Redis exited with code -9; restarting it" in run.output()
         token = (tmp_path / ".gateway" / "admin_token").read_text().strip()
         ids = [t["id"] for t in requests.get(run.url + "/api/tickets", timeout=10,

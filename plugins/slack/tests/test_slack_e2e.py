@@ -77,9 +77,12 @@ def test_tickets_become_slack_messages_at_about_one_per_second(gateway, recordin
     assert {f["title"]: f["value"] for f in attachment["fields"]} == {
         "Priority": "urgent", "Status": "new", "Category": "Hardware", "Customer": "Ann (ann@example.com)"}
     assert [d["status"] for d in deliveries(client)] == ["delivered"] * 3
-    # Slack's limit for incoming webhooks is the slack type's default rate limit.
+    # Slack's limit for incoming webhooks (one per second) is the slack type's default rate
+    # limit: three messages span about two seconds. Measured where they arrive, so a loaded
+    # machine may delay one by a fraction of a second; unlimited they would arrive together.
     times = sorted(r.received_at for r in slack.requests)
-    assert all(later - earlier >= 0.9 for earlier, later in itertools.pairwise(times))
+    assert times[-1] - times[0] >= 1.5
+    assert all(later - earlier >= 0.5 for earlier, later in itertools.pairwise(times))
 
 
 def test_rate_limited_then_ok_is_one_message_sent_after_retry_after(gateway, recording_sink):
