@@ -19,7 +19,8 @@ from support.servers import Answer, SinkServer
 
 from gateway.delivery import sink_state, wakeups
 
-COOLDOWN_S = 1.0
+COOLDOWN_S = 2.0
+"""Long enough that a drain under heavy load ends before the circuit it re-opened is due again."""
 
 
 @pytest.fixture
@@ -55,8 +56,7 @@ def open_the_circuit(runtime: Any, server: SinkServer) -> list[str]:
     opened_by = max(ms(shown(runtime, i)["updated_at"]) for i in failed)
     assert ms(state(runtime)["circuit_open_until"]) - opened_by == COOLDOWN_S * 1000
     waiting = publish_tickets(runtime, 5)
-    drain_queued(runtime)  # the wake-up finds the circuit open: nothing is attempted
-    assert server.count() == 2
+    assert server.count() == 2 and state(runtime)["counts"]["queued"] == 5
     return waiting
 
 
@@ -109,9 +109,9 @@ def test_a_good_probe_closes_the_circuit_and_lets_the_rest_through(runtime, serv
 
 
 def test_the_cool_down_grows_no_further_than_circuit_max_cooldown(make_runtime, server):
-    runtime = build(make_runtime, server, max_cooldown=1.5)
+    runtime = build(make_runtime, server, max_cooldown=3)
     waiting = open_the_circuit(runtime, server)
     after_cooldown(runtime)
     drain_queued(runtime)
     [probe] = [d for d in (shown(runtime, i) for i in waiting) if d["attempts"] == 1]
-    assert ms(state(runtime)["circuit_open_until"]) - ms(probe["updated_at"]) == 1500
+    assert ms(state(runtime)["circuit_open_until"]) - ms(probe["updated_at"]) == 3000
