@@ -75,3 +75,9 @@ def test_a_not_before_in_the_past_means_now_and_without_one_nothing_is_asked():
     # The sink's own time, within the cap, is taken as it is.
     asked = Outcome.retry("x", not_before=NOW + timedelta(seconds=90))
     assert not_before(asked, response(429, **{"Retry-After": "5"}), NOW, 600) == NOW + timedelta(seconds=90)
+
+
+def test_the_jitter_comes_from_the_random_source_given():
+    # A seeded source gives the same delay every time (what the bench and tests rely on).
+    assert retry_delay([100], 1, 0.2, random.Random(7)) == retry_delay([100], 1, 0.2, random.Random(7))
+    assert retry_delay([100], 1, 0.2, random.Random(7)) == 100 * random.Random(7).uniform(0.8, 1.2)

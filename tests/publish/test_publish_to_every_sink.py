@@ -49,6 +49,9 @@ def test_a_received_ticket_registers_one_delivery_per_subscribed_sink(client: An
     for sink in ("crm", "chat"):
         assert [d["sink"] for d in logged(client, sink=sink)] == [sink]
     assert logged(client, sink="billing") == []
+    # Each waits in its own sink's queue (the sink state API), so each sink's limits apply to it.
+    sinks = client.get("/api/sinks", headers=AUTH).get_json()["sinks"]
+    assert {s["name"]: s["counts"]["queued"] for s in sinks} == {"crm": 1, "chat": 1, "billing": 0}
 
     drain_queued(client.application.extensions["gateway"])
     crm, chat, billing = servers
