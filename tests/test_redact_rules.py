@@ -21,6 +21,8 @@ from gateway.redact import (
     redact_value,
     register_secrets,
     sent_secrets,
+    shown_url,
+    sink_secret_values,
     without_password,
 )
 
@@ -64,6 +66,9 @@ def test_registered_secrets_are_caught_anywhere_and_short_ones_are_ignored() -> 
     ("https://u:p@example.com:8443/a?token=x#f", False, f"https://example.com:8443/a?{MASK}"),
     ("http://[::1]:9/x", False, "http://[::1]:9/x"),
     ("http://[::1", False, MASK),
+    ("https://example.com", False, "https://example.com"),
+    ("https://example.com/a?token=x", False, f"https://example.com/a?{MASK}"),
+    ("https://example.com/a#frag", False, f"https://example.com/a?{MASK}"),
 ])
 def test_urls_are_shown_to_their_first_path_segment(url: str, secret: bool, shown: str) -> None:
     assert redact_url(url, secret=secret) == shown
@@ -126,3 +131,43 @@ def test_a_response_excerpt_hides_what_was_sent_and_keeps_two_kilobytes() -> Non
     long = excerpt(b"\xc3\xa9" * 2000)  # two bytes a character: never cut inside one
     assert len(long.encode()) == 2048 and long == "é" * 1024
     assert excerpt(b"\xff ok") == "\ufffd ok"
+
+
+def test_a_shown_url_is_the_redacted_one_and_stays_so_when_remembered() -> None:
+    url = "https://hooks.example.com/services/T0/B0/SECRET"
+    for _ in range(2):
+        assert shown_url(url) == f"https://hooks.example.com/services/{MASK}"
+        assert shown_url(url, secret=True) == f"https://hooks.example.com/{MASK}"
+
+
+def test_a_longer_secret_is_hidden_whole_even_when_a_shorter_one_is_inside_it() -> None:
+    register_secrets(["inner-part", "inner-part-and-more-of-it"])
+    assert redact("x inner-part-and-more-of-it y") == f"x {REDACTED} y"
+
+
+def test_secrets_of_six_characters_are_registered_and_of_five_are_not() -> None:
+    register_secrets(["6chars", "5char"])
+    assert redact("a 6chars b 5char c") == f"a {REDACTED} b 5char c"
+
+
+def test_header_tokens_of_eight_characters_count_as_sent_secrets_and_shorter_ones_do_not() -> None:
+    found = sent_secrets({"X-Signature": "12345678 1234567"}, [], "https://example.com/")
+    assert "12345678" in found and "1234567" not in found
+
+
+def test_a_sinks_secret_values_are_its_secrets_its_secret_options_and_its_url_password(make_runtime) -> None:
+    runtime = make_runtime({"sinks": [
+        {"name": "zap", "type": "zapier", "events": ["*"], "secret": "zap-signing-secret",
+         "api_keys": [{"label": "zaps-label", "key": "zapier-api-key-0123456789-abcdef"}]},
+        {"name": "slack", "type": "slack", "events": ["*"],
+         "url": "https://hooks.slack.com/services/T0/B0/slacktoken"}]})
+    zap = sink_secret_values(runtime.sink_config("zap"))
+    assert "zap-signing-secret" in zap and "zapier-api-key-0123456789-abcdef" in zap
+    assert "zaps-label" not in zap
+    assert "https://hooks.slack.com/services/T0/B0/slacktoken" in sink_secret_values(runtime.sink_config("slack"))
+
+
+def test_defaults_cut_plugin_errors_at_500_characters_and_excerpts_at_2048_bytes() -> None:
+    assert len(plugin_error_text(RuntimeError("x" * 600))) == 500
+    assert len(plugin_error_text(RuntimeError("x" * 486))) == 500  # "RuntimeError: " + 486: exactly the limit
+    assert excerpt(b"a" * 3000) == "a" * 2048
