@@ -133,6 +133,11 @@ def test_a_response_excerpt_hides_what_was_sent_and_keeps_two_kilobytes() -> Non
     assert excerpt(b"\xff ok") == "\ufffd ok"
 
 
+def test_a_lone_run_of_32_hex_digits_is_caught_and_a_url_is_not_secret_unless_said() -> None:
+    assert redact("0123456789abcdef0123456789abcdef") == REDACTED
+    assert redact_url("https://example.com/a/b") == f"https://example.com/a/{MASK}"
+
+
 def test_a_shown_url_is_the_redacted_one_and_stays_so_when_remembered() -> None:
     url = "https://hooks.example.com/services/T0/B0/SECRET"
     for _ in range(2):
@@ -160,14 +165,17 @@ def test_a_sinks_secret_values_are_its_secrets_its_secret_options_and_its_url_pa
         {"name": "zap", "type": "zapier", "events": ["*"], "secret": "zap-signing-secret",
          "api_keys": [{"label": "zaps-label", "key": "zapier-api-key-0123456789-abcdef"}]},
         {"name": "slack", "type": "slack", "events": ["*"],
-         "url": "https://hooks.slack.com/services/T0/B0/slacktoken"}]})
+         "url": "https://hooks.slack.com/services/T0/B0/slacktoken"},
+        {"name": "hook", "type": "generic_webhook", "events": ["*"], "url": "https://user:url-pass-word@example.com/"}]})
     zap = sink_secret_values(runtime.sink_config("zap"))
     assert "zap-signing-secret" in zap and "zapier-api-key-0123456789-abcdef" in zap
     assert "zaps-label" not in zap
     assert "https://hooks.slack.com/services/T0/B0/slacktoken" in sink_secret_values(runtime.sink_config("slack"))
+    assert "url-pass-word" in sink_secret_values(runtime.sink_config("hook"))
 
 
 def test_defaults_cut_plugin_errors_at_500_characters_and_excerpts_at_2048_bytes() -> None:
     assert len(plugin_error_text(RuntimeError("x" * 600))) == 500
-    assert len(plugin_error_text(RuntimeError("x" * 486))) == 500  # "RuntimeError: " + 486: exactly the limit
+    exact = plugin_error_text(RuntimeError("x" * 486))  # "RuntimeError: " + 486: exactly the limit, kept whole
+    assert len(exact) == 500 and exact.endswith("x")
     assert excerpt(b"a" * 3000) == "a" * 2048
