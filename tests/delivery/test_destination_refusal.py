@@ -56,3 +56,14 @@ def test_the_context_applies_the_deployments_setting(make_runtime: Any, allow: b
 def test_a_context_the_gateway_did_not_hand_out_says_so(redis_client: Any) -> None:
     with pytest.raises(RuntimeError, match="no core services"):
         SinkContext(redis_client, "gw:").check_destination("https://8.8.8.8/")
+
+
+def test_an_address_with_a_zone_is_judged_by_the_address() -> None:
+    refusal = destination_refusal("http://[fe80::1%25eth0]:8080/x")
+    assert refusal is not None and "is a link-local address" in refusal
+
+
+def test_the_smallest_ipv4_compatible_address_is_refused() -> None:
+    # ::2 is the IPv4-compatible form of 0.0.0.2 (only :: and ::1 are not such forms).
+    refusal = destination_refusal("http://[::2]/x")
+    assert refusal is not None and "0.0.0.2" in refusal

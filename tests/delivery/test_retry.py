@@ -60,3 +60,24 @@ def test_a_sinks_not_before_wins_and_is_capped():
 def test_rq_times_are_rounded_up_to_the_second():
     assert rq_schedule_time(NOW + timedelta(milliseconds=1)) == NOW + timedelta(seconds=1)
     assert rq_schedule_time(NOW) == NOW
+
+
+def test_no_delay_before_any_attempt_and_a_zero_delay_stays_zero():
+    assert retry_delay([5, 300], 0, 0) is None
+    assert retry_delay([5, 300], -1, 0) is None
+    assert retry_delay([0, 300], 1, 0) == 0
+    assert retry_delay([0, 300], 1, 0.5, random.Random(1)) == 0
+
+
+def test_a_not_before_in_the_past_means_now_and_without_one_nothing_is_asked():
+    assert not_before(Outcome.retry("x", not_before=NOW - timedelta(minutes=5)), None, NOW, 600) == NOW
+    assert not_before(Outcome.retry("x"), None, NOW, 600) is None
+    # The sink's own time, within the cap, is taken as it is.
+    asked = Outcome.retry("x", not_before=NOW + timedelta(seconds=90))
+    assert not_before(asked, response(429, **{"Retry-After": "5"}), NOW, 600) == NOW + timedelta(seconds=90)
+
+
+def test_the_jitter_comes_from_the_random_source_given():
+    # A seeded source gives the same delay every time (what the bench and tests rely on).
+    assert retry_delay([100], 1, 0.2, random.Random(7)) == retry_delay([100], 1, 0.2, random.Random(7))
+    assert retry_delay([100], 1, 0.2, random.Random(7)) == 100 * random.Random(7).uniform(0.8, 1.2)

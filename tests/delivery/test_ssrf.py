@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from support.processes import free_port
 from support.servers import LocalServer, answer, post, self_signed_tls
 
 from gateway.delivery import ssrf
@@ -193,3 +194,18 @@ def test_guarded_tls_connections_verify_the_certificate(tmp_path) -> None:
             pool.close()
     finally:
         tls_server.stop()
+
+
+@pytest.mark.usefixtures("loopback_allowed")
+def test_a_guarded_connection_to_an_allowed_address_that_refuses_is_a_connect_error(guarded: OutboundClient) -> None:
+    with pytest.raises(DeliveryError) as caught:  # a port nothing listens on
+        guarded.send(post(f"http://127.0.0.1:{free_port()}/hook"), timeout=5)
+    assert caught.value.code == "connect_error"
+    assert "Connection refused" in caught.value.message
+
+
+def test_a_guarded_connection_to_a_name_that_does_not_resolve_is_a_connect_error(guarded: OutboundClient) -> None:
+    with pytest.raises(DeliveryError) as caught:
+        guarded.send(post("http://no-such-host.invalid/hook"), timeout=5)
+    assert caught.value.code == "connect_error"
+    assert "no-such-host.invalid" in caught.value.message

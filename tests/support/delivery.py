@@ -15,6 +15,20 @@ from gateway.delivery.drainer import Drainer
 from gateway.events import Event
 from gateway.publish.publisher import publish
 from support.load import wait_under_load
+from support.plugins import PlainSinkPlugin
+
+
+def plain_runtime(make_runtime: Any, url: str, *, gateway: dict[str, Any] | None = None,
+                  delivery: dict[str, Any] | None = None, **sink: Any) -> Any:
+    """A runtime with one ``plain`` sink, ``hook``, for every event at ``url`` (``sink``: its
+    other options), private networks allowed and no retry jitter: the usual arrangement of
+    the delivery tests that drive the engine in the test process."""
+    config: dict[str, Any] = {
+        "delivery": {"allow_private_networks": True, "retry_jitter": 0, **(delivery or {})},
+        "sinks": [{"name": "hook", "type": "plain", "url": url, "events": ["*"], **sink}]}
+    if gateway:
+        config["gateway"] = gateway
+    return make_runtime(config, plugins=[PlainSinkPlugin()])
 
 
 def publish_tickets(runtime: Any, n: int = 1) -> list[str]:

@@ -63,3 +63,22 @@ def test_the_sink_uses_the_same_verdicts():
     assert sink.classify(answer(410, "channel_is_archived"), target).pause_sink is True
     retry = sink.classify(answer(429, "rate_limited", **{"Retry-After": "1"}), target)
     assert retry.kind is OutcomeKind.RETRY
+
+
+@pytest.mark.parametrize("status, body, kind, paused", [
+    (503, "no_service", OutcomeKind.RETRY, False),  # Slack's own outage never pauses the sink
+    (429, "channel_is_archived", OutcomeKind.RETRY, False),
+    (410, "", OutcomeKind.GIVE_UP, True),  # gone, whatever the body says
+    (400, "some_new_error", OutcomeKind.GIVE_UP, False),  # a client error Slack may add later
+    (499, "", OutcomeKind.GIVE_UP, False),
+    (425, "", OutcomeKind.RETRY, False),  # too early: retry, like 408
+    (500, "channel_not_found", OutcomeKind.GIVE_UP, False),  # the error code decides, not the status
+])
+def test_the_edges_of_slacks_answers(status, body, kind, paused):
+    outcome = classify(answer(status, body))
+    assert (outcome.kind, outcome.pause_sink) == (kind, paused)
+
+
+def test_only_a_429_is_called_rate_limited():
+    assert "rate limited" in classify(answer(429, "")).reason
+    assert "rate limited" not in classify(answer(503, "")).reason

@@ -1,0 +1,1 @@
+"""Mutation testing of the critical paths (``make mutate``; see docs/reliability.md)."""
