@@ -14,7 +14,7 @@ import redis as redis_lib
 from support.processes import free_port
 
 from gateway.storage.keys import Keys
-from gateway.web.auth_throttle import AuthThrottle, Standing
+from gateway.storage.throttle import Standing, credential_throttle
 
 TOKEN = "throttle-limits-admin-token-0123456789"
 WRONG = "throttle-limits-wrong-token-0123456789"
@@ -80,15 +80,15 @@ def test_a_lock_out_ending_this_instant_still_says_one_second(client: Any, redis
 
 def test_with_redis_down_the_throttle_counts_nothing_locks_nothing_and_raises_nothing(caplog: Any) -> None:
     down = redis_lib.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.5)
-    throttle = AuthThrottle(down, Keys("gw:"), GUESSER)
+    throttle = credential_throttle(down, Keys("gw:"), GUESSER)
     with caplog.at_level(logging.WARNING, logger="gateway.auth"):
         assert throttle.standing() == Standing(0, 0) and not throttle.standing().locked
         throttle.failed()
         throttle.succeeded(Standing(3, 0))  # had failures: tries to clear them
     warnings = [r.getMessage() for r in caplog.records]
-    assert any("cannot read failures" in w for w in warnings)
-    assert any("cannot count a failure" in w for w in warnings)
-    assert any("cannot clear failures" in w for w in warnings)
+    assert any("cannot read credential failures" in w for w in warnings)
+    assert any("cannot count a credential failure" in w for w in warnings)
+    assert any("cannot clear credential failures" in w for w in warnings)
 
 
 def test_more_failures_than_the_limit_still_say_when_to_come_back(client: Any, redis_client: Any) -> None:

@@ -26,7 +26,7 @@ from gateway_generic_webhook import GenericWebhookSink
 
 NODE_VERIFIER = Path(__file__).parent / "js" / "verify_guide.js"
 SECRET = "s3cr3t-from-settings"
-ADMIN = "admin-token-1-0123456789abcdef01"
+ADMIN = "generic-webhook-admin-token-0123456789"  # as conftest's gateway fixture
 TICKET = {"ticket": {"id": "5b0c5c1e-1f0e-4a53-9a43-0d1c1b2f9a11", "ticket_number": "TKT-2026-001",
                      "subject": "Café crème machine broken ☕", "status": "new",
                      "customer_email": "zoë@example.com"}}
