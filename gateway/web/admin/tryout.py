@@ -91,7 +91,9 @@ def sample_shown(rt: Any, form: Mapping[str, str] | None, editing: str | None, e
     if trial is not None and trial.sample is not None and form is not None:
         return Sample(types, form.get(SAMPLE_TYPE, ""), trial.sample)
     if form is not None and SAMPLE_FIELD in form:
-        return Sample(types, form.get(SAMPLE_TYPE, ""), form[SAMPLE_FIELD])
+        # Browsers send a text area's line breaks as CRLF; shown again through `visible`, a
+        # CR would become a literal "\r" and break the JSON on the next press.
+        return Sample(types, form.get(SAMPLE_TYPE, ""), form[SAMPLE_FIELD].replace("\r\n", "\n"))
     chosen = next((name for name in events or () if name in types), DEFAULT_SAMPLE)
     return Sample(types, chosen, sample_text(rt, chosen, editing))
 

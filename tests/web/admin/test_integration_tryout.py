@@ -150,6 +150,15 @@ def test_load_sample_fills_the_box_with_the_chosen_events_sample(admin: Any) -> 
     assert "Choose an event from the list." in answer(unknown.text, "sample")["text"]
 
 
+def test_a_sample_sent_back_with_a_browsers_line_breaks_stays_the_same_json(admin: Any) -> None:
+    typed = sample("low").replace(", ", ",\r\n  ")
+    first = press(admin, NEW_SLACK, "filter", filter=FILTER, sample_event=typed)
+    shown = textarea(first.text, "sample_event")
+    assert json.loads(shown) == json.loads(typed)
+    again = press(admin, NEW_SLACK, "filter", filter=FILTER, sample_event=shown.replace("\n", "\r\n"))
+    assert answer(again.text, "filter")["outcome"] == "no_match"
+
+
 def test_control_and_bidi_characters_are_shown_escaped(admin: Any) -> None:
     event = json.dumps({"event": "ticket.created", "data": {"ticket": {"subject": "exe.\u202etxt\x1b[2J"}}},
                        ensure_ascii=False)
