@@ -276,6 +276,9 @@ def value_of(item: Input, form: MultiDict[str, str]) -> Any:
                 raise FormProblem(item.name, f"Write one 'Name: value' per line ({line.strip()[:40]!r} has no colon).")
             pairs[key.strip()] = rest.strip()
         return pairs
+    if item.kind == "template":
+        # Browsers send a text area's line breaks as CRLF: the template keeps the LF the admin typed.
+        return text.replace("\r\n", "\n")
     if item.kind == "json":
         try:
             return json.loads(text)

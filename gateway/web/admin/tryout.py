@@ -169,7 +169,7 @@ def _test_filter(form: Mapping[str, str]) -> Trial:
 
 
 def _preview(form: Mapping[str, str], name: str, editing: str | None) -> Trial:
-    source = form.get(name, "")
+    source = form.get(name, "").replace("\r\n", "\n")  # as saving it would (sink_form.value_of)
     if not source.strip():
         return Trial(name, "note", "No template: the event's envelope is sent as it is.")
     envelope = _sample_envelope(form, name)

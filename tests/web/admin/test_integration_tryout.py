@@ -143,6 +143,19 @@ def test_a_text_content_type_is_rendered_as_text(admin: Any) -> None:
     assert shown["body"] == "Ticket Printer on fire" and "text/plain" in shown["text"]
 
 
+def test_a_template_sent_with_a_browsers_line_breaks_is_previewed_and_saved_with_the_admins(admin: Any) -> None:
+    typed = CRM_TEMPLATE.replace("\n", "\r\n")
+    response = press(admin, NEW_WEBHOOK, "preview:body_template", body_template=typed, sample_event=sample("high"))
+    body = answer(response.text, "body_template")["body"]
+    assert "\\r" not in body and body == CRM_TEMPLATE.replace("{{ ticket.subject|tojson }}", '"Printer on fire"'
+                                                               ).replace("{{ ticket.priority|tojson }}", '"high"')
+    form = {"name": "crm", "events": ["ticket.created"], "enabled": "true", "url": "https://crm.example.com/hooks",
+            "body_template": typed, "csrf_token": csrf_from(admin.get(NEW_WEBHOOK).text)}
+    assert admin.post(NEW_WEBHOOK, data=form).status_code == 200  # the secret's page
+    stored = admin.get("/api/sinks/crm", headers={"Authorization": f"Bearer {TOKEN}"}).json["sink"]
+    assert stored["options"]["body_template"] == CRM_TEMPLATE
+
+
 def test_load_sample_fills_the_box_with_the_chosen_events_sample(admin: Any) -> None:
     response = press(admin, NEW_SLACK, "sample", sample_type="ticket.resolved", sample_event="{}")
     assert json.loads(textarea(response.text, "sample_event"))["event"] == "ticket.resolved"
