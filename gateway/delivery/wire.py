@@ -32,7 +32,7 @@ class _OneWrite:
             super().request(method, url, body=body, headers=headers, **kwargs)  # type: ignore[misc]
             if self._head is not None:  # no body chunk came after all: the head alone
                 head, self._head = self._head, None
-                super().send(head)  # type: ignore[misc]
+                super().send(head)
         finally:
             self._hold_head = False
             self._head = None
