@@ -16,6 +16,13 @@ acknowledged saw that change, in every process, with no extra round trip on the 
 Layers above keep their per-process state here too, in :attr:`Runtime.extensions` under
 their own key, through an accessor of their own (e.g. the delivery engine of a worker
 process, :func:`gateway.delivery.jobs.engine_of`): the runtime knows nothing of them.
+
+The delivery engine and the integration store report what happened to a sink (a circuit
+opened, a sink paused, failures to summarise, a configuration changed) through
+:attr:`Runtime.reporter`, a :class:`SystemEventReporter`. The publish layer, above them,
+publishes those reports as system events; every process that builds a runtime installs it
+(:func:`gateway.publish.plugin_services.provide`), so the lower layers never import the
+publisher.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import secrets
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 from rq import Queue
@@ -44,7 +51,7 @@ from gateway.storage.connection import SOCKET_TIMEOUT_S, RedisUrlError, check_re
 from gateway.storage.embedded import EmbeddedRedis
 from gateway.storage.keys import Keys
 from gateway.storage.replication import Durability
-from gateway.storage.scripts import Scripts, as_text
+from gateway.storage.scripts import Finished, Scripts, as_text
 
 log = logging.getLogger("gateway.runtime")
 
@@ -98,6 +105,49 @@ WAIT_READ_MARGIN_S = 2.0
 """Socket read timeout beyond the WAIT timeout, so a WAIT that waits its full time is read."""
 
 
+class SystemEventReporter(Protocol):
+    """What the layers below the publisher tell it about sinks (see the module docstring).
+    Implementations never raise: what is reported has happened already."""
+
+    def after_attempt(self, sink: SinkConfig | None, sink_name: str, record: Mapping[str, Any], lane: str,
+                      finished: Finished, pause_reason: str = "") -> None:
+        """An attempt was recorded; ``finished`` says which transitions it caused."""
+
+    def flush_failure_summaries(self) -> int:
+        """Report the failure summaries that are due; returns how many."""
+
+    def config_changed(self, entry: Mapping[str, Any], sink_type: str | None) -> None:
+        """An audit ``entry`` recorded a change to a sink."""
+
+
+class UnwiredReporter:
+    """The reporter of a runtime nobody installed one on (e.g. a job run by a plain ``rq
+    worker``): reports nothing, and says so once, so a missing installation is visible."""
+
+    def __init__(self) -> None:
+        self._warned = False
+
+    def _warn(self) -> None:
+        if not self._warned:
+            self._warned = True
+            log.warning("system events are not published by this process: its runtime has no reporter "
+                        "(build it through the web app, the CLI or gateway.testing)")
+
+    def after_attempt(self, sink: SinkConfig | None, sink_name: str, record: Mapping[str, Any], lane: str,
+                      finished: Finished, pause_reason: str = "") -> None:
+        """Reports nothing (warns once) when the attempt caused a transition."""
+        if finished.circuit in ("opened", "closed") or finished.paused:
+            self._warn()
+
+    def flush_failure_summaries(self) -> int:
+        """Reports nothing; the summaries stay due for a process that has a reporter."""
+        return 0
+
+    def config_changed(self, entry: Mapping[str, Any], sink_type: str | None) -> None:
+        """Reports nothing (warns once)."""
+        self._warn()
+
+
 def durability_of(settings: Settings) -> Durability:
     """The settings' ``durability``, ``durability_replicas`` and ``durability_timeout``."""
     replicas = settings.durability_replicas if settings.durability == "replicated" else 0
@@ -136,6 +186,8 @@ class Runtime:
                                retention_ms=int(settings.retention_days * 86_400_000), durability=self.durability)
         self.extensions: dict[str, Any] = {}
         """Per-process state of the layers above, each under its own key."""
+        self.reporter: SystemEventReporter = UnwiredReporter()
+        """Where the engine and the integration store report sinks' transitions (module docstring)."""
         self._metrics: Metrics | None = None
         self._lock = threading.Lock()
 

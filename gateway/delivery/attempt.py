@@ -21,6 +21,7 @@ import dataclasses
 import json
 import logging
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +36,6 @@ from gateway.delivery.http_client import DeliveryError
 from gateway.events import Event, iso_from_ms, iso_z
 from gateway.logs import log_attempt
 from gateway.metrics import safely
-from gateway.publish import system_events
 from gateway.redact import (
     HIDDEN,
     carries_secret,
@@ -122,6 +122,17 @@ def _configuration_error(sink: str, delivery_id: str, exc: RenderFailed, secrets
     message = redact(message)[:500]
     log.warning("sink %s could not render delivery %s: %s: %s", sink, delivery_id, exc.code, message)
     return Verdict("failed", "error", error={"code": exc.code, "message": message}, circuit="none")
+
+
+def failure_description(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A failed attempt's record as the ``delivery`` of a ``delivery.failed`` summary
+    (finish.lua keeps the last one per sink for the summary)."""
+    error = record.get("error")
+    return {"id": record.get("delivery_id"), "event": record.get("event"), "event_id": record.get("event_id"),
+            "attempts": record.get("attempt"), "status_code": record.get("status_code"),
+            "error": {"code": str(error.get("code", "")), "message": str(error.get("message", ""))}
+            if isinstance(error, Mapping) else None,
+            "failed_at": record.get("at")}
 
 
 class AttemptRunner:
@@ -338,7 +349,7 @@ class AttemptRunner:
             pause_reason=verdict.pause_reason, hour=now.strftime("%Y%m%d%H"),
             latency_bucket=hourly_stats.bucket(record["duration_ms"]) if record.get("request") else "",
             stats_ttl_s=STATS_TTL_S,
-            failure_json=json.dumps(system_events.failure_description(record), separators=(",", ":"),
+            failure_json=json.dumps(failure_description(record), separators=(",", ":"),
                                     ensure_ascii=False) if verdict.status == "failed" else "",
         )
         if verdict.status == "retrying" and verdict.next_attempt is not None:
@@ -354,7 +365,7 @@ class AttemptRunner:
             log.warning("sink %s paused: %s", sink_name, verdict.pause_reason)
         # finish.lua told this attempt alone of the transitions it caused: this process
         # publishes them (never raises; a few round trips, only on a transition).
-        system_events.after_attempt(runtime, sink_config, sink_name, record, lane, finished, verdict.pause_reason)
+        runtime.reporter.after_attempt(sink_config, sink_name, record, lane, finished, verdict.pause_reason)
 
     def _finish_with_retry(self, attempt: AttemptRecord, when: datetime) -> Finished:
         """finish.lua and the rq job that requeues the delivery, in one MULTI/EXEC: a

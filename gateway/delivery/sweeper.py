@@ -12,7 +12,7 @@ Every ~2 s, for every sink that ever had a delivery (sweep.lua, one round trip):
   stay replayable once the sink is back); those of a sink deleted through the API are
   cancelled (reason ``sink_deleted``);
 * failures counted for a sink's ``delivery.failed`` summary in a window that has ended are
-  published (:func:`gateway.publish.system_events.flush_failure_summaries`).
+  published (through :attr:`gateway.runtime.Runtime.reporter`).
 
 Several processes sweeping at once is harmless: each pass is one atomic script.
 """
@@ -23,7 +23,6 @@ import logging
 import threading
 from typing import TYPE_CHECKING
 
-from gateway.publish import system_events
 from gateway.storage.scripts import ClaimedDelivery, as_text
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -71,7 +70,7 @@ class Sweeper:
             log.warning("put %d interrupted deliveries back on their ready lists", swept.recovered)
         for sink in swept.unconfigured:
             self._fail_unconfigured(sink)
-        system_events.flush_failure_summaries(self.runtime)
+        self.runtime.reporter.flush_failure_summaries()
         return swept.recovered
 
     def _fail_unconfigured(self, sink: str) -> None:

@@ -32,7 +32,6 @@ from gateway.events import iso_from_ms
 from gateway.integrations import audit
 from gateway.integrations.secrets import new_secret
 from gateway.integrations.validation import invalid, url_options, validate_table
-from gateway.publish import system_events
 from gateway.storage.replication import acknowledged_pipeline
 from gateway.storage.scripts import as_text
 
@@ -129,7 +128,7 @@ def _commit(runtime: Runtime, name: str, change: Callable[[StoredSink | None], t
                 continue
         runtime.reload()
         kept = new or current
-        system_events.config_changed(runtime, entry, str(kept.table.get("type", "")) if kept is not None else None)
+        runtime.reporter.config_changed(entry, str(kept.table.get("type", "")) if kept is not None else None)
         return new
     raise redis.WatchError(f"gave up after {MAX_TRIES} conflicting concurrent changes")
 

@@ -1,7 +1,8 @@
 """What the core does on plugins' behalf, behind :class:`gateway.sinks.SinkContext`'s
 methods: the plugin API sits above none of the layers that do it, so every process that
 builds a runtime binds them to its context here (:func:`provide`): the web app, the CLI
-and the test fixtures."""
+and the test fixtures. It also installs the system event reporter the lower layers report
+through (:attr:`gateway.runtime.Runtime.reporter`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from marshmallow import Schema, ValidationError
 
 from gateway.delivery.ssrf import destination_refusal
 from gateway.errors import ApiError
+from gateway.publish import system_events
 from gateway.publish.schemas import TicketCreateData
 from gateway.publish.tickets import body_digest, create_ticket
 from gateway.sinks import CreatedTicket, DestinationRefused
@@ -78,6 +80,8 @@ class RuntimeServices:
 
 
 def provide(runtime: Runtime) -> Runtime:
-    """Bind the core's services to ``runtime``'s context; returns the runtime."""
+    """Bind the core's services to ``runtime``: the plugins' services behind its context, and
+    the system events its engine and integration store report
+    (:func:`gateway.publish.system_events.install`). Returns the runtime."""
     runtime.context.provide(RuntimeServices(runtime))
-    return runtime
+    return system_events.install(runtime)

@@ -75,16 +75,6 @@ def publish_system_event(runtime: Runtime, name: str, sink: Mapping[str, str], d
 
 # -- from the delivery path --------------------------------------------------------------------
 
-def failure_description(record: Mapping[str, Any]) -> dict[str, Any]:
-    """A failed attempt's record as the ``delivery`` of a delivery.failed summary."""
-    error = record.get("error")
-    return {"id": record.get("delivery_id"), "event": record.get("event"), "event_id": record.get("event_id"),
-            "attempts": record.get("attempt"), "status_code": record.get("status_code"),
-            "error": {"code": str(error.get("code", "")), "message": str(error.get("message", ""))}
-            if isinstance(error, Mapping) else None,
-            "failed_at": record.get("at")}
-
-
 def after_attempt(runtime: Runtime, sink: SinkConfig | None, sink_name: str, record: Mapping[str, Any],
                   lane: str, finished: Finished, pause_reason: str = "") -> None:
     """Publish what finish.lua said this attempt changed: a circuit opened or closed, the
@@ -181,3 +171,30 @@ def config_changed(runtime: Runtime, entry: Mapping[str, Any], sink_type: str | 
     publish_system_event(runtime, CONFIG_CHANGED, sink_ref(runtime, name, sink_type), {
         "action": action, "actor": entry.get("actor"), "at": entry.get("at"),
         "changes": dict(entry.get("changes") or {})})
+
+
+class Reporter:
+    """The :class:`gateway.runtime.SystemEventReporter` that publishes system events for one
+    runtime; :func:`install` puts it on the runtime."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def after_attempt(self, sink: SinkConfig | None, sink_name: str, record: Mapping[str, Any], lane: str,
+                      finished: Finished, pause_reason: str = "") -> None:
+        """:func:`after_attempt`."""
+        after_attempt(self.runtime, sink, sink_name, record, lane, finished, pause_reason)
+
+    def flush_failure_summaries(self) -> int:
+        """:func:`flush_failure_summaries`."""
+        return flush_failure_summaries(self.runtime)
+
+    def config_changed(self, entry: Mapping[str, Any], sink_type: str | None) -> None:
+        """:func:`config_changed`."""
+        config_changed(self.runtime, entry, sink_type)
+
+
+def install(runtime: Runtime) -> Runtime:
+    """Make ``runtime``'s engine and integration store report through this module."""
+    runtime.reporter = Reporter(runtime)
+    return runtime

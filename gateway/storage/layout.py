@@ -18,7 +18,9 @@ Encoding (what :meth:`ScriptArgs.argv` writes and the prelude reads):
 from __future__ import annotations
 
 import dataclasses
+import operator
 import typing
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 _NUMBER_TYPES = ("int", "float")
@@ -39,25 +41,61 @@ class ScriptArgs:
     def argv(self) -> list[Any]:
         """The ARGV values, in the layout's order."""
         values: list[Any] = []
-        for field in dataclasses.fields(self):
-            _append(values, getattr(self, field.name))
+        # Every receive builds one of these: the per-class plan reads each run of scalar
+        # fields with one attrgetter call (walking dataclasses.fields() per value cost ~100
+        # Python calls per publish, a tenth of the whole request's).
+        plan = _PLANS.get(type(self)) or _PLANS.setdefault(type(self), _plan(type(self)))
+        for read, row_values in plan:
+            got = read(self)
+            if row_values is None:  # a run of scalars
+                values.extend(_blank_none(got))
+                continue
+            values.append(len(got))
+            for item in got:
+                values.extend(_blank_none(row_values(item)))
         return values
 
 
-def _append(values: list[Any], value: Any) -> None:
-    if isinstance(value, tuple):
-        values.append(len(value))
-        for item in value:
-            if isinstance(item, Row):
-                values.extend(_scalar(getattr(item, f.name)) for f in dataclasses.fields(item))
-            else:
-                values.append(_scalar(item))
-    else:
-        values.append(_scalar(value))
+Read = Callable[[Any], tuple[Any, ...]]
 
 
-def _scalar(value: Any) -> Any:
-    return "" if value is None else value
+def _blank_none(row: tuple[Any, ...]) -> Sequence[Any]:
+    return ["" if v is None else v for v in row] if None in row else row
+
+
+def _reader(names: list[str]) -> Read:
+    """``obj -> tuple of obj's attributes names``, one C call (attrgetter of one name
+    returns the value itself, not a tuple)."""
+    get = operator.attrgetter(*names)
+    return get if len(names) > 1 else (lambda obj: (get(obj),))
+
+
+_PLANS: dict[type, tuple[tuple[Read, Read | None], ...]] = {}
+"""Each layout's :func:`_plan`, built on its first use."""
+
+
+def _one(item: Any) -> tuple[Any, ...]:
+    return (item,)
+
+
+def _plan(cls: type) -> tuple[tuple[Read, Read | None], ...]:
+    """A layout's fields as steps: a run of scalars (read together, row reader None), or
+    one repeated field (read as a tuple; each item written as what its row reader returns:
+    a string as itself, a row as its fields)."""
+    plan: list[tuple[Read, Read | None]] = []
+    scalars: list[str] = []
+    for field in _describe(cls):
+        if field.kind in ("number", "string"):
+            scalars.append(field.name)
+            continue
+        if scalars:
+            plan.append((_reader(scalars), None))
+            scalars = []
+        rows = _reader([sub.name for sub in field.row]) if field.kind == "rows" else _one
+        plan.append((operator.attrgetter(field.name), rows))
+    if scalars:
+        plan.append((_reader(scalars), None))
+    return tuple(plan)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -225,3 +225,26 @@ def test_a_system_event_about_a_sink_is_routed_to_every_subscriber_but_that_sink
     sample = next(t for t in SYSTEM_EVENT_TYPES if t.name == "sink.circuit_opened").sample
     published = publish(runtime, Event.new("sink.circuit_opened", dict(sample)))
     assert published.sinks == ("ops",)  # the sample is about "crm"
+
+
+def test_a_runtime_nobody_wired_reports_nothing_and_says_so_once(make_runtime, recording_sink, caplog):
+    # The engine and the integration store sit below the publisher and report through
+    # Runtime.reporter; a runtime built without the publish layer (a plain `rq worker`)
+    # must say that its system events go nowhere rather than drop them silently.
+    from gateway.publish import system_events as module
+    from gateway.runtime import Runtime, UnwiredReporter
+
+    wired = make_runtime({"sinks": [recording_sink.sink("ops", events=["sink.config_changed"])]})
+    assert isinstance(wired.reporter, module.Reporter)
+    bare = Runtime(wired.settings, wired.plugins, wired.redis_url)
+    assert isinstance(bare.reporter, UnwiredReporter)
+    entry = {"action": "update", "target": "sink:crm", "actor": "admin", "at": "2026-01-15T10:32:05Z", "changes": {}}
+    with caplog.at_level("WARNING", logger="gateway.runtime"):
+        bare.reporter.config_changed(entry, "plain")
+        bare.reporter.config_changed(entry, "plain")
+    assert bare.redis.zcard(bare.keys.events) == 0
+    assert [r.getMessage() for r in caplog.records].count(
+        "system events are not published by this process: its runtime has no reporter "
+        "(build it through the web app, the CLI or gateway.testing)") == 1
+    wired.reporter.config_changed(entry, "plain")
+    assert wired.redis.zcard(wired.keys.events) == 1

@@ -12,6 +12,7 @@ import argparse
 import logging
 
 from gateway.delivery.worker import run_worker
+from gateway.publish.plugin_services import provide
 from gateway.runtime import Runtime
 from support.plugins import PlainSinkPlugin
 
@@ -23,7 +24,7 @@ def main() -> None:
     parser.add_argument("--burst", action="store_true")
     options = parser.parse_args()
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    runtime = Runtime.from_config(options.config, extra_plugins=[PlainSinkPlugin()])
+    runtime = provide(Runtime.from_config(options.config, extra_plugins=[PlainSinkPlugin()]))
     run_worker(runtime, options.concurrency, options.burst)
 
 
