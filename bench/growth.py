@@ -174,7 +174,12 @@ def receive_data(index: int) -> dict[str, Any]:
 
 
 def used_memory(client: redis.Redis) -> int:
-    return int(client.info("memory")["used_memory"])
+    """Redis' ``used_memory`` less what is not stored data: client query and output buffers
+    and the append-only file's buffer, which come and go with the load (a reply being
+    written, a burst of writes not yet flushed) rather than with what is kept."""
+    info = client.info("memory")
+    transient = sum(int(info.get(name, 0)) for name in ("mem_clients_normal", "mem_clients_slaves", "mem_aof_buffer"))
+    return int(info["used_memory"]) - transient
 
 
 def create_tickets(config: Path, count: int, first: int = 0) -> None:
@@ -378,4 +383,5 @@ def retention(stack: Stack, sink: SinkHandle, retention_s: float, periods: int, 
         "retention_delivered": delivered,
         "retention_memory_ratio": growth_ratio(trace.samples, baseline, retention_s, retention_s),
         "retention_growth_mb": round((trace.samples[-1][1] - baseline) / 2**20, 2),
+        "retention_trace_mb": [round((m - baseline) / 2**20, 2) for t, m in trace.samples[:: max(1, len(trace.samples) // 20)]],
     }
