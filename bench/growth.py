@@ -128,7 +128,13 @@ def backlog(stack: Stack, sink: SinkHandle, count: int, seconds: float, rounds: 
         publish_s = time.monotonic() - started
         progress(f"backlog of {count} published in {publish_s:.1f}s; receive turns with it in Redis")
         used_backlog = int(stack.redis.info("memory")["used_memory"])
+        # An append-only file rewrite (a forked child copying the whole dataset) competes for
+        # the same cores while the turns run: counted, so a low ratio can be told apart.
+        rewrites = int(stack.redis.info("persistence").get("aof_rewrites", 0))
         full = alternate(urls, body, signature, seconds, rounds)
+        persistence = stack.redis.info("persistence")
+        rewrites = (int(persistence.get("aof_rewrites", 0)) - rewrites
+                    + int(persistence.get("aof_rewrite_in_progress", 0)))
     finally:
         stack.stop(hello_proc, web_proc)
     received = int(stack.redis.zcard("gw:tickets"))
@@ -149,6 +155,7 @@ def backlog(stack: Stack, sink: SinkHandle, count: int, seconds: float, rounds: 
         "backlog_count": count,
         "backlog_publish_rps": round(count / publish_s, 1),
         "backlog_used_memory_mb": round(used_backlog / 2**20, 1),
+        "backlog_aof_rewrites_during_turns": rewrites,
         "backlog_drained": waiting,
         "backlog_drain_rps": drain.rps,
         "backlog_drain_ratio": ratio(drain.rps, deliver_rps),
