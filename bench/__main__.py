@@ -44,6 +44,14 @@ class Plan:
     change_rounds: int = 10
     ordered_tickets: int = 1_000
     ordered_rounds: int = 2
+    raw_per_process: int = 20_000
+    growth_seconds: float = 10
+    growth_rounds: int = 4
+    backlog_count: int = 100_000
+    bytes_count: int = 5_000
+    retention_s: float = 10
+    retention_periods: int = 10
+    retention_rate: float = 200
     timeout: float = 300
 
 
@@ -61,10 +69,18 @@ QUICK = Plan(
     publish_count=300,
     change_rounds=3,
     ordered_rounds=1,
+    raw_per_process=2_000,
+    growth_seconds=2,
+    growth_rounds=2,
+    backlog_count=5_000,
+    bytes_count=1_000,
+    retention_s=3,
+    retention_periods=5,
+    retention_rate=200,
     timeout=60,
 )
-SCENARIOS = ("sink", "receive", "filtered", "costs", "deliver", "slow", "ordered", "isolation", "e2e",
-             "integrations")
+SCENARIOS = ("sink", "receive", "filtered", "costs", "deliver", "raw", "slow", "ordered", "isolation", "e2e",
+             "integrations", "backlog", "bytes", "fanout", "retention")
 
 
 def ensure_tools() -> None:
@@ -107,7 +123,7 @@ class CpuShare:
 
 def run(plan: Plan, only: set[str], run_dir: Path) -> dict[str, Any]:
     """Every scenario in ``only``; a failing scenario is recorded and the others still run."""
-    from bench import costs, deliver, filtered, integrations, latency, ordered, receive
+    from bench import costs, deliver, filtered, growth, integrations, latency, ordered, receive
     from bench.stack import Stack
 
     results: dict[str, Any] = {key: None for key in report.REQUIRED_KEYS}
@@ -155,6 +171,9 @@ def run(plan: Plan, only: set[str], run_dir: Path) -> dict[str, Any]:
                 stack, fast, plan.deliver_count, plan.plain_count, memory, plan.timeout
             ),
         )
+        # Right after deliver, so both see the same machine: deliver_vs_raw.
+        step("raw", lambda: growth.raw_post(stack, fast, plan.raw_per_process, results.get("deliver_rps"),
+                                            plan.timeout))
         step("slow", lambda: deliver.slow_sink(stack, slow, plan.slow_count, memory, plan.timeout))
         step(
             "ordered",
@@ -193,6 +212,14 @@ def run(plan: Plan, only: set[str], run_dir: Path) -> dict[str, Any]:
             return out
 
         step("integrations", integrations_step)
+        # Growth (#20): a big backlog, bytes per ticket, 20 sinks, retention (bench/growth.py).
+        step("backlog", lambda: growth.backlog(stack, fast, plan.backlog_count, plan.growth_seconds, plan.growth_rounds,
+                                               results.get("deliver_rps"), plan.timeout * 2))
+        step("bytes", lambda: growth.redis_bytes(stack, fast, plan.bytes_count, plan.timeout))
+        step("fanout", lambda: growth.fanout(stack, fast, plan.growth_seconds, plan.growth_rounds, plan.deliver_count,
+                                             memory, plan.timeout))
+        step("retention", lambda: growth.retention(stack, fast, plan.retention_s, plan.retention_periods,
+                                                   plan.retention_rate, plan.timeout))
         if memory.peak_bytes:
             results["worker_rss_mb"] = round(memory.peak_mb, 1)
     results["context"] = {

@@ -50,6 +50,20 @@ TARGETS = (
     Target("worker_rss_mb", "peak RSS of one worker process", "<= 80", lambda v, r: v <= 80),
     Target("publish_100_sinks_ratio", "publish time, 100 API sinks (10 subscribed) / 1 sink", ""),
     Target("config_change_visible_ms", "PATCH answered -> a burst of 10 tickets delivered at the new URL", ""),
+    Target("raw_post_rps", "signed envelope posts/s, 2 urllib3 keep-alive processes, fast sink", ""),
+    Target("deliver_vs_raw", "deliver / raw post", ">= 0.5", lambda v, r: v >= 0.5),
+    Target("backlog_drain_rps", "deliveries/s draining a backlog (100,000; quick 5,000), 2 workers", ""),
+    Target("backlog_drain_ratio", "backlog drain / deliver", ">= 0.9", lambda v, r: v >= 0.9),
+    Target("backlog_worker_rss_mb", "peak RSS of one worker draining the backlog", "<= 80", lambda v, r: v <= 80),
+    Target("receive_ratio_backlog", "receive/hello with the backlog in Redis / without", ">= 0.9",
+           lambda v, r: v >= 0.9),
+    Target("redis_bytes_per_ticket", "Redis used_memory per ticket, 1 sink, delivered (400-byte message)",
+           "<= 2048", lambda v, r: v <= 2048),
+    Target("redis_bytes_per_pending", "Redis used_memory per ticket whose delivery waits", ""),
+    Target("receive_ratio_fanout20", "receive, 20 subscribed sinks / 1 sink", ">= 0.8", lambda v, r: v >= 0.8),
+    Target("deliver_rps_fanout20", "deliveries/s, 20 sinks, 2 workers", ""),
+    Target("retention_memory_ratio", "used_memory growth after many retention periods / after one",
+           "<= 1.2", lambda v, r: v <= 1.2),
 )
 REQUIRED_KEYS = tuple(t.key for t in TARGETS)
 

@@ -19,6 +19,11 @@ import redis
 from gateway.config import FSYNC_MODES
 from gateway.data_dir import PRIVATE_UMASK, ensure_private_dir
 
+COMPACT_HASH_VALUE_BYTES = 256
+"""The embedded server's ``hash-max-ziplist-value`` (``hash-max-listpack-value`` in Redis 7,
+which takes the old name too): a hash whose values are all at most this long is stored
+compact. An external Redis keeps its own setting (docs/deployment.md)."""
+
 
 class RedisUnavailable(Exception):
     """Redis could not be reached (or started)."""
@@ -86,6 +91,11 @@ class EmbeddedRedis:
             "--dir", str(self.data_dir), "--appendonly", "yes" if self.appendonly else "no",
             "--appendfsync", self.fsync, "--save", "", "--daemonize", "no",
             "--logfile", str(self.data_dir / "redis.log"),
+            # A delivery hash holds its target as JSON (the sink's URL): over Redis' default
+            # 64-byte limit for a compact hash, so each delivery took a hashtable, ~1,300
+            # bytes instead of ~450 (docs/deployment.md#sizing-redis-memory). 256 keeps
+            # URLs of any usual length compact; HGET on 12 fields stays a short scan.
+            "--hash-max-ziplist-value", str(COMPACT_HASH_VALUE_BYTES),
         ]
         # The append-only file, its directory and redis.log: 0600 / 0700, like the data directory.
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

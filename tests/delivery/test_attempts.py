@@ -16,6 +16,7 @@ from support.processes import wait_until
 from support.servers import Answer, SinkServer
 
 from gateway import hookimpl
+from gateway.delivery.delivery_log import find_deliveries
 from gateway.delivery.drainer import Drainer
 from gateway.delivery.sweeper import Sweeper
 from gateway.sinks import SinkType
@@ -248,6 +249,9 @@ def test_the_sweeper_trims_log_indexes_past_the_retention(build, server):
     old_ms = int(time.time() * 1000) - int(runtime.settings.retention_days * 86_400_000) - 1000
     for index in (keys.deliveries, keys.sink_deliveries("hook")):
         runtime.redis.zadd(index, {"dlv_ancient": old_ms})
+    # The events index as well (its events expired with the retention): it used to grow for ever.
+    [recent_event] = [e.decode() for e in runtime.redis.zrange(keys.events, 0, -1)]
+    runtime.redis.zadd(keys.events, {"evt_ancient": old_ms})
     drainer = Drainer(runtime, 2)
     try:
         Sweeper(drainer).sweep()
@@ -255,6 +259,8 @@ def test_the_sweeper_trims_log_indexes_past_the_retention(build, server):
         drainer.stop()
     for index in (keys.deliveries, keys.sink_deliveries("hook")):
         assert [i.decode() for i in runtime.redis.zrange(index, 0, -1)] == [recent]
+    assert [e.decode() for e in runtime.redis.zrange(keys.events, 0, -1)] == [recent_event]
+    assert [row["id"] for row in find_deliveries(runtime, recent_event)] == [recent]
 
 
 def test_an_idle_process_joins_a_backlog_whose_wakeups_all_went_elsewhere(build, server):
