@@ -138,11 +138,26 @@ class DirectScript:
             lead = not self._flushing
             self._flushing = True
         if not lead:
-            call.done.wait()
+            try:
+                call.done.wait()
+            except BaseException:
+                self._abandon(call)
+                raise
             lead = call.lead  # woken to send the next batch, its own call in it
         if lead:
             self._lead()
         return call.outcome()
+
+    def _abandon(self, call: _Call) -> None:
+        """The caller stopped waiting (its greenlet killed, a timeout): a call still queued
+        is dropped, never sent; one handed the lead sends its batch anyway, or the calls
+        queued behind it would wait for ever. One already sent runs; its reply is dropped."""
+        with self._lock:
+            if not call.lead:
+                if call in self._queue:
+                    self._queue.remove(call)
+                return
+        self._lead()
 
     def _lead(self) -> None:
         """Send one batch (the queue's head: the caller's own call first), then hand the

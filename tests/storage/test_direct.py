@@ -4,6 +4,8 @@ a connection the server dropped) and reports errors as redis-py does."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -13,7 +15,7 @@ import redis
 
 from gateway.storage.connection import connect
 from gateway.storage.direct import DirectScript
-from gateway.testing import wait_until
+from gateway.testing import child_env, wait_until
 
 ECHO = "redis.call('INCR', KEYS[1] or 'gw:test:calls') return {ARGV[1], tonumber(ARGV[2]) + 1}"
 
@@ -172,3 +174,45 @@ def test_a_connection_lost_mid_batch_fails_every_unanswered_call_and_loses_no_an
     stored = {key.decode().removeprefix("gw:test:stored:") for key in redis_client.keys("gw:test:stored:*")}
     assert stored == {"warm"}  # Redis dropped the killed connections' calls: nothing ran unreported
     assert script(["after"]) == b"after"  # and the next call gets a working connection
+
+
+
+QUITTER = """
+import sys
+from gevent import monkey
+monkey.patch_all()
+import gevent
+from gateway.storage.connection import connect
+from gateway.storage.direct import DirectScript
+
+client, admin = connect(sys.argv[1]), connect(sys.argv[1])
+script = DirectScript(client, sys.argv[2])
+script(["warm"])
+before = script.batches
+
+def until(check):
+    while not check():
+        gevent.sleep(0.01)
+
+admin.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
+try:
+    first = gevent.spawn(script, ["first"])
+    until(lambda: script.batches == before + 1)
+    quitter = gevent.spawn(script, ["quitter"])
+    until(lambda: len(script._queue) == 1)
+    quitter.kill()  # as a web worker's greenlet can be, while it waits for its turn
+    rest = [gevent.spawn(script, [name]) for name in ("after-1", "after-2")]
+    until(lambda: len(script._queue) == 2)
+finally:
+    admin.execute_command("CLIENT", "UNPAUSE")
+gevent.joinall([first, *rest], raise_error=True)
+print(first.value, [g.value for g in rest], admin.get("gw:test:stored:quitter"), quitter.dead)
+"""
+
+
+def test_a_greenlet_killed_while_queued_is_not_sent_and_the_others_are_answered(
+        redis_url: str, redis_client: Any) -> None:
+    done = subprocess.run([sys.executable, "-c", QUITTER, redis_url, STORE], capture_output=True, text=True,
+                          timeout=120, env=child_env())
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "b'first' [b'after-1', b'after-2'] None True"
