@@ -49,6 +49,12 @@ class CpuTally:
     def __init__(self) -> None:
         self.server = self.redis = self.client = 0.0
         self.requests = 0
+        self.redis_reads = 0
+
+    def redis_reads_per_request(self) -> float:
+        """Socket reads Redis made per request: 1 with a round trip of its own, less when
+        concurrent requests share one (the group commit; 0.25 = four to a round trip)."""
+        return round(self.redis_reads / max(1, self.requests), 2)
 
     def per_request_us(self) -> dict[str, float]:
         n = max(1, self.requests)
@@ -60,12 +66,20 @@ def _loaded_turn(
 ) -> load.WrkResult:
     redis_pid = stack.redis_pid
     server0, redis0, client0 = cpu_seconds(server_pid), cpu_seconds(redis_pid), _children_cpu()
+    reads0 = _redis_reads(stack)
     result = load.post_load(url, body, signature, CONNECTIONS, seconds)
+    tally.redis_reads += _redis_reads(stack) - reads0
     tally.server += cpu_seconds(server_pid) - server0
     tally.redis += cpu_seconds(redis_pid) - redis0
     tally.client += _children_cpu() - client0
     tally.requests += result.requests
     return result
+
+
+def _redis_reads(stack: Stack) -> int:
+    # Socket reads Redis processed (INFO stats, Redis >= 6): a pipelined batch is one read.
+    assert stack.redis is not None
+    return int(stack.redis.info("stats").get("total_reads_processed", 0))
 
 
 def _children_cpu() -> float:
@@ -149,4 +163,6 @@ def receive_vs_hello(
         # What the ratio would be if CPU were the only limit (an idle machine): total CPU
         # per hello request over total CPU per receive request, wrk's share included.
         "receive_ratio_by_cpu": round(sum(hello_cpu.values()) / sum(receive_cpu.values()), 3),
+        "receive_redis_reads_per_request": cpu["receive"].redis_reads_per_request(),
+        "floor_redis_reads_per_request": cpu["floor"].redis_reads_per_request(),
     }

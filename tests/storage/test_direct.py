@@ -4,7 +4,10 @@ a connection the server dropped) and reports errors as redis-py does."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,6 +15,7 @@ import redis
 
 from gateway.storage.connection import connect
 from gateway.storage.direct import DirectScript
+from gateway.testing import child_env, wait_until
 
 ECHO = "redis.call('INCR', KEYS[1] or 'gw:test:calls') return {ARGV[1], tonumber(ARGV[2]) + 1}"
 
@@ -77,3 +81,138 @@ def test_redis_down_is_a_connection_error(client: Any) -> None:
     down = connect("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
     with pytest.raises(redis.ConnectionError):
         DirectScript(down, ECHO)(["x", 1])
+
+
+# -- group commit: calls made at the same time share one round trip -----------------------------
+
+STORE = "redis.call('SET', 'gw:test:stored:' .. ARGV[1], ARGV[1]) return ARGV[1]"
+
+
+def _start(script: DirectScript, names: list[str], outcomes: dict[str, Any]) -> list[threading.Thread]:
+    def run(name: str) -> None:
+        try:
+            outcomes[name] = script([name])
+        except BaseException as exc:  # noqa: BLE001 - asserted on
+            outcomes[name] = exc
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in names]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+def _queued(script: DirectScript, count: int) -> Callable[[], bool]:
+    return lambda: len(script._queue) == count
+
+
+def test_calls_made_during_a_round_trip_go_together_in_the_next(client: Any, redis_client: Any) -> None:
+    script = DirectScript(client, STORE)
+    script(["warm"])  # loaded, one connection idle
+    outcomes: dict[str, Any] = {}
+    before = script.batches
+    redis_client.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")  # holds every script call
+    try:
+        first = _start(script, ["first"], outcomes)
+        wait_until(lambda: script.batches == before + 1, "the first call's round trip to start")
+        rest = _start(script, [f"call-{i}" for i in range(15)], outcomes)
+        wait_until(_queued(script, 15), "the other calls to queue behind it")
+    finally:
+        redis_client.execute_command("CLIENT", "UNPAUSE")
+    for thread in first + rest:
+        thread.join()
+    assert outcomes == {name: name.encode() for name in ["first", *(f"call-{i}" for i in range(15))]}
+    assert script.batches == before + 2  # first, then the fifteen in one
+    stored = {key.decode() for key in redis_client.keys("gw:test:stored:*")}
+    assert stored == {f"gw:test:stored:{name}" for name in outcomes} | {"gw:test:stored:warm"}
+
+
+def test_a_script_error_in_a_batch_fails_only_its_own_call(client: Any, redis_client: Any) -> None:
+    script = DirectScript(client, "if ARGV[1] == 'bad' then return redis.error_reply('boom') end " + STORE)
+    script(["warm"])
+    outcomes: dict[str, Any] = {}
+    before = script.batches
+    redis_client.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
+    try:
+        first = _start(script, ["first"], outcomes)
+        wait_until(lambda: script.batches == before + 1, "the first call's round trip to start")
+        rest = _start(script, ["a", "bad", "b"], outcomes)
+        wait_until(_queued(script, 3), "the other calls to queue")
+    finally:
+        redis_client.execute_command("CLIENT", "UNPAUSE")
+    for thread in first + rest:
+        thread.join()
+    assert isinstance(outcomes.pop("bad"), redis.ResponseError)
+    assert outcomes == {"first": b"first", "a": b"a", "b": b"b"}
+    assert script(["after"]) == b"after"  # the connection stayed in step
+
+
+def test_a_connection_lost_mid_batch_fails_every_unanswered_call_and_loses_no_answered_one(
+        client: Any, redis_client: Any) -> None:
+    script = DirectScript(client, STORE)
+    script(["warm"])
+    outcomes: dict[str, Any] = {}
+    names = [f"call-{i}" for i in range(12)]
+    before = script.batches
+    redis_client.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
+    try:
+        first = _start(script, ["first"], outcomes)
+        wait_until(lambda: script.batches == before + 1, "the first call's round trip to start")
+        rest = _start(script, names, outcomes)
+        wait_until(_queued(script, 12), "the other calls to queue")
+        # The batch in flight loses its connection: its call fails; the twelve go next, on a
+        # new connection, and lose it too while Redis holds them.
+        redis_client.client_kill_filter(_type="normal", skipme=True)
+        wait_until(lambda: script.batches == before + 2 and not script._queue, "the twelve to be sent together")
+        wait_until(lambda: len(redis_client.client_list(_type="normal")) > 1, "their connection")
+        redis_client.client_kill_filter(_type="normal", skipme=True)
+    finally:
+        redis_client.execute_command("CLIENT", "UNPAUSE")
+    for thread in first + rest:
+        thread.join()
+    failed = {name for name, outcome in outcomes.items() if isinstance(outcome, redis.ConnectionError)}
+    assert failed == {"first", *names}  # each unanswered call: an error (a 503), never a retry
+    stored = {key.decode().removeprefix("gw:test:stored:") for key in redis_client.keys("gw:test:stored:*")}
+    assert stored == {"warm"}  # Redis dropped the killed connections' calls: nothing ran unreported
+    assert script(["after"]) == b"after"  # and the next call gets a working connection
+
+
+
+QUITTER = """
+import sys
+from gevent import monkey
+monkey.patch_all()
+import gevent
+from gateway.storage.connection import connect
+from gateway.storage.direct import DirectScript
+
+client, admin = connect(sys.argv[1]), connect(sys.argv[1])
+script = DirectScript(client, sys.argv[2])
+script(["warm"])
+before = script.batches
+
+def until(check):
+    while not check():
+        gevent.sleep(0.01)
+
+admin.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
+try:
+    first = gevent.spawn(script, ["first"])
+    until(lambda: script.batches == before + 1)
+    quitter = gevent.spawn(script, ["quitter"])
+    until(lambda: len(script._queue) == 1)
+    quitter.kill()  # as a web worker's greenlet can be, while it waits for its turn
+    rest = [gevent.spawn(script, [name]) for name in ("after-1", "after-2")]
+    until(lambda: len(script._queue) == 2)
+finally:
+    admin.execute_command("CLIENT", "UNPAUSE")
+gevent.joinall([first, *rest], raise_error=True)
+print(first.value, [g.value for g in rest], admin.get("gw:test:stored:quitter"), quitter.dead)
+"""
+
+
+def test_a_greenlet_killed_while_queued_is_not_sent_and_the_others_are_answered(
+        redis_url: str, redis_client: Any) -> None:
+    done = subprocess.run([sys.executable, "-c", QUITTER, redis_url, STORE], capture_output=True, text=True,
+                          timeout=120, env=child_env())
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "b'first' [b'after-1', b'after-2'] None True"
