@@ -35,7 +35,7 @@ from gateway.storage.layout import (
 )
 from gateway.storage.replication import LOCAL, Durability
 
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:  # pragma: no cover, no mutate
     from redis.client import Pipeline
 
 DRAINER_LEASE_MS = 30_000

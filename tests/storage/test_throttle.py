@@ -37,3 +37,8 @@ def test_later_failures_do_not_start_the_window_again(redis_client: Any) -> None
     redis_client.expire(f"gw:authfail:{ADDRESS}", 300)  # as if ten minutes had passed
     second = throttle.failed()
     assert second.failures == 2 and second.seconds_left <= 300
+
+
+def test_an_address_with_no_failures_stands_at_zero(redis_client: Any) -> None:
+    standing = credential_throttle(redis_client, Keys("gw:"), ADDRESS).standing()
+    assert (standing.failures, standing.seconds_left, standing.limit, standing.locked) == (0, 0, 10, False)
