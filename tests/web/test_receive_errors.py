@@ -82,6 +82,14 @@ def test_unknown_event_name_is_400(client: Any, redis_client: Any, event: str) -
     assert nothing_stored(redis_client)
 
 
+def test_an_unknown_event_name_is_named_whole_up_to_its_100_characters(client: Any) -> None:
+    longest = "x" * 99 + "y"  # the envelope allows 100 characters
+    doc = assert_error(client.post(URL, json={**GOOD, "event": longest}), 400, "unknown_event")
+    assert doc["message"].startswith(f"Unknown event '{longest}'; ")
+    too_long = assert_error(client.post(URL, json={**GOOD, "event": longest + "z"}), 422, "validation_failed")
+    assert list(too_long["fields"]) == ["event"]
+
+
 # -- 401 ----------------------------------------------------------------------------------------
 
 def test_missing_signature_is_401_when_a_secret_is_configured(signed_client: Any, redis_client: Any) -> None:
