@@ -257,16 +257,16 @@ def test_nan_and_infinity_are_422_with_their_field(client: Any, redis_client: An
 @pytest.mark.parametrize("escape", ["\\ud800", "\\uDFFF", "x\\udc00y"])
 def test_a_lone_surrogate_escape_is_400_not_stored(client: Any, redis_client: Any, escape: str) -> None:
     # Not a character: stored, it could not be encoded for Redis or for a sink later.
-    body = ('{"event": "ticket.create", "data": {"subject": "%s", "message": "m", '
-            '"customer_email": "a@example.com"}}' % escape).encode()
+    body = ('{"event": "ticket.create", "data": {"subject": "' + escape + '", "message": "m", '
+            '"customer_email": "a@example.com"}}').encode()
     doc = assert_error(post_raw(client, body), 400, "malformed_json")
     assert "unpaired UTF-16 surrogate" in doc["message"]
     assert nothing_stored(redis_client)
 
 
 def test_a_paired_surrogate_escape_is_the_character_it_spells(client: Any) -> None:
-    body = ('{"event": "ticket.create", "data": {"subject": "\\ud83d\\ude00", "message": "m", '
-            '"customer_email": "a@example.com"}}').encode()
+    body = (b'{"event": "ticket.create", "data": {"subject": "\\ud83d\\ude00", "message": "m", '
+            b'"customer_email": "a@example.com"}}')
     response = post_raw(client, body)
     assert response.status_code == 201 and response.get_json()["ticket"]["subject"] == "\U0001f600"
 
