@@ -75,8 +75,13 @@ def test_the_memory_of_locked_out_addresses_stays_within_its_bound(
         app: receive.ReceiveApp, redis_client: Any, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
     # Many addresses locked out (an attacker with many of them) never grow it past the bound.
     monkeypatch.setattr(receive, "MAX_LOCKED_REMEMBERED", 2)
-    for n in range(5):
+    lock_out(app, redis_client, "203.0.113.40")
+    lock_out(app, redis_client, "203.0.113.41")
+    # Up to the bound, every one is remembered: refused without being judged.
+    assert post(app, SECRET, "203.0.113.40").status_code == 429
+    assert post(app, SECRET, "203.0.113.41").status_code == 429
+    for n in range(2, 6):
         lock_out(app, redis_client, f"203.0.113.{40 + n}")
         assert 0 < len(app._locked) <= 2
-    # The last one is remembered: refused without being judged.
-    assert post(app, SECRET, "203.0.113.44").status_code == 429
+    # The last one is remembered still.
+    assert post(app, SECRET, "203.0.113.45").status_code == 429

@@ -82,10 +82,15 @@ def test_the_edges_of_slacks_answers(status, body, kind, paused):
     assert (outcome.kind, outcome.pause_sink) == (kind, paused)
 
 
-def test_a_redirect_says_it_was_not_followed():
-    outcome = classify(answer(301, "", Location="https://hooks.slack.com/services/T0/B0/new"))
+@pytest.mark.parametrize("status", [300, 301, 399])
+def test_a_redirect_says_it_was_not_followed(status):
+    outcome = classify(answer(status, "", Location="https://hooks.slack.com/services/T0/B0/new"))
     assert outcome.kind is OutcomeKind.GIVE_UP and not outcome.pause_sink
-    assert outcome.reason == "Slack answered HTTP 301: redirect not followed; set the URL to the final address"
+    assert outcome.reason == f"Slack answered HTTP {status}: redirect not followed; set the URL to the final address"
+
+
+def test_a_client_error_is_not_called_a_redirect():
+    assert classify(answer(400, "")).reason == "Slack answered HTTP 400"
 
 
 def test_only_a_429_is_called_rate_limited():
