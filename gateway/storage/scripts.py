@@ -117,7 +117,7 @@ class ClaimResult:
 
     status: str
     wait_ms: int
-    room: int = 0
+    room: int = 0  # pragma: no mutate (every ClaimResult is built with its room: the default is never used)
     deliveries: tuple[ClaimedDelivery, ...] = ()
     config_version: str | None = None
     """The integrations version read right after the claim (same round trip): a drainer
@@ -288,7 +288,7 @@ class Scripts:
                 for sink, count, since, last in reply]
 
     def requeue(self, mode: str, deliveries: Sequence[tuple[str, str]] = (), wake_sinks: Iterable[str] = (),
-                keep_order: bool = False) -> RequeueResult:
+                keep_order: bool = False) -> RequeueResult:  # pragma: no mutate (read by replays only; each passes it)
         """Push deliveries back on their ready lists (``mode`` "retry": only when still
         retrying with the expected attempt count; "replay": back to pending, same id; with
         ``keep_order`` an ordered one joins the end of its ticket's queue instead) and
