@@ -5,22 +5,26 @@
   the event goes through the same atomic publish path as a received ticket -> 202
   ``{"event_id"}`` (a system event, which only the gateway publishes, is a 422
   ``system_event``). An ``Idempotency-Key`` seen again within the idempotency TTL answers
-  200 with the original ``event_id`` and ``Idempotent-Replayed: true``, publishing nothing.
+  200 with the original ``event_id`` and ``Idempotent-Replayed: true``, publishing nothing;
+  the same key with another body (compared as canonical JSON, so key order and spacing do
+  not count) is a 422 ``idempotency_key_reused``, as on the receive endpoint.
 * ``GET /api/event-types`` (public): the catalogue, with each type's sample payload.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import TYPE_CHECKING
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from marshmallow import ValidationError
 
-from gateway.errors import ApiError, flat_messages
+from gateway.errors import ApiError, flat_messages, idempotency_key_reused
 from gateway.events import Event, UnknownEvent
 from gateway.publish.publisher import Plan, publish, transaction
 from gateway.publish.schemas import PublishBody
+from gateway.publish.tickets import body_digest
 from gateway.storage.scripts import as_text
 from gateway.web.auth import require_admin
 from gateway.web.bodies import idempotency_key, json_object_body, load_or_422
@@ -53,7 +57,8 @@ def publish_event() -> tuple[Response, int]:
         `data` is validated against the event type's schema (`GET /api/event-types` lists
         the types with samples). The event is stored with one delivery per subscribed sink.
         An `Idempotency-Key` seen within `idempotency_ttl` returns the original event id
-        with 200 and `Idempotent-Replayed: true`.
+        with 200 and `Idempotent-Replayed: true`; the same key with a different body
+        (compared as canonical JSON) is a 422 `idempotency_key_reused`.
       security: [{adminToken: []}]
       parameters:
         - name: Idempotency-Key
@@ -107,14 +112,20 @@ def publish_event() -> tuple[Response, int]:
         publish(runtime, event)
         return jsonify({"event_id": event.id}), 202
     remembered = event_idempotency_key(runtime, key)
+    digest = body_digest(json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                                    default=str).encode())
 
     def plan(pipe: Pipeline) -> Plan:
         original = pipe.get(remembered)
         if original is not None:
-            return Plan(result=as_text(original))
+            # "<event id> <digest>"; a bare event id was written before bodies were compared.
+            original_id, _, original_digest = as_text(original).partition(" ")
+            if original_digest and original_digest != digest:
+                raise idempotency_key_reused()
+            return Plan(result=original_id)
 
         def write(tx: Pipeline) -> None:
-            tx.set(remembered, event.id, ex=runtime.settings.idempotency_ttl)
+            tx.set(remembered, f"{event.id} {digest}", ex=runtime.settings.idempotency_ttl)
 
         return Plan(result=None, events=[event], write=write)
 

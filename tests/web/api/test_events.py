@@ -135,6 +135,22 @@ def test_idempotency_key(client: Any, redis_client: Any) -> None:
     assert ticket.status_code == 201
 
 
+def test_an_idempotency_key_reused_with_another_body_is_refused(client: Any, redis_client: Any) -> None:
+    body = {"event": "ticket.updated", "data": {"ticket": TICKET}}
+    assert client.post("/api/events", json=body, headers={**AUTH, "Idempotency-Key": "upd-2"}).status_code == 202
+    # The same body in another key order and spacing is the same request.
+    respelled = json.dumps({"data": {"ticket": dict(reversed(list(TICKET.items())))}, "event": "ticket.updated"},
+                           indent=2)
+    same = client.post("/api/events", data=respelled, content_type="application/json",
+                       headers={**AUTH, "Idempotency-Key": "upd-2"})
+    assert same.status_code == 200
+    other = {"event": "ticket.updated", "data": {"ticket": {**TICKET, "status": "closed"}}}
+    refused = client.post("/api/events", json=other, headers={**AUTH, "Idempotency-Key": "upd-2"})
+    assert refused.status_code == 422
+    assert refused.get_json()["error"] == "idempotency_key_reused"
+    assert redis_client.zcard("gw:events") == 1
+
+
 def test_admin_token_required(client: Any) -> None:
     body = {"event": "ticket.updated", "data": {"ticket": TICKET}}
     assert client.post("/api/events", json=body).status_code == 401
