@@ -4,6 +4,7 @@ a connection the server dropped) and reports errors as redis-py does."""
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -77,3 +78,31 @@ def test_redis_down_is_a_connection_error(client: Any) -> None:
     down = connect("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
     with pytest.raises(redis.ConnectionError):
         DirectScript(down, ECHO)(["x", 1])
+
+
+def test_after_a_burst_64_idle_connections_are_kept_and_the_rest_closed(client: Any) -> None:
+    script = DirectScript(client, ECHO)
+    burst = [script._link() for _ in range(70)]  # 70 callers at once, each on its own connection
+    for link in burst:
+        script._release(link)
+    assert len(script.idle) == 64
+    assert all(link.connection._sock is not None for link in script.idle)
+    assert all(link.connection._sock is None for link in burst[64:])  # closed, not kept
+    assert script(["after", 1]) == [b"after", 2]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_never_uses_its_parents_connection(client: Any) -> None:
+    # Two processes on one socket would read each other's replies: a child (an rq work
+    # horse, a gunicorn worker) opens its own.
+    script = DirectScript(client, ECHO)
+    assert script(["parent", 1]) == [b"parent", 2]
+    [parents] = script.idle
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through its exit status
+        ok = script(["child", 1]) == [b"child", 2] and parents not in script.idle and all(
+            link.pid == os.getpid() for link in script.idle)
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert script(["parent", 2]) == [b"parent", 3]
