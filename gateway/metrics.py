@@ -136,6 +136,8 @@ class Metrics:
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._event_children: dict[str, Any] = {}
         self._filtered_children: dict[tuple[str, str], Any] = {}
+        self._attempt_children: dict[str, tuple[Any, Any]] = {}
+        self._outcome_children: dict[tuple[str, str], Any] = {}
 
     def observe_event(self, event: Event) -> None:
         """Count one published event."""
@@ -159,10 +161,19 @@ class Metrics:
         """Count one delivery attempt from its delivery-log record."""
         sink = str(attempt.get("sink") or "unknown")
         outcome = str(attempt.get("outcome") or "unknown")
-        self.deliveries.labels(sink, outcome).inc()
+        # The label children kept at hand (labels() locks and builds a key each call; with
+        # a worker's threads all counting at once, that lock was contended per attempt).
+        counter = self._outcome_children.get((sink, outcome))
+        if counter is None:
+            counter = self._outcome_children[(sink, outcome)] = self.deliveries.labels(sink, outcome)
+        children = self._attempt_children.get(sink)
+        if children is None:
+            children = self._attempt_children[sink] = (self.attempt_duration.labels(sink),
+                                                       self.delivered_latency.labels(sink))
+        counter.inc()
         duration = attempt_duration_seconds(attempt)
         if duration is not None:
-            self.attempt_duration.labels(sink).observe(duration)
+            children[0].observe(duration)
         if outcome == "delivered":
             received = _epoch_seconds(attempt.get("event_timestamp"))
             started = _epoch_seconds(attempt.get("at"))
@@ -173,7 +184,7 @@ class Metrics:
                     finished = started + duration
                 else:
                     finished = time.time() if now is None else now
-                self.delivered_latency.labels(sink).observe(max(0.0, finished - received))
+                children[1].observe(max(0.0, finished - received))
 
     def observe_request(self, endpoint: str, method: str, status: int, seconds: float) -> None:
         """Count one answered HTTP request."""

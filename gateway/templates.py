@@ -424,6 +424,11 @@ def template_field(**kwargs: Any) -> fields.String:
     return _TemplateField(**kwargs)
 
 
+def is_template_field(field: fields.Field[Any]) -> bool:
+    """True for a field made by :func:`template_field` (the console offers a preview of it)."""
+    return isinstance(field, _TemplateField)
+
+
 class _TemplateField(fields.String):
     def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> str:
         text = super()._deserialize(value, attr, data, **kwargs)

@@ -65,6 +65,9 @@ class Drainer:
         self._cond = threading.Condition()
         self._free = concurrency
         self._local: dict[str, int] = {}
+        self._want: dict[str, list[int]] = {}
+        """sink -> the in-flight counts its waiting drainer loops wait for (``_wait_for``):
+        a finished attempt wakes them only when one is reached, not at every attempt."""
         self._loops: dict[str, threading.Thread] = {}
         self._sinks: dict[str, str] = {}
         """token -> sink, for the loops in ``_loops``."""
@@ -257,13 +260,20 @@ class Drainer:
         with self._cond:
             running = self._local.get(sink, 0)
             until = running - min(REFILL, running)
-            while not self._stopping:
-                if running and self._local.get(sink, 0) <= until:
-                    return
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return
-                self._cond.wait(left)
+            wants = self._want.setdefault(sink, [])
+            wants.append(until)
+            try:
+                while not self._stopping:
+                    if running and self._local.get(sink, 0) <= until:
+                        return
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return
+                    self._cond.wait(left)
+            finally:
+                wants.remove(until)
+                if not wants:
+                    del self._want[sink]
 
     def _submit(self, sink: str, claimed: ClaimedDelivery) -> None:
         with self._cond:
@@ -290,7 +300,15 @@ class Drainer:
         with self._cond:
             self.attempts += 1
             self._free += 1
-            self._local[sink] -= 1
-            if not self._local[sink]:
+            left = self._local[sink] - 1
+            if left:
+                self._local[sink] = left
+            else:
                 del self._local[sink]
-            self._cond.notify_all()
+            # Wake the waiters only when what one waits for has happened: a loop waiting for
+            # a free slot (there was none), for REFILL of its sink's attempts (``_want``),
+            # or for the process to go idle. Waking every waiting loop at every attempt cost
+            # a thread switch (and a GIL hand-off) per delivery for nothing.
+            if (self._free == 1 or self._free == self.concurrency
+                    or any(left <= until for until in self._want.get(sink, ()))):
+                self._cond.notify_all()

@@ -47,6 +47,7 @@ from urllib3.exceptions import (
 from urllib3.util import Retry, Timeout, make_headers, parse_url
 
 from gateway.delivery.ssrf import GuardedHTTPConnectionPool, GuardedHTTPSConnectionPool, SsrfRefused
+from gateway.delivery.wire import OneWriteHTTPConnectionPool, OneWriteHTTPSConnectionPool
 from gateway.sinks import OutgoingRequest, Response
 
 MAX_RESPONSE_BYTES = 64 * 1024
@@ -140,9 +141,13 @@ class OutboundClient:
         self.allow_private_networks = allow_private_networks
         self._pools = urllib3.PoolManager(num_pools=max_hosts, maxsize=max_pool_per_host, block=False,
                                           retries=False)
+        # Either way a request's head and body go out in one write (gateway.delivery.wire).
         if not allow_private_networks:
             self._pools.pool_classes_by_scheme = {"http": GuardedHTTPConnectionPool,
                                                   "https": GuardedHTTPSConnectionPool}
+        else:
+            self._pools.pool_classes_by_scheme = {"http": OneWriteHTTPConnectionPool,
+                                                  "https": OneWriteHTTPSConnectionPool}
         self._closed = threading.Event()
         self._destinations: dict[str, _Destination] = {}
 

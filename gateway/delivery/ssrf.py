@@ -28,11 +28,13 @@ import socket
 import sys
 from urllib.parse import urlsplit
 
-from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connection import HTTPConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 from urllib3.util.connection import allowed_gai_family
 from urllib3.util.timeout import _DEFAULT_TIMEOUT
+
+from gateway.delivery.wire import OneWriteHTTPConnection, OneWriteHTTPSConnection
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -244,14 +246,14 @@ def guarded_create_connection(conn: HTTPConnection) -> socket.socket:
     raise NewConnectionError(conn, "Failed to establish a new connection: getaddrinfo returned no address")
 
 
-class GuardedHTTPConnection(HTTPConnection):
+class GuardedHTTPConnection(OneWriteHTTPConnection):
     """An urllib3 connection that only connects to public addresses."""
 
     def _new_conn(self) -> socket.socket:
         return guarded_create_connection(self)
 
 
-class GuardedHTTPSConnection(HTTPSConnection):
+class GuardedHTTPSConnection(OneWriteHTTPSConnection):
     """The TLS variant: the guard runs before the handshake (no byte reaches a refused host)."""
 
     def _new_conn(self) -> socket.socket:

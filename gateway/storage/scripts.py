@@ -212,6 +212,9 @@ class Scripts:
         self._claim = client.register_script(script_source(ClaimArgs))
         self._release = client.register_script(script_source(ReleaseArgs))
         self._finish = client.register_script(script_source(FinishArgs))
+        # finish.lua runs once per group of finished attempts, from every delivery thread:
+        # over connections of its own too (no pool lock shared with the drainers' claims).
+        self._finish_direct = DirectScript(client, script_source(FinishArgs))
         self._requeue = client.register_script(script_source(RequeueArgs))
         self._sweep = client.register_script(script_source(SweepArgs))
         self._cancel = client.register_script(script_source(CancelArgs))
@@ -274,7 +277,8 @@ class Scripts:
     def finish(self, records: Sequence[AttemptRecord]) -> list[Finished]:
         """Record finished attempts in one finish.lua call, in order. Returns what each one
         did to its sink's circuit and pause."""
-        return [parse_finished(reply) for reply in self._finish(args=FinishArgs(self.prefix, tuple(records)).argv())]
+        argv = FinishArgs(self.prefix, tuple(records)).argv()
+        return [parse_finished(reply) for reply in self._finish_direct(argv)]
 
     def finish_on(self, pipe: Pipeline, record: AttemptRecord) -> None:
         """Queue finish.lua for one attempt on ``pipe`` (a MULTI with the retry's rq job).

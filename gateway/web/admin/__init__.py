@@ -17,6 +17,7 @@ from gateway.web.admin import (  # noqa: F401  (attach their views and template 
     receive_settings,
     signin,
     tickets,
+    tryout,
 )
 from gateway.web.admin.blueprint import bp
 

@@ -20,7 +20,7 @@ from gateway.delivery import delivery_log
 from gateway.errors import ApiError
 from gateway.integrations import store
 from gateway.sinks import SinkType
-from gateway.web.admin import sink_form, snippets
+from gateway.web.admin import sink_form, snippets, tryout
 from gateway.web.admin.blueprint import bp, runtime
 from gateway.web.auth import current_actor
 
@@ -45,20 +45,37 @@ def _catalogue() -> list[Any]:
     return list(runtime().plugins.catalog)
 
 
-def _inputs(sink_type: SinkType) -> tuple[list[sink_form.Input], list[sink_form.Input]]:
-    return sink_form.option_inputs(sink_type), sink_form.advanced_inputs(runtime().settings.delivery, sink_type)
+def _inputs(sink_type: SinkType) -> sink_form.Inputs:
+    return sink_form.Inputs(sink_form.option_inputs(sink_type), sink_form.filter_input(),
+                            sink_form.advanced_inputs(runtime().settings.delivery, sink_type))
 
 
-def _render_form(sink_type: SinkType, options: list[sink_form.Input], advanced: list[sink_form.Input], *,
+def _render_form(sink_type: SinkType, inputs: sink_form.Inputs, *,
                  editing: str | None = None, values: dict[str, Any] | None = None,
-                 errors: dict[str, list[str]] | None = None, etag: str = "", status: int = 200) -> Page:
+                 errors: dict[str, list[str]] | None = None, etag: str = "", status: int = 200,
+                 trial: tryout.Trial | None = None) -> Page:
     shown_type = sink_type.name.replace("_", " ").capitalize()
+    form = request.form if request.method == "POST" else None
     page = render_template("admin/integration_form.html",
                            title=f"Edit {editing}" if editing else f"Add a {shown_type} integration",
-                           sink_type=sink_type, options=options, advanced=advanced, event_types=_catalogue(),
+                           sink_type=sink_type, options=inputs.options, filter_item=inputs.filter,
+                           advanced=inputs.advanced, event_types=_catalogue(),
                            editing=editing, values=values or {}, errors=errors or {}, etag=etag,
-                           advanced_open=any(i.errors for i in advanced))
+                           advanced_open=any(i.errors for i in inputs.advanced),
+                           sample=tryout.sample_shown(runtime(), form, editing, (values or {}).get("events"), trial),
+                           trial=trial)
     return (page, status) if status != 200 else page
+
+
+def _try(sink_type: SinkType, inputs: sink_form.Inputs, values: dict[str, Any], editing: str | None = None
+         ) -> Page:
+    """A "Test filter", "Preview" or "Load sample" button pressed without the script: the form
+    again as the admin left it, with the answer under the button (nothing is saved)."""
+    sink_form.keep_sent(inputs.all, request.form)
+    templates = [item.name for item in inputs.options if item.kind == "template"]
+    trial = tryout.run(runtime(), request.form, templates, editing)
+    return _render_form(sink_type, inputs, editing=editing, values=values, etag=request.form.get("etag", ""),
+                        trial=trial)
 
 
 def _table_from(form: Any, inputs: list[sink_form.Input]) -> dict[str, Any]:
@@ -76,25 +93,27 @@ def integration_new() -> str:
 def integration_create(type_name: str) -> Page | WerkzeugResponse:
     """Step 2: the type's form; on save the sink is stored and its secret shown once."""
     sink_type = _type_or_404(type_name)
-    options, advanced = _inputs(sink_type)
+    inputs = _inputs(sink_type)
     if request.method == "GET":
-        return _render_form(sink_type, options, advanced, values={"events": ["*"]})
+        return _render_form(sink_type, inputs, values={"events": ["*"]})
     form = request.form
     values = {"name": form.get("name", "").strip(), "events": sink_form.events_sent(form),
               "enabled": "enabled" in form}
+    if form.get(tryout.BUTTON):
+        return _try(sink_type, inputs, values)
     try:
-        defaults = {item.name: item.default for item in options + advanced}
+        defaults = {item.name: item.default for item in inputs.all}
         # Only what differs from the defaults is stored (and audited), as a hand-written table would be.
-        table = {key: value for key, value in _table_from(form, options + advanced).items()
+        table = {key: value for key, value in _table_from(form, inputs.all).items()
                  if value is not None and value != defaults.get(key)}
         saved = store.create(runtime(), {"name": values["name"], "type": sink_type.name,
                                          "events": values["events"], "enabled": values["enabled"], **table},
                              current_actor())
     except sink_form.FormProblem as problem:
-        return _refused(sink_type, options, advanced, {problem.name: [problem.message]}, values)
+        return _refused(sink_type, inputs, {problem.name: [problem.message]}, values)
     except ApiError as error:
         messages = error.fields or {("name" if error.code == "sink_exists" else sink_form.GENERAL): [error.message]}
-        return _refused(sink_type, options, advanced, messages, values)
+        return _refused(sink_type, inputs, messages, values)
     name = saved.config.name
     if saved.secret is None:
         flash(f"{name} added: events it subscribes to are delivered from now on.", "ok")
@@ -103,13 +122,11 @@ def integration_create(type_name: str) -> Page | WerkzeugResponse:
                            created=True, valid_until=None, verifier=snippets.verifiers(saved.secret))
 
 
-def _refused(sink_type: SinkType, options: list[sink_form.Input], advanced: list[sink_form.Input],
-             messages: dict[str, list[str]], values: dict[str, Any], editing: str | None = None,
-             etag: str = "") -> Page:
-    sink_form.keep_sent(options + advanced, request.form)
-    errors = sink_form.place_errors(messages, options + advanced, extra=("name", "events", "enabled"))
-    return _render_form(sink_type, options, advanced, editing=editing, values=values, errors=errors, etag=etag,
-                        status=422)
+def _refused(sink_type: SinkType, inputs: sink_form.Inputs, messages: dict[str, list[str]],
+             values: dict[str, Any], editing: str | None = None, etag: str = "") -> Page:
+    sink_form.keep_sent(inputs.all, request.form)
+    errors = sink_form.place_errors(messages, inputs.all, extra=("name", "events", "enabled"))
+    return _render_form(sink_type, inputs, editing=editing, values=values, errors=errors, etag=etag, status=422)
 
 
 def _stored_or_refuse(name: str) -> Any:
@@ -128,31 +145,32 @@ def integration_edit(name: str) -> Page | WerkzeugResponse:
     """Change an integration: the same form, filled in; secret options left blank are kept."""
     current = _stored_or_refuse(name)
     sink_type = _type_or_404(current.table.get("type", ""))
-    options, advanced = _inputs(sink_type)
+    inputs = _inputs(sink_type)
     if request.method == "GET":
-        sink_form.fill(options + advanced, current.table)
+        sink_form.fill(inputs.all, current.table)
         values = {"name": name, "events": list(current.table.get("events") or []),
                   "enabled": current.table.get("enabled", True)}
-        return _render_form(sink_type, options, advanced, editing=name, values=values, etag=store.etag(current))
+        return _render_form(sink_type, inputs, editing=name, values=values, etag=store.etag(current))
     form = request.form
     values = {"name": name, "events": sink_form.events_sent(form), "enabled": current.table.get("enabled", True)}
+    if form.get(tryout.BUTTON):
+        return _try(sink_type, inputs, values, name)
     try:
-        wanted = _table_from(form, options + advanced)
+        wanted = _table_from(form, inputs.all)
         # A secret option left blank keeps its value: the form never shows one.
         wanted = {k: v for k, v in wanted.items()
                   if not (v in (None, {}) and k in sink_type.secret_options)}
         wanted["events"] = values["events"]
-        defaults = {item.name: item.default for item in options + advanced}
+        defaults = {item.name: item.default for item in inputs.all}
         patch = {k: v for k, v in wanted.items() if current.table.get(k, defaults.get(k)) != v}
         saved = store.update(runtime(), name, patch, current_actor(), form.get("etag") or None)
     except sink_form.FormProblem as problem:
-        return _refused(sink_type, options, advanced, {problem.name: [problem.message]}, values, name,
-                        form.get("etag", ""))
+        return _refused(sink_type, inputs, {problem.name: [problem.message]}, values, name, form.get("etag", ""))
     except ApiError as error:
         if error.code == "precondition_failed":
             error.fields = {sink_form.GENERAL: ["Someone changed this integration while you were editing it. "
                                                 "Reload the page to see their change, then make yours again."]}
-        return _refused(sink_type, options, advanced, error.fields or {sink_form.GENERAL: [error.message]},
+        return _refused(sink_type, inputs, error.fields or {sink_form.GENERAL: [error.message]},
                         values, name, form.get("etag", ""))
     flash(f"{name} saved." if saved.changed else f"{name}: nothing was changed.", "ok" if saved.changed else "info")
     return redirect(url_for("admin.integrations", _anchor=f"sink-{name}"))

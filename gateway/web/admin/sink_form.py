@@ -27,6 +27,7 @@ from werkzeug.datastructures import MultiDict
 
 from gateway.config import SinkCommon
 from gateway.sinks import SinkType
+from gateway.templates import is_template_field
 
 ADVANCED_KEYS = ("retry_schedule", "max_in_flight", "timeout", "rate_limit", "failure_threshold", "ordering")
 """The common keys under "Advanced" (name, events and enabled have their own places; the
@@ -48,7 +49,8 @@ class Input:
     name: str
     label: str
     kind: str
-    """text, url, password, integer, number, numbers, select, checkbox, list, mapping or json."""
+    """text, url, password, integer, number, numbers, select, checkbox, list, mapping, json
+    or template (a payload template: a text area with a "Preview" button)."""
     required: bool = False
     help: str = ""
     choices: tuple[str, ...] = ()
@@ -65,6 +67,23 @@ class Input:
         """A list input's values, with room to add more (the script adds further inputs)."""
         given = [str(v) for v in self.value or []]
         return given + [""] * max(EXTRA_LIST_INPUTS - (len(given) > 0), 1)
+
+
+@dataclasses.dataclass
+class Inputs:
+    """Every input of a type's form, in the groups the page shows them in."""
+
+    options: list[Input]
+    """The type's own options."""
+    filter: Input
+    """The content filter, shown with its tester."""
+    advanced: list[Input]
+    """The common keys under "Advanced"."""
+
+    @property
+    def all(self) -> list[Input]:
+        """Every input, for what is done to each alike (fill, keep, read, place errors)."""
+        return [*self.options, self.filter, *self.advanced]
 
 
 class FormProblem(ValueError):
@@ -114,6 +133,8 @@ def _kind(field: fields.Field, secret: bool) -> str:
         return "json"
     if secret:
         return "password"
+    if is_template_field(field):
+        return "template"
     if isinstance(field, fields.URL):
         return "url"
     return "text"
@@ -174,6 +195,13 @@ def advanced_inputs(delivery: Any, sink_type: SinkType) -> list[Input]:
                             choices=_choices(field), placeholder=placeholder,
                             value=_default(field) if kind == "select" else None, default=_default(field)))
     return inputs
+
+
+def filter_input() -> Input:
+    """The content ``filter`` (a common key, :class:`gateway.config.SinkCommon`): a JSON text
+    area, which the form shows beside a sample event and a "Test filter" button."""
+    field = SinkCommon().fields["filter"]
+    return Input(name="filter", label="Content filter", kind="json", help=_help(field))
 
 
 def fill(inputs: Iterable[Input], table: Mapping[str, Any]) -> None:
@@ -248,6 +276,9 @@ def value_of(item: Input, form: MultiDict[str, str]) -> Any:
                 raise FormProblem(item.name, f"Write one 'Name: value' per line ({line.strip()[:40]!r} has no colon).")
             pairs[key.strip()] = rest.strip()
         return pairs
+    if item.kind == "template":
+        # Browsers send a text area's line breaks as CRLF: the template keeps the LF the admin typed.
+        return text.replace("\r\n", "\n")
     if item.kind == "json":
         try:
             return json.loads(text)

@@ -130,20 +130,28 @@ def preview() -> Response:
         content_type = content_type if content_type is not None else options.get("content_type")
     if source is None:
         raise _invalid({"body_template": ["Missing data for required field."]})
+    return jsonify(render_preview(source, preview_event(body.get("event")), content_type, sink_name))
+
+
+def render_preview(source: str, event: Event, content_type: str | None = None, sink_name: str | None = None
+                   ) -> dict[str, Any]:
+    """``{"body", "content_type", "json"}``: ``source`` rendered for ``event`` exactly as a
+    delivery would be (``content_type`` defaults to JSON, whose output must parse); what this
+    endpoint and the console's "Preview" answer. Raises :class:`TemplateFailed`."""
     content_type = content_type or JSON_CONTENT_TYPE
-    event = _event(body.get("event"))
     try:
         template = PayloadTemplate.compile(source)
         rendered = render_body(template, event, DeliveryInfo(PREVIEW_DELIVERY, 1, sink_name or "preview"),
                                content_type)
     except TemplateError as exc:
         raise TemplateFailed(exc) from None
-    return jsonify({"body": rendered.decode("utf-8", "replace"), "content_type": content_type,
-                    "json": is_json_media_type(content_type)})
+    return {"body": rendered.decode("utf-8", "replace"), "content_type": content_type,
+            "json": is_json_media_type(content_type)}
 
 
-def _event(raw: Any) -> Event:
-    """The event to render for: an envelope, or an event name (its catalogue sample)."""
+def preview_event(raw: Any) -> Event:
+    """The event to render for: an envelope, or an event name (its catalogue sample); a 422
+    ``validation_failed`` naming the bad part otherwise."""
     if isinstance(raw, str):
         try:
             return samples.sample_event(current_app.extensions["gateway"], raw)

@@ -104,3 +104,51 @@
     }
   });
 })();
+
+// The integration form's "Test filter", "Preview" and "Load sample": without this script each
+// submits the form to its own page, which comes back with the answer; with it, the same fields
+// go to the console's JSON route and the answer (drawn by the server, escaped) is put in place.
+(function () {
+  "use strict";
+
+  function answerIn(form, button, region, fallback) {
+    var fields = new FormData(form);
+    fields.set("try", button.value);
+    button.disabled = true;
+    region.setAttribute("aria-busy", "true");
+    fetch(form.getAttribute("data-try-url"), {
+      method: "POST", body: fields, credentials: "same-origin", headers: { Accept: "application/json" }
+    })
+      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (body) {
+        if (!body) { throw new Error("refused"); }
+        var target = document.getElementById("try-" + body.target) || region;
+        target.innerHTML = body.html;  // the server's own template, every value escaped
+        if (body.sample !== null && body.sample !== undefined) {
+          document.getElementById("f-sample_event").value = body.sample;
+        }
+      })
+      .catch(function () { region.textContent = fallback; })
+      .then(function () { button.disabled = false; region.removeAttribute("aria-busy"); });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var form = document.querySelector("form[data-try-url]");
+    if (!form) { return; }
+    var buttons = form.querySelectorAll("[data-try]");
+    for (var i = 0; i < buttons.length; i++) {
+      buttons[i].addEventListener("click", function (event) {
+        var button = event.currentTarget;
+        var target = button.value === "filter" ? "filter" : button.value === "sample" ? "sample"
+          : button.value.replace(/^preview:/, "");
+        var region = document.getElementById("try-" + target);
+        if (!region || !window.fetch || !window.FormData) { return; }  // the form submit still works
+        event.preventDefault();
+        answerIn(form, button, region, "No answer: your session may have ended. Reload the page and try again.");
+      });
+    }
+    var picker = form.querySelector("[data-sample-type]");
+    var load = form.querySelector('[data-try][value="sample"]');
+    if (picker && load) { picker.addEventListener("change", function () { load.click(); }); }
+  });
+})();

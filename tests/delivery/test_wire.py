@@ -1,0 +1,99 @@
+"""A request's head and body in one write (gateway.delivery.wire), seen from a raw socket
+server: the first read holds the whole request; bodiless requests still go out whole; the
+guarded (SSRF) connections do the same."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from gateway.delivery.http_client import OutboundClient
+from gateway.delivery.ssrf import GuardedHTTPConnectionPool
+from gateway.delivery.wire import OneWriteHTTPConnectionPool
+from gateway.sinks import OutgoingRequest
+
+ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+class FirstReads:
+    """A keep-alive HTTP server on 127.0.0.1 that records what each request's first
+    ``recv`` returned, reads the rest of the request by its Content-Length and answers 200."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.first_reads: list[bytes] = []
+        self.requests: list[bytes] = []
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        with conn:
+            buffer = b""
+            while True:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                self.first_reads.append(data)
+                buffer += data
+                while b"\r\n\r\n" not in buffer:
+                    buffer += conn.recv(65536)
+                head, _, rest = buffer.partition(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                while len(rest) < length:
+                    rest += conn.recv(65536)
+                self.requests.append(head + b"\r\n\r\n" + rest[:length])
+                buffer = rest[length:]
+                conn.sendall(ANSWER)
+
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.fixture
+def server() -> Iterator[FirstReads]:
+    s = FirstReads()
+    yield s
+    s.close()
+
+
+def test_head_and_body_arrive_in_the_first_read(server: FirstReads) -> None:
+    body = b'{"event":"ticket.created","data":{"ticket":{"id":"t1"}}}' * 20
+    with OutboundClient(allow_private_networks=True) as client:
+        for n in range(3):
+            request = OutgoingRequest(url=server.url(), body=body, headers={
+                "Content-Type": "application/json", "X-Webhook-Delivery": f"dlv_{n}"})
+            assert client.send(request, timeout=5).status_code == 200
+    assert len(server.requests) == 3
+    for n, (first, whole) in enumerate(zip(server.first_reads, server.requests, strict=True)):
+        # One write: the first read already holds the head and the whole body.
+        assert first == whole
+        assert whole.startswith(b"POST /hook HTTP/1.1\r\n")
+        assert f"X-Webhook-Delivery: dlv_{n}".encode() in whole
+        assert whole.endswith(body)
+        assert f"Content-Length: {len(body)}".encode() in whole
+
+
+def test_a_request_without_a_body_still_goes_out_whole(server: FirstReads) -> None:
+    with OutboundClient(allow_private_networks=True) as client:
+        assert client.send(OutgoingRequest(url=server.url(), body=b""), timeout=5).status_code == 200
+        assert client.send(OutgoingRequest(url=server.url(), body=b"after"), timeout=5).status_code == 200
+    assert server.requests[0].startswith(b"POST /hook HTTP/1.1\r\n")
+    assert server.requests[0].endswith(b"\r\n\r\n")
+    assert server.requests[1].endswith(b"\r\n\r\nafter")
+
+
+def test_both_pool_kinds_write_once() -> None:
+    # The guarded pools (SSRF on) and the plain ones (private networks allowed) both.
+    assert issubclass(GuardedHTTPConnectionPool.ConnectionCls, OneWriteHTTPConnectionPool.ConnectionCls)
