@@ -14,12 +14,12 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:  # pragma: no cover, no mutate (imports for annotations only)
     from gateway.config import SinkConfig
     from gateway.runtime import Runtime
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)  # pragma: no mutate (nothing assigns to one: frozen=False is equivalent)
 class CircuitSettings:
     """A sink's breaker parameters, in the units finish.lua takes."""
 

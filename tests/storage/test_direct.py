@@ -4,6 +4,7 @@ a connection the server dropped) and reports errors as redis-py does."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -216,3 +217,31 @@ def test_a_greenlet_killed_while_queued_is_not_sent_and_the_others_are_answered(
                           timeout=120, env=child_env())
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "b'first' [b'after-1', b'after-2'] None True"
+
+
+def test_after_a_burst_64_idle_connections_are_kept_and_the_rest_closed(client: Any) -> None:
+    script = DirectScript(client, ECHO)
+    burst = [script._link() for _ in range(70)]  # 70 callers at once, each on its own connection
+    for link in burst:
+        script._release(link)
+    assert len(script.idle) == 64
+    assert all(link.connection._sock is not None for link in script.idle)
+    assert all(link.connection._sock is None for link in burst[64:])  # closed, not kept
+    assert script(["after", 1]) == [b"after", 2]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_never_uses_its_parents_connection(client: Any) -> None:
+    # Two processes on one socket would read each other's replies: a child (an rq work
+    # horse, a gunicorn worker) opens its own.
+    script = DirectScript(client, ECHO)
+    assert script(["parent", 1]) == [b"parent", 2]
+    [parents] = script.idle
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through its exit status
+        ok = script(["child", 1]) == [b"child", 2] and parents not in script.idle and all(
+            link.pid == os.getpid() for link in script.idle)
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert script(["parent", 2]) == [b"parent", 3]

@@ -36,3 +36,16 @@ def test_json_that_is_not_an_object_is_a_400_showing_the_expected_shape(client: 
 def test_a_body_that_is_not_json_is_a_415(client: Any) -> None:
     response = client.post("/api/events", data="event=ticket.resolved", headers={**AUTH, "Content-Type": "text/plain"})
     assert response.status_code == 415 and response.get_json()["error"] == "unsupported_media_type"
+
+
+# -- an optional body (gateway.web.bodies.optional_object_body): none, an object, or a 415 ------
+
+def test_an_optional_body_may_be_left_out_or_be_a_json_object_but_not_other_media(client: Any) -> None:
+    rotate = "/api/receive-secret/rotate"
+    assert client.post(rotate, headers=AUTH).status_code == 200
+    with_body = client.post(rotate, json={"overlap": 0}, headers=AUTH)
+    assert with_body.status_code == 200 and with_body.get_json()["secret"]
+    form = client.post(rotate, data="overlap=0", headers={**AUTH, "Content-Type": "application/x-www-form-urlencoded"})
+    assert form.status_code == 415 and form.get_json()["error"] == "unsupported_media_type"
+    listed = client.post(rotate, json=[0], headers=AUTH)
+    assert listed.status_code == 400 and '{"overlap": 3600}' in listed.get_json()["message"]

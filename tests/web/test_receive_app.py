@@ -97,3 +97,12 @@ def test_a_bug_while_storing_is_a_json_500_with_nothing_stored(make_client: Any,
     assert "Traceback" not in response.get_data(as_text=True)
     assert "a plugin bug" in caplog.text  # logged for the operator, with its traceback
     assert not redis_client.keys("gw:ticket*")
+
+
+def test_on_its_own_it_answers_in_ascii_json_as_flask_does_by_default(make_runtime: Any) -> None:
+    # Mounted, it follows the Flask app's json.ensure_ascii; on its own, Flask's default (true).
+    client = Client(ReceiveApp(make_runtime(CONFIG)))
+    response = client.post("/", **signed({**GOOD, "data": {**GOOD["data"], "subject": "Café au lait"}}))
+    assert response.status_code == 201
+    assert b'"subject":"Caf\\u00e9 au lait"' in response.data
+    assert response.get_json()["ticket"]["subject"] == "Café au lait"

@@ -82,6 +82,14 @@ def test_unknown_event_name_is_400(client: Any, redis_client: Any, event: str) -
     assert nothing_stored(redis_client)
 
 
+def test_an_unknown_event_name_is_named_whole_up_to_its_100_characters(client: Any) -> None:
+    longest = "x" * 99 + "y"  # the envelope allows 100 characters
+    doc = assert_error(client.post(URL, json={**GOOD, "event": longest}), 400, "unknown_event")
+    assert doc["message"].startswith(f"Unknown event '{longest}'; ")
+    too_long = assert_error(client.post(URL, json={**GOOD, "event": longest + "z"}), 422, "validation_failed")
+    assert list(too_long["fields"]) == ["event"]
+
+
 # -- 401 ----------------------------------------------------------------------------------------
 
 def test_missing_signature_is_401_when_a_secret_is_configured(signed_client: Any, redis_client: Any) -> None:
@@ -236,6 +244,7 @@ def test_nul_in_ticket_text_is_422_with_its_field(client: Any, redis_client: Any
     ('{"event": "ticket.create", "data": {"x": [1, Infinity]}}', "data.x[1]"),
     ('{"event": "ticket.create", "data": {"n": -Infinity}}', "data.n"),
     ('{"event": "ticket.create", "data": {"n": 1e999}}', "data.n"),
+    ('{"event": "ticket.create", "data": {"n": -1e999}}', "data.n"),
 ])
 def test_nan_and_infinity_are_422_with_their_field(client: Any, redis_client: Any, literal: str,
                                                    field: str) -> None:
@@ -243,6 +252,23 @@ def test_nan_and_infinity_are_422_with_their_field(client: Any, redis_client: An
     doc = assert_error(client.post(URL, data=literal, content_type="application/json"), 422, "validation_failed")
     assert list(doc["fields"]) == [field]
     assert nothing_stored(redis_client)
+
+
+@pytest.mark.parametrize("escape", ["\\ud800", "\\uDFFF", "x\\udc00y"])
+def test_a_lone_surrogate_escape_is_400_not_stored(client: Any, redis_client: Any, escape: str) -> None:
+    # Not a character: stored, it could not be encoded for Redis or for a sink later.
+    body = ('{"event": "ticket.create", "data": {"subject": "' + escape + '", "message": "m", '
+            '"customer_email": "a@example.com"}}').encode()
+    doc = assert_error(post_raw(client, body), 400, "malformed_json")
+    assert "unpaired UTF-16 surrogate" in doc["message"]
+    assert nothing_stored(redis_client)
+
+
+def test_a_paired_surrogate_escape_is_the_character_it_spells(client: Any) -> None:
+    body = (b'{"event": "ticket.create", "data": {"subject": "\\ud83d\\ude00", "message": "m", '
+            b'"customer_email": "a@example.com"}}')
+    response = post_raw(client, body)
+    assert response.status_code == 201 and response.get_json()["ticket"]["subject"] == "\U0001f600"
 
 
 def test_missing_subject_and_bad_email_are_reported_together(client: Any) -> None:

@@ -139,3 +139,12 @@ def test_overlong_idempotency_key_is_400(make_client: Any, redis_client: Any) ->
     assert response.status_code == 400
     assert response.get_json()["error"] == "idempotency_key_invalid"
     assert stored_counts(redis_client) == (0, 0)
+
+
+def test_an_empty_webhook_id_is_400_not_an_empty_key(make_client: Any, redis_client: Any) -> None:
+    # An empty Idempotency-Key header counts as none, but the Standard Webhooks id it falls
+    # back to is a key when present: an empty one would make every such request "the same".
+    response = make_client().post(URL, json=BODY, headers={"webhook-id": ""})
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "idempotency_key_invalid"
+    assert stored_counts(redis_client) == (0, 0)

@@ -33,6 +33,17 @@ def test_without_a_secret_only_this_machine_may_post_unsigned(make_client: Any, 
     assert redis_client.keys("gw:sigfail:*") == []
 
 
+def test_an_address_that_is_not_an_ip_is_not_this_machine(make_client: Any, redis_client: Any) -> None:
+    # A unix-socket server without a proxy header gives no address (or a path): not loopback.
+    client = make_client({"gateway": {"admin_token": TOKEN}})
+    for addr in ("", "unix:/run/gateway.sock", "localhost"):
+        refused = post(client, addr)
+        assert refused.status_code == 401 and refused.get_json()["error"] == "unsigned_not_allowed", addr
+    assert redis_client.zcard("gw:tickets") == 0
+    # An IPv6 loopback with a zone index is still this machine.
+    assert post(client, "::1%lo").status_code == 201
+
+
 def test_allow_unsigned_opens_it_on_purpose(make_client: Any) -> None:
     client = make_client({"gateway": {"admin_token": TOKEN, "allow_unsigned": True}})
     assert post(client, REMOTE).status_code == 201

@@ -64,7 +64,12 @@ def classify(response: Response) -> Outcome:
                                pause_sink=True)
     if code in GIVE_UP:
         return Outcome.give_up(f"{where}: {GIVE_UP[code]}")
-    if 400 <= status < 500 and status not in (408, 425):
-        # Another client error: the same message would be refused again.
+    if 300 <= status < 400:
+        # As in the reference policy: redirects are never followed, and the same URL would
+        # redirect again (retrying it only delays the give-up by the whole schedule).
+        return Outcome.give_up(f"{where}: redirect not followed; set the URL to the final address")
+    if status < 500 and status not in (408, 425):
+        # Another client error (400-499; 2xx and 3xx are judged above): the same message
+        # would be refused again.
         return Outcome.give_up(where)
     return Outcome.retry(where)

@@ -71,12 +71,26 @@ def test_the_sink_uses_the_same_verdicts():
     (410, "", OutcomeKind.GIVE_UP, True),  # gone, whatever the body says
     (400, "some_new_error", OutcomeKind.GIVE_UP, False),  # a client error Slack may add later
     (499, "", OutcomeKind.GIVE_UP, False),
+    (302, "", OutcomeKind.GIVE_UP, False),  # redirects are not followed: as the reference policy
+    (300, "", OutcomeKind.GIVE_UP, False),
+    (399, "", OutcomeKind.GIVE_UP, False),
     (425, "", OutcomeKind.RETRY, False),  # too early: retry, like 408
     (500, "channel_not_found", OutcomeKind.GIVE_UP, False),  # the error code decides, not the status
 ])
 def test_the_edges_of_slacks_answers(status, body, kind, paused):
     outcome = classify(answer(status, body))
     assert (outcome.kind, outcome.pause_sink) == (kind, paused)
+
+
+@pytest.mark.parametrize("status", [300, 301, 399])
+def test_a_redirect_says_it_was_not_followed(status):
+    outcome = classify(answer(status, "", Location="https://hooks.slack.com/services/T0/B0/new"))
+    assert outcome.kind is OutcomeKind.GIVE_UP and not outcome.pause_sink
+    assert outcome.reason == f"Slack answered HTTP {status}: redirect not followed; set the URL to the final address"
+
+
+def test_a_client_error_is_not_called_a_redirect():
+    assert classify(answer(400, "")).reason == "Slack answered HTTP 400"
 
 
 def test_only_a_429_is_called_rate_limited():
