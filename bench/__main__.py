@@ -57,25 +57,28 @@ class Plan:
 
 FULL = Plan()
 QUICK = Plan(
-    http_seconds=4,
+    # Every scenario once, small: `make bench QUICK=1` stays under 90 s on an idle 2-core
+    # machine (issue #20). Its ratios are a smoke test; the full run is the measure.
+    http_seconds=2,
     rounds=2,
     deliver_count=1_000,
     plain_count=16,
     slow_count=250,
     isolation_rate=100,
-    isolation_seconds=2,
-    e2e_seconds=2,
+    isolation_seconds=1,
+    e2e_seconds=1,
     cost_count=200,
     publish_count=300,
-    change_rounds=3,
+    change_rounds=2,
+    ordered_tickets=300,
     ordered_rounds=1,
     raw_per_process=2_000,
     growth_seconds=2,
-    growth_rounds=2,
-    backlog_count=5_000,
+    growth_rounds=1,
+    backlog_count=2_000,
     bytes_count=1_000,
     retention_s=3,
-    retention_periods=5,
+    retention_periods=3,
     retention_rate=200,
     timeout=60,
 )
