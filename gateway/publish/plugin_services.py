@@ -6,7 +6,6 @@ through (:attr:`gateway.runtime.Runtime.reporter`)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -16,7 +15,7 @@ from gateway.delivery.ssrf import destination_refusal
 from gateway.errors import ApiError
 from gateway.publish import system_events
 from gateway.publish.schemas import TicketCreateData
-from gateway.publish.tickets import body_digest, create_ticket
+from gateway.publish.tickets import create_ticket, document_digest
 from gateway.sinks import CreatedTicket, DestinationRefused
 from gateway.storage.throttle import credential_throttle
 
@@ -64,8 +63,7 @@ class RuntimeServices:
         key = source_key(source, idempotency_key) if idempotency_key is not None else None
         # What the plugin was sent, in one canonical form: the same fields in another order
         # or spacing are the same request; other fields under the same key are refused.
-        digest = body_digest(json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                                        default=str).encode("utf-8")) if key else ""
+        digest = document_digest(fields) if key else ""
         published = create_ticket(self.runtime, data, key, source, body_hash=digest)
         return CreatedTicket(ticket=published.ticket or {}, replayed=published.replayed)
 

@@ -271,5 +271,13 @@ def create_ticket(runtime: Runtime, data: Mapping[str, Any], key: str | None, so
 
 def body_digest(body: bytes) -> str:
     """The digest stored with an idempotency key: of the raw request body (the receive
-    endpoint), or of a plugin's fields as canonical JSON."""
+    endpoint), or of a document as canonical JSON (:func:`document_digest`)."""
     return hashlib.sha256(body).hexdigest()
+
+
+def document_digest(doc: Any) -> str:
+    """:func:`body_digest` of ``doc`` as canonical JSON (sorted keys, no spaces), so the
+    same fields in another order or spacing are the same request: a plugin's ticket fields,
+    a ``POST /api/events`` body."""
+    return body_digest(json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                                  default=str).encode("utf-8"))

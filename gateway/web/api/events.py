@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import TYPE_CHECKING
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -24,7 +23,7 @@ from gateway.errors import ApiError, flat_messages, idempotency_key_reused
 from gateway.events import Event, UnknownEvent
 from gateway.publish.publisher import Plan, publish, transaction
 from gateway.publish.schemas import PublishBody
-from gateway.publish.tickets import body_digest
+from gateway.publish.tickets import document_digest
 from gateway.storage.scripts import as_text
 from gateway.web.auth import require_admin
 from gateway.web.bodies import idempotency_key, json_object_body, load_or_422
@@ -112,8 +111,7 @@ def publish_event() -> tuple[Response, int]:
         publish(runtime, event)
         return jsonify({"event_id": event.id}), 202
     remembered = event_idempotency_key(runtime, key)
-    digest = body_digest(json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                                    default=str).encode())
+    digest = document_digest(body)
 
     def plan(pipe: Pipeline) -> Plan:
         original = pipe.get(remembered)
