@@ -16,6 +16,7 @@ import redis
 
 from gateway.storage.connection import connect
 from gateway.storage.direct import DirectScript
+from gateway.storage.replication import LOCAL, Durability, ReplicationTimeout
 from gateway.testing import child_env, wait_until
 
 ECHO = "redis.call('INCR', KEYS[1] or 'gw:test:calls') return {ARGV[1], tonumber(ARGV[2]) + 1}"
@@ -185,6 +186,7 @@ monkey.patch_all()
 import gevent
 from gateway.storage.connection import connect
 from gateway.storage.direct import DirectScript
+from gateway.storage.replication import LOCAL, Durability, ReplicationTimeout
 
 client, admin = connect(sys.argv[1]), connect(sys.argv[1])
 script = DirectScript(client, sys.argv[2])
@@ -245,3 +247,41 @@ def test_a_forked_child_never_uses_its_parents_connection(client: Any) -> None:
     _, status = os.waitpid(child, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert script(["parent", 2]) == [b"parent", 3]
+
+
+def test_calls_of_another_durability_wait_for_a_batch_of_their_own(client: Any, redis_client: Any) -> None:
+    # One WAIT covers one batch: a local call queued first must not wait for replicas
+    # because a replicated call queued behind it, nor a replicated one go without its WAIT.
+    replicated = Durability(replicas=1, timeout_ms=100)  # this Redis has no replica: WAIT says 0
+    script = DirectScript(client, STORE)
+    script(["warm"])
+    outcomes: dict[str, Any] = {}
+    before = script.batches
+
+    def call(name: str, durability: Durability) -> threading.Thread:
+        def run() -> None:
+            try:
+                outcomes[name] = script([name], durability)
+            except BaseException as exc:  # noqa: BLE001 - asserted on
+                outcomes[name] = exc
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    redis_client.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
+    try:
+        threads = [call("first", LOCAL)]
+        wait_until(lambda: script.batches == before + 1, "the first call's round trip to start")
+        threads.append(call("local", LOCAL))
+        wait_until(_queued(script, 1), "the local call to queue")
+        threads.append(call("replicated", replicated))
+        wait_until(_queued(script, 2), "the replicated call to queue behind it")
+    finally:
+        redis_client.execute_command("CLIENT", "UNPAUSE")
+    for thread in threads:
+        thread.join()
+    assert outcomes["first"] == b"first" and outcomes["local"] == b"local"
+    unconfirmed = outcomes["replicated"]
+    assert isinstance(unconfirmed, ReplicationTimeout)
+    assert (unconfirmed.acked, unconfirmed.result) == (0, b"replicated")  # written, not confirmed
+    assert script.batches == before + 3
