@@ -35,6 +35,16 @@ def test_it_runs_the_script_and_returns_redis_types(client: Any, redis_client: A
     assert redis_client.get("gw:test:calls") == b"1"
 
 
+def test_each_round_trip_is_counted_from_the_first(client: Any) -> None:
+    # What the bench divides by (calls per round trip): one call alone is one round trip
+    # (the script loaded already: else its NOSCRIPT answer is one more).
+    client.script_load(ECHO)
+    script = DirectScript(client, ECHO)
+    assert script.batches == 0
+    script(["one", 1])
+    assert script.batches == 1
+
+
 def test_a_flushed_script_cache_is_reloaded_and_the_call_runs_once(client: Any, redis_client: Any) -> None:
     script = DirectScript(client, ECHO)
     script(["a", 1])

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import redis
 from support.delivery import drain_queued, plain_runtime, publish_tickets, shown
+from support.plugins import PlainSinkPlugin
 from support.servers import Answer, SinkServer
 
 from gateway.events import Event, utc_now
@@ -108,6 +109,22 @@ def test_a_backlog_over_64_per_drainer_wakes_another_drainer(runtime: Any, ticke
     assert len(leases) == drainers
     at_ms = int(at.timestamp() * 1000)
     assert {score for _, score in leases} == {at_ms + 30_000}
+
+
+# -- requeue -----------------------------------------------------------------------------------
+
+def test_a_wake_up_of_two_sinks_whose_drainers_are_gone_reserves_a_drainer_for_each(
+        make_runtime: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    runtime = make_runtime({"delivery": {"allow_private_networks": True},
+                            "sinks": [{"name": name, "type": "plain", "url": UNUSED_URL, "events": ["*"]}
+                                      for name in ("first", "second")]}, plugins=[PlainSinkPlugin()])
+    publish_tickets(runtime, 1)  # one delivery each; the drainers it woke never run
+    later = scripts.now_ms() + 60_000  # their leases have run out
+    monkeypatch.setattr(scripts, "now_ms", lambda: later)
+    result = runtime.scripts.requeue("retry", wake_sinks=["first", "second"])
+    assert sorted(sink for sink, _ in result.wakes) == ["first", "second"]
+    for sink, token in result.wakes:
+        assert runtime.redis.zscore(runtime.keys.drainers(sink), token) == later + 30_000
 
 
 # -- cancel ------------------------------------------------------------------------------------
