@@ -89,9 +89,9 @@ def test_each_thread_has_its_own_connection(client: Any, redis_client: Any) -> N
     assert redis_client.get("gw:test:calls") == b"200"
 
 
-def test_redis_down_is_a_connection_error(client: Any) -> None:
+def test_redis_down_is_a_connection_error_that_says_why(client: Any) -> None:
     down = connect("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
-    with pytest.raises(redis.ConnectionError):
+    with pytest.raises(redis.ConnectionError, match=r"connecting to 127\.0\.0\.1:1\. Connection refused"):
         DirectScript(down, ECHO)(["x", 1])
 
 
@@ -284,14 +284,38 @@ def test_calls_of_another_durability_wait_for_a_batch_of_their_own(client: Any, 
         wait_until(lambda: script.batches == before + 1, "the first call's round trip to start")
         threads.append(call("local", LOCAL))
         wait_until(_queued(script, 1), "the local call to queue")
-        threads.append(call("replicated", replicated))
-        wait_until(_queued(script, 2), "the replicated call to queue behind it")
+        for queued, name in enumerate(["replicated-1", "replicated-2"], start=2):
+            threads.append(call(name, replicated))
+            wait_until(_queued(script, queued), f"{name} to queue behind it")
     finally:
         redis_client.execute_command("CLIENT", "UNPAUSE")
     for thread in threads:
         thread.join()
     assert outcomes["first"] == b"first" and outcomes["local"] == b"local"
-    unconfirmed = outcomes["replicated"]
-    assert isinstance(unconfirmed, ReplicationTimeout)
-    assert (unconfirmed.acked, unconfirmed.result) == (0, b"replicated")  # written, not confirmed
+    for name in ("replicated-1", "replicated-2"):  # one WAIT for both; each told about its own write
+        unconfirmed = outcomes[name]
+        assert isinstance(unconfirmed, ReplicationTimeout), unconfirmed
+        assert (unconfirmed.acked, unconfirmed.result) == (0, name.encode())  # written, not confirmed
     assert script.batches == before + 3
+
+
+
+def test_a_replica_confirmation_redis_refuses_leaves_no_reply_behind_for_the_next_call(
+        redis_url: str, redis_client: Any) -> None:
+    # A Redis user allowed to run scripts but not PUBLISH (an ACL): the barrier behind a
+    # replicated write is refused, its WAIT's reply is still on the way. The write is
+    # reported as not confirmed, and the connection is not used again: the next call on it
+    # would read that WAIT's reply as its own answer.
+    redis_client.acl_setuser("no-publish", enabled=True, passwords=["+a-password-for-this-test-only"],
+                             keys=["~*"], channels=["*"], commands=["+@all", "-publish"])
+    try:
+        limited = connect(redis_url, username="no-publish", password="a-password-for-this-test-only")
+        script = DirectScript(limited, STORE)
+        script(["warm"])
+        with pytest.raises(ReplicationTimeout) as caught:
+            script(["written"], Durability(replicas=1, timeout_ms=100))
+        assert caught.value.result == b"written" and isinstance(caught.value.__cause__, redis.ResponseError)
+        assert script(["after"]) == b"after"
+        limited.close()
+    finally:
+        redis_client.acl_deluser("no-publish")
