@@ -7,6 +7,7 @@ so that every lease and wait is an exact number."""
 from __future__ import annotations
 
 import datetime
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -174,3 +175,16 @@ def test_a_failure_summary_carries_the_last_failure_as_the_attempt_described_it(
     assert summary.last["id"] == delivery_id
     assert summary.last["status_code"] == 400
     assert runtime.scripts.failure_summaries(window_ms=60_000) == []  # reported once
+
+
+def test_one_claim_of_failure_summaries_reports_at_most_100_sinks(runtime: Any) -> None:
+    # 101 sinks with a failure not reported yet, as finish.lua notes them: a sweeper's
+    # claim takes 100 (a bounded summary pass), the next one the last.
+    for i in range(101):
+        runtime.redis.hset(runtime.keys.sink_failures(f"sink-{i}"),
+                           mapping={"count": 1, "since": 1, "last": json.dumps({"id": f"dlv_{i}"})})
+        runtime.redis.sadd(runtime.keys.failing_sinks, f"sink-{i}")
+    first = runtime.scripts.failure_summaries(window_ms=60_000)
+    second = runtime.scripts.failure_summaries(window_ms=60_000)
+    assert (len(first), len(second)) == (100, 1)
+    assert {s.sink for s in first + second} == {f"sink-{i}" for i in range(101)}
