@@ -91,7 +91,7 @@ def test_each_thread_has_its_own_connection(client: Any, redis_client: Any) -> N
 
 def test_redis_down_is_a_connection_error_that_says_why(client: Any) -> None:
     down = connect("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
-    with pytest.raises(redis.ConnectionError, match=r"connecting to 127\.0\.0\.1:1\. Connection refused"):
+    with pytest.raises(redis.ConnectionError, match=r"^Error \d+ connecting to 127\.0\.0\.1:1\. Connection refused"):
         DirectScript(down, ECHO)(["x", 1])
 
 
