@@ -319,3 +319,23 @@ def test_a_replica_confirmation_redis_refuses_leaves_no_reply_behind_for_the_nex
         limited.close()
     finally:
         redis_client.acl_deluser("no-publish")
+
+
+@pytest.mark.parametrize(("queued", "round_trips"), [(256, 1), (257, 2)])
+def test_at_most_256_calls_share_a_round_trip(client: Any, redis_client: Any, queued: int, round_trips: int) -> None:
+    script = DirectScript(client, STORE)
+    script(["warm"])
+    outcomes: dict[str, Any] = {}
+    before = script.batches
+    redis_client.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
+    try:
+        first = _start(script, ["first"], outcomes)
+        wait_until(lambda: script.batches == before + 1, "the first call's round trip to start")
+        rest = _start(script, [f"call-{i}" for i in range(queued)], outcomes)
+        wait_until(_queued(script, queued), "the other calls to queue behind it")
+    finally:
+        redis_client.execute_command("CLIENT", "UNPAUSE")
+    for thread in first + rest:
+        thread.join()
+    assert len(outcomes) == queued + 1 and all(outcome == name.encode() for name, outcome in outcomes.items())
+    assert script.batches == before + 1 + round_trips
