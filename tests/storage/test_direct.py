@@ -297,6 +297,7 @@ def test_calls_of_another_durability_wait_for_a_batch_of_their_own(client: Any, 
         assert isinstance(unconfirmed, ReplicationTimeout), unconfirmed
         assert (unconfirmed.acked, unconfirmed.result) == (0, name.encode())  # written, not confirmed
     assert script.batches == before + 3
+    assert len(script.idle) == 1  # WAIT answered: the connection is in step, and kept for the next
 
 
 

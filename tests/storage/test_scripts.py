@@ -188,3 +188,10 @@ def test_one_claim_of_failure_summaries_reports_at_most_100_sinks(runtime: Any) 
     second = runtime.scripts.failure_summaries(window_ms=60_000)
     assert (len(first), len(second)) == (100, 1)
     assert {s.sink for s in first + second} == {f"sink-{i}" for i in range(101)}
+
+
+@pytest.mark.parametrize("last", ["not json", '["a", "list"]', ""])
+def test_a_failure_summary_whose_last_failure_is_not_an_object_says_nothing_about_it(runtime: Any, last: str) -> None:
+    runtime.redis.hset(runtime.keys.sink_failures("hook"), mapping={"count": 2, "since": 5, "last": last})
+    runtime.redis.sadd(runtime.keys.failing_sinks, "hook")
+    assert runtime.scripts.failure_summaries(window_ms=60_000) == [scripts.FailureSummary("hook", 2, 5, {})]
