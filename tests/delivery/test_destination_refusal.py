@@ -23,6 +23,8 @@ HINT = "set delivery.allow_private_networks = true to allow it"
     ("http://[::ffff:127.0.0.1]/", "::ffff:127.0.0.1 is an IPv4-mapped form of 127.0.0.1, a loopback address"),
     ("http://localhost/hook", "localhost resolves to "),
     ("http://2130706433/", "2130706433 resolves to 127.0.0.1, a loopback address"),  # 127.0.0.1, as a number
+    # A zone index after an IPv4 address (there is none: IPv4 has no zones) hides nothing.
+    ("http://10.0.0.1%eth0/hook", "10.0.0.1%eth0 is a private address"),
 ])
 def test_addresses_the_guard_refuses_are_refused_with_the_reason(url: str, says: str) -> None:
     refusal = destination_refusal(url)
