@@ -50,7 +50,6 @@ def publish_cost(stack: Stack, count: int) -> dict[str, Any]:
     from gateway.plugins import load_plugins
     from gateway.publish.plugin_services import provide
     from gateway.publish.publisher import publish
-    from gateway.runtime import Runtime
 
     plugins = load_plugins()
     # (sinks, subscribed): the comparison, and 100 sinks with 1 subscribed, which
