@@ -26,8 +26,8 @@ import resource
 import signal
 import subprocess
 import sys
-import threading
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -197,14 +197,14 @@ def _report(yappi: Any, n: int, top: int) -> None:
     print(f"profiled CPU per delivery (sum of own times, inflated by the profiler): {1e6 * total / n:,.0f} us")
     by_part: dict[str, list[float]] = {}
     for s in stats:
-        name = s.name if "." in s.name or not getattr(s, "module", "") else s.name
+        name = s.name
         for key, part in PARTS.items():
             if name == key or name.endswith("." + key):
                 entry = by_part.setdefault(part, [0.0, 0.0, 0])
                 entry[0] += s.ttot
                 entry[1] += s.ncall
     print("")
-    print(f"| part | calls / delivery | us / delivery (inclusive, profiled) | share of profiled |")
+    print("| part | calls / delivery | us / delivery (inclusive, profiled) | share of profiled |")
     print("|---|---|---|---|")
     for part, (ttot, ncall, _) in sorted(by_part.items(), key=lambda kv: -kv[1][0]):
         print(f"| {part} | {ncall / n:.2f} | {1e6 * ttot / n:,.1f} | {100 * ttot / total:.0f}% |")
