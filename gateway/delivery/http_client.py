@@ -215,6 +215,10 @@ def _read_capped(raw: urllib3.BaseHTTPResponse, deadline: float) -> bytes:
     chunks: list[bytes] = []
     size = 0
     complete = False
+    # With a Content-Length and the body as sent (not decompressed, where the decoder may
+    # hold bytes back until the empty read), the body is complete when that many bytes
+    # came: the empty read that would say so costs as much again as the read itself.
+    counted = raw.length_remaining is not None and "content-encoding" not in raw.headers
     while size < MAX_RESPONSE_BYTES:
         if time.monotonic() > deadline:
             raise ReadTimeoutError(None, None, "response body not complete before the deadline")  # type: ignore[arg-type]
@@ -224,6 +228,9 @@ def _read_capped(raw: urllib3.BaseHTTPResponse, deadline: float) -> bytes:
             break
         chunks.append(chunk)
         size += len(chunk)
+        if counted and not raw.length_remaining:
+            complete = True
+            break
     if not complete:
         # Reading the rest could take long; a fresh connection later is cheaper.
         raw.close()
