@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="count Python and builtin calls per delivery by part (innermost part wins)")
     parser.add_argument("--strace", metavar="FILE", help="strace -c -f this process over the drain into FILE")
     parser.add_argument("--top", type=int, default=0, help="also list the N functions with most own time")
+    parser.add_argument("--by-calls", action="store_true", help="--top by number of calls, not own time")
     parser.add_argument("--max-in-flight", type=int, default=10, help="the sink's in-flight cap (default 10)")
     args = parser.parse_args(argv)
 
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"thread switches per delivery: voluntary {(after.ru_nvcsw - before.ru_nvcsw) / n:.1f}, "
               f"involuntary {(after.ru_nivcsw - before.ru_nivcsw) / n:.1f}")
         if yappi is not None:
-            _report(yappi, n, args.top)
+            _report(yappi, n, args.top, args.by_calls)
         if counter is not None:
             counter.report(n)
         runtime.redis.close()
@@ -189,7 +190,7 @@ class _CallCounter:
             print(f"| {part} | {count / n:,.1f} | {100 * count / total:.0f}% |")
 
 
-def _report(yappi: Any, n: int, top: int) -> None:
+def _report(yappi: Any, n: int, top: int, by_calls: bool) -> None:
     stats = yappi.get_func_stats()
     calls = sum(s.ncall for s in stats)
     total = sum(s.tsub for s in stats)
@@ -210,9 +211,9 @@ def _report(yappi: Any, n: int, top: int) -> None:
         print(f"| {part} | {ncall / n:.2f} | {1e6 * ttot / n:,.1f} | {100 * ttot / total:.0f}% |")
     if top:
         print("")
-        print("| function (own time) | calls / delivery | us / delivery |")
+        print(f"| function (by {'calls' if by_calls else 'own time'}) | calls / delivery | us / delivery |")
         print("|---|---|---|")
-        for s in sorted(stats, key=lambda s: -s.tsub)[:top]:
+        for s in sorted(stats, key=lambda s: -s.ncall if by_calls else -s.tsub)[:top]:
             print(f"| {s.module.rsplit('/', 2)[-1]}:{s.name} | {s.ncall / n:.2f} | {1e6 * s.tsub / n:,.1f} |")
 
 

@@ -150,6 +150,7 @@ class OutboundClient:
                                                   "https": OneWriteHTTPSConnectionPool}
         self._closed = threading.Event()
         self._destinations: dict[str, _Destination] = {}
+        self._budgets: dict[float, Timeout] = {}
 
     def _destination(self, url: str) -> _Destination:
         found = self._destinations.get(url)
@@ -173,7 +174,14 @@ class OutboundClient:
         if url.authorization and not any(key.lower() == "authorization" for key in headers):
             headers["Authorization"] = url.authorization
         deadline = time.monotonic() + timeout
-        budget = Timeout(connect=min(timeout, MAX_CONNECT_TIMEOUT), read=timeout, total=timeout)
+        budget = self._budgets.get(timeout)
+        if budget is None:
+            # Built once per timeout value: urllib3 only ever uses clones of it (a Timeout
+            # records when its connect started), so one object serves every request.
+            budget = Timeout(connect=min(timeout, MAX_CONNECT_TIMEOUT), read=timeout, total=timeout)
+            if len(self._budgets) >= _TARGET_CACHE:
+                self._budgets.clear()
+            self._budgets[timeout] = budget
         try:
             pool = self._pools.connection_from_host(url.host, port=url.port, scheme=url.scheme)
             raw = pool.urlopen(request.method, url.request_uri, body=request.body, headers=headers,
