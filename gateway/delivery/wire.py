@@ -107,7 +107,8 @@ class _OneWrite:
 
     def putheader(self, header: str, *values: str) -> None:
         if (len(values) == 1 and type(header) is str and type(values[0]) is str and values[0] != SKIP_HEADER
-                and self._HTTPConnection__state == _REQUEST_STARTED):  # type: ignore[attr-defined]
+                and getattr(self, "_HTTPConnection__state", None) == _REQUEST_STARTED):
+            # (http.client's own state check: a header only right after the request line.)
             name = header.encode("ascii")
             value = values[0].encode("latin-1")
             if _legal_header_name(name) and not _illegal_header_value(value):
