@@ -237,3 +237,25 @@ def test_the_floor_server_does_the_receive_write_and_nothing_else(tmp_path: Path
         assert int(stack.redis.get(seq_key)) == 3
         assert 1 <= stack.redis.zcard("gw:tickets") <= WEB_WORKERS
         assert stack.redis.llen("gw:ready:fast") == 3
+
+
+class _Outer:
+    def run(self) -> int:
+        return _inner() + len("ab")
+
+
+def _inner() -> int:
+    return sum([1, 2])
+
+
+def test_engine_profile_counts_each_call_under_the_innermost_part(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench import engine_profile
+
+    monkeypatch.setattr(engine_profile, "PARTS", {"_Outer.run": "outer", "_inner": "inner"})
+    counter = engine_profile._CallCounter()
+    counter.start()
+    _Outer().run()
+    counter.stop()
+    # The call of run and its len(): outer; the call of _inner and its sum(): inner, not outer.
+    assert counter.counts["outer"] == 2
+    assert counter.counts["inner"] == 2
