@@ -253,3 +253,25 @@ def test_servers_are_shared_by_name_and_a_name_keeps_its_command(tmp_path: Path)
         stack.stop(first.proc)
         # Once stopped, the name starts a new process.
         assert stack.serve({"hello": stack.hello_command()})["hello"].proc is not first.proc
+
+
+class _Outer:
+    def run(self) -> int:
+        return _inner() + len("ab")
+
+
+def _inner() -> int:
+    return sum([1, 2])
+
+
+def test_engine_profile_counts_each_call_under_the_innermost_part(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench import engine_profile
+
+    monkeypatch.setattr(engine_profile, "PARTS", {"_Outer.run": "outer", "_inner": "inner"})
+    counter = engine_profile._CallCounter()
+    counter.start()
+    _Outer().run()
+    counter.stop()
+    # The call of run and its len(): outer; the call of _inner and its sum(): inner, not outer.
+    assert counter.counts["outer"] == 2
+    assert counter.counts["inner"] == 2
