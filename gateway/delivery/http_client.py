@@ -47,7 +47,7 @@ from urllib3.exceptions import (
 from urllib3.util import Retry, Timeout, make_headers, parse_url
 
 from gateway.delivery.ssrf import GuardedHTTPConnectionPool, GuardedHTTPSConnectionPool, SsrfRefused
-from gateway.delivery.wire import OneWriteHTTPConnectionPool, OneWriteHTTPSConnectionPool
+from gateway.delivery.wire import REQUEST_TIMEOUT, OneWriteHTTPConnectionPool, OneWriteHTTPSConnectionPool
 from gateway.sinks import OutgoingRequest, Response
 
 MAX_RESPONSE_BYTES = 64 * 1024
@@ -182,6 +182,9 @@ class OutboundClient:
             if len(self._budgets) >= _TARGET_CACHE:
                 self._budgets.clear()
             self._budgets[timeout] = budget
+        # The wire may write this request on a kept-alive socket with the timeout it still
+        # has, only if that is within this request's own (a pool serves every sink of a host).
+        within = REQUEST_TIMEOUT.set(timeout)
         try:
             pool = self._pools.connection_from_host(url.host, port=url.port, scheme=url.scheme)
             raw = pool.urlopen(request.method, url.request_uri, body=request.body, headers=headers,
@@ -197,6 +200,8 @@ class OutboundClient:
                                 f"{_safe_reason(exc)}.") from None
         except _TRANSPORT_ERRORS as exc:
             raise _translate(exc, where, timeout) from None
+        finally:
+            REQUEST_TIMEOUT.reset(within)
         try:
             body = _read_capped(raw, deadline)
         except _TRANSPORT_ERRORS as exc:

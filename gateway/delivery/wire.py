@@ -26,6 +26,7 @@ patterns and writes the same bytes, and hands anything else to them.
 
 from __future__ import annotations
 
+import contextvars
 import http.client
 import socket
 from typing import Any
@@ -44,6 +45,14 @@ TIMEOUT_SLACK_S = 0.01
 """A timeout this close to the socket's current one is taken as the same: urllib3 asks for
 the read timeout less the time since the request started (``Timeout(total=...)``), a value a
 few microseconds different at every request."""
+
+
+REQUEST_TIMEOUT: contextvars.ContextVar[float] = contextvars.ContextVar("REQUEST_TIMEOUT", default=0.0)
+"""The whole timeout of the request being sent in this thread (set by the outbound client;
+0 = not known). A kept-alive socket's timeout is the previous request's read timeout, maybe
+another sink's on the same host: it is kept for writing this request only when it is no
+longer than this one's, so a stalled write never outlasts the attempt's own timeout (and the
+in-flight lease computed from it)."""
 
 
 class SteadyTimeoutSocket(socket.socket):
@@ -91,8 +100,11 @@ class _OneWrite:
             # Kept alive from an earlier request: urllib3 gave the connection its connect
             # timeout (min(timeout, 5 s)) to write with, and the read timeout right after;
             # writing a request into an open socket with the read timeout it still has
-            # (the previous request's, bounded by the sink's timeout) spares both ioctls.
-            self.timeout = sock.gettimeout()
+            # (the previous request's) spares both ioctls, when that is within this
+            # request's own timeout (REQUEST_TIMEOUT).
+            current = sock.gettimeout()
+            if current is not None and current <= REQUEST_TIMEOUT.get():
+                self.timeout = current
         hold = isinstance(body, bytes) and bool(body) and not kwargs.get("chunked")
         self._hold_head = hold
         self._head = None

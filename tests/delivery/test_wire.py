@@ -14,6 +14,7 @@ from urllib3.connection import HTTPConnection
 from gateway.delivery.http_client import OutboundClient
 from gateway.delivery.ssrf import GuardedHTTPConnectionPool
 from gateway.delivery.wire import (
+    REQUEST_TIMEOUT,
     TIMEOUT_SLACK_S,
     OneWriteHTTPConnection,
     OneWriteHTTPConnectionPool,
@@ -182,3 +183,26 @@ def test_kept_alive_plain_connections_use_the_steady_socket(server: FirstReads) 
     assert isinstance(conn.sock, SteadyTimeoutSocket)
     assert server.requests == [server.requests[0]] * 2
     pool.close()
+
+
+@pytest.mark.parametrize(("previous", "this_request", "write_timeout"), [
+    (30.0, 2.0, 2.0),   # another sink's longer timeout: written within this request's own
+    (2.0, 30.0, 2.0),   # the socket's shorter one is kept (no ioctl)
+    (30.0, 0.0, 5.0),   # no request timeout known: urllib3's connect timeout, as it sets it
+])
+def test_a_kept_alive_socket_writes_within_this_requests_timeout(
+        server: FirstReads, previous: float, this_request: float, write_timeout: float) -> None:
+    conn = OneWriteHTTPConnection("127.0.0.1", server.port, timeout=previous)
+    conn.connect()
+    try:
+        assert isinstance(conn.sock, SteadyTimeoutSocket)
+        conn.timeout = min(this_request or 5.0, 5.0)  # what urllib3 sets before a request
+        token = REQUEST_TIMEOUT.set(this_request)
+        try:
+            conn.request("POST", "/hook", body=b"x")
+        finally:
+            REQUEST_TIMEOUT.reset(token)
+        assert conn.sock.gettimeout() == write_timeout
+        assert conn.getresponse().status == 200
+    finally:
+        conn.close()
