@@ -1,6 +1,7 @@
 #!/bin/sh
 # The bench's own set-up (never needed by `make test`): wrk from Debian for HTTP load,
-# py-spy and pyinstrument from PyPI for `python -m bench.profile`.
+# with --profile: py-spy, pyinstrument and yappi from PyPI for `python -m bench.profile` and
+# `python -m bench.engine_profile --yappi`.
 set -eu
 if ! command -v wrk >/dev/null 2>&1; then
   echo "bench: installing wrk (apt-get)" >&2
@@ -10,7 +11,7 @@ if ! command -v wrk >/dev/null 2>&1; then
 fi
 if [ "${1:-}" = "--profile" ]; then
   PYTHON="${PYTHON:-$(dirname "$0")/../.venv/bin/python}"
-  if ! "$PYTHON" -c "import pyinstrument" 2>/dev/null || [ ! -x "$(dirname "$PYTHON")/py-spy" ]; then
-    "$PYTHON" -m pip install --disable-pip-version-check -q py-spy pyinstrument
+  if ! "$PYTHON" -c "import pyinstrument, yappi" 2>/dev/null || [ ! -x "$(dirname "$PYTHON")/py-spy" ]; then
+    "$PYTHON" -m pip install --disable-pip-version-check -q py-spy pyinstrument yappi
   fi
 fi

@@ -47,7 +47,7 @@ from urllib3.exceptions import (
 from urllib3.util import Retry, Timeout, make_headers, parse_url
 
 from gateway.delivery.ssrf import GuardedHTTPConnectionPool, GuardedHTTPSConnectionPool, SsrfRefused
-from gateway.delivery.wire import OneWriteHTTPConnectionPool, OneWriteHTTPSConnectionPool
+from gateway.delivery.wire import REQUEST_TIMEOUT, OneWriteHTTPConnectionPool, OneWriteHTTPSConnectionPool
 from gateway.sinks import OutgoingRequest, Response
 
 MAX_RESPONSE_BYTES = 64 * 1024
@@ -150,6 +150,7 @@ class OutboundClient:
                                                   "https": OneWriteHTTPSConnectionPool}
         self._closed = threading.Event()
         self._destinations: dict[str, _Destination] = {}
+        self._budgets: dict[float, Timeout] = {}
 
     def _destination(self, url: str) -> _Destination:
         found = self._destinations.get(url)
@@ -173,7 +174,17 @@ class OutboundClient:
         if url.authorization and not any(key.lower() == "authorization" for key in headers):
             headers["Authorization"] = url.authorization
         deadline = time.monotonic() + timeout
-        budget = Timeout(connect=min(timeout, MAX_CONNECT_TIMEOUT), read=timeout, total=timeout)
+        budget = self._budgets.get(timeout)
+        if budget is None:
+            # Built once per timeout value: urllib3 only ever uses clones of it (a Timeout
+            # records when its connect started), so one object serves every request.
+            budget = Timeout(connect=min(timeout, MAX_CONNECT_TIMEOUT), read=timeout, total=timeout)
+            if len(self._budgets) >= _TARGET_CACHE:
+                self._budgets.clear()
+            self._budgets[timeout] = budget
+        # The wire may write this request on a kept-alive socket with the timeout it still
+        # has, only if that is within this request's own (a pool serves every sink of a host).
+        within = REQUEST_TIMEOUT.set(timeout)
         try:
             pool = self._pools.connection_from_host(url.host, port=url.port, scheme=url.scheme)
             raw = pool.urlopen(request.method, url.request_uri, body=request.body, headers=headers,
@@ -189,6 +200,8 @@ class OutboundClient:
                                 f"{_safe_reason(exc)}.") from None
         except _TRANSPORT_ERRORS as exc:
             raise _translate(exc, where, timeout) from None
+        finally:
+            REQUEST_TIMEOUT.reset(within)
         try:
             body = _read_capped(raw, deadline)
         except _TRANSPORT_ERRORS as exc:
@@ -215,6 +228,10 @@ def _read_capped(raw: urllib3.BaseHTTPResponse, deadline: float) -> bytes:
     chunks: list[bytes] = []
     size = 0
     complete = False
+    # With a Content-Length and the body as sent (not decompressed, where the decoder may
+    # hold bytes back until the empty read), the body is complete when that many bytes
+    # came: the empty read that would say so costs as much again as the read itself.
+    counted = raw.length_remaining is not None and "content-encoding" not in raw.headers
     while size < MAX_RESPONSE_BYTES:
         if time.monotonic() > deadline:
             raise ReadTimeoutError(None, None, "response body not complete before the deadline")  # type: ignore[arg-type]
@@ -224,6 +241,9 @@ def _read_capped(raw: urllib3.BaseHTTPResponse, deadline: float) -> bytes:
             break
         chunks.append(chunk)
         size += len(chunk)
+        if counted and not raw.length_remaining:
+            complete = True
+            break
     if not complete:
         # Reading the rest could take long; a fresh connection later is cheaper.
         raw.close()

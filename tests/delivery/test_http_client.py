@@ -4,6 +4,7 @@ connections, redirects not followed, big bodies cut, errors that leak nothing.""
 from __future__ import annotations
 
 import base64
+import gzip
 import shutil
 import socket
 import ssl
@@ -202,3 +203,30 @@ def test_retry_after_is_capped() -> None:
     assert retry_after(response, cap=3600, now=NOW) == NOW + timedelta(hours=1)
     assert retry_after(Response(503, {"Retry-After": "7"}, b""), cap=3600, now=NOW) == NOW + timedelta(seconds=7)
     assert retry_after(Response(503, {}, b""), cap=3600, now=NOW) is None
+
+
+def test_a_kept_alive_connection_takes_a_shorter_timeout(client: OutboundClient, local_server) -> None:
+    # The second request reuses the first one's connection (and socket): its own, shorter
+    # timeout must hold, not the one the socket was left with (test_wire checks the socket's
+    # timeout itself; this is the whole path, which the deadline also guards).
+    def late(handler: BaseHTTPRequestHandler) -> None:
+        server.release.wait(3)
+        answer(200, b"late")(handler)
+
+    server = local_server({"/hook": answer(200, b"ok"), "/late": late})
+    assert client.send(post(server.url("/hook")), timeout=60).status_code == 200
+    with pytest.raises(DeliveryError) as caught:
+        client.send(post(server.url("/late")), timeout=0.5)
+    assert caught.value.code == "timeout"
+    assert server.connections == 1
+
+
+def test_a_compressed_answer_is_read_whole(client: OutboundClient, local_server) -> None:
+    # All its bytes arrive with the first read, but decoded it is larger than one read
+    # returns: it must still come out whole, not cut where its Content-Length was reached.
+    text = b"thanks, " * 5000
+    server = local_server({"/hook": answer(200, gzip.compress(text), {"Content-Encoding": "gzip"}),
+                           "/plain": answer(200, b"plain")})
+    assert client.send(post(server.url("/hook")), timeout=10).body == text
+    assert client.send(post(server.url("/plain")), timeout=10).body == b"plain"
+    assert server.connections == 1
