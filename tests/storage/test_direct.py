@@ -231,6 +231,49 @@ def test_a_greenlet_killed_while_queued_is_not_sent_and_the_others_are_answered(
     assert done.stdout.strip() == "b'first' [b'after-1', b'after-2'] None True"
 
 
+LEADER_KILLED = """
+import sys
+from gevent import monkey
+monkey.patch_all()
+import gevent
+from gateway.storage.connection import connect
+from gateway.storage.direct import DirectScript
+
+client, admin = connect(sys.argv[1]), connect(sys.argv[1])
+script = DirectScript(client, sys.argv[2])
+script(["warm"])
+before = script.batches
+
+def until(check):
+    while not check():
+        gevent.sleep(0.01)
+
+admin.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
+try:
+    first = gevent.spawn(script, ["first"])
+    until(lambda: script.batches == before + 1)
+    leader = gevent.spawn(script, ["leader"])
+    until(lambda: len(script._queue) == 1)
+    member = gevent.spawn(script, ["member"])
+    until(lambda: len(script._queue) == 2)
+    first.kill()  # gives up its round trip: "leader" leads the next batch, with "member" in it
+    until(lambda: script.batches == before + 2)
+    leader.kill()  # killed waiting for that batch's replies, as a web worker's greenlet can be
+    member.join(timeout=10)
+finally:
+    admin.execute_command("CLIENT", "UNPAUSE")
+print(member.dead, type(member.exception).__name__, member.exception)
+"""
+
+
+def test_a_leader_killed_in_its_round_trip_fails_the_others_of_its_batch_instead_of_leaving_them_waiting(
+        redis_url: str, redis_client: Any) -> None:
+    done = subprocess.run([sys.executable, "-c", LEADER_KILLED, redis_url, STORE], capture_output=True, text=True,
+                          timeout=120, env=child_env())
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True ConnectionError redis: the batch's round trip was interrupted"
+
+
 def test_after_a_burst_64_idle_connections_are_kept_and_the_rest_closed(client: Any) -> None:
     script = DirectScript(client, ECHO)
     burst = [script._link() for _ in range(70)]  # 70 callers at once, each on its own connection
