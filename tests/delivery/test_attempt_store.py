@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 import pytest
+from support.console import sign_in
 
 TOKEN = "admin-token-for-tests-0123456789-attempts"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -99,3 +100,65 @@ def test_a_body_that_was_the_event_is_not_shown_once_the_event_expired(delivered
             expected["request"]["body"] = None
         assert shown == expected
         assert shown["request"]["body_bytes"] == record["request"]["body_bytes"] > 0
+    # The console says why there is no body to show.
+    assert sign_in(client, TOKEN).status_code == 302
+    page = client.get(f"/admin/deliveries/{records['plain']['delivery_id']}").text
+    assert f"The body ({records['plain']['request']['body_bytes']} bytes) was the event's payload" in page
+    assert "Request body as sent" not in page
+
+
+# -- the stored form itself ----------------------------------------------------------------
+FIELDS = {"id": "dlv_0123", "event_id": "evt_4567", "event": "ticket.created", "sink": "crm",
+          "target": '{"key":"default","url":"https://crm.example.com/hooks"}'}
+EVENT_JSON = '{"id":"evt_4567","event":"ticket.created","timestamp":"2026-01-15T10:30:00.000Z","data":{"n":1}}'
+ENVELOPE = '{"event":"ticket.created","timestamp":"2026-01-15T10:30:00.000Z","data":{"n":1}}'
+
+
+def record(**changes: Any) -> dict[str, Any]:
+    base = {"delivery_id": "dlv_0123", "event_id": "evt_4567", "event": "ticket.created", "sink": "crm",
+            "target": "default", "attempt": 1, "at": "2026-01-15T10:30:01.000Z", "duration_ms": 3.5,
+            "status_code": 200, "outcome": "delivered", "status": "delivered", "error": None,
+            "response_excerpt": "ok",
+            "request": {"method": "POST", "url": "https://crm.example.com/…",
+                        "headers": {"Content-Type": "application/json", "X-Webhook-Delivery": "dlv_0123",
+                                    "X-Webhook-Event": "ticket.created", "X-Custom": "[hidden]", "X-Own": "v"},
+                        "body": ENVELOPE, "body_bytes": len(ENVELOPE)},
+            "next_attempt_at": None, "event_timestamp": "2026-01-15T10:30:00.000Z"}
+    return {**base, **changes}
+
+
+def test_a_stored_record_of_this_form_reads_back_as_it_was_written() -> None:
+    from gateway.delivery.attempt_store import unpack
+
+    # Written by this version: what is in Redis must read the same after any later change
+    # (the header tables are append-only; this catches a reordering).
+    stored = ('[2,1,"2026-01-15T10:30:01.000Z",3.5,200,"delivered","delivered",null,"ok",'
+              '["POST","https://crm.example.com/…",[0,2,3,0,2,1,"X-Custom",3,"X-Own","v"],0,80],null,'
+              '"2026-01-15T10:30:00.000Z"]')
+    assert unpack(stored, FIELDS, EVENT_JSON) == record()
+
+
+@pytest.mark.parametrize(("change", "kept_whole"), [
+    ({}, False),
+    ({"waited_for": {"delivery_id": "dlv_0000", "status": "delivered"}}, False),
+    ({"request": None}, False),
+    ({"something_new": 1}, True),  # a field this version does not know
+    ({"sink": "another"}, True),  # not what the hash says
+])
+def test_every_record_reads_back_exactly(change: dict[str, Any], kept_whole: bool) -> None:
+    from gateway.delivery.attempt_store import pack, unpack
+
+    written = record(**change)
+    stored = pack(written, FIELDS, EVENT_JSON)
+    assert unpack(stored, FIELDS, EVENT_JSON) == written
+    assert (json.loads(stored) == written) is kept_whole
+
+
+@pytest.mark.parametrize("body", [ENVELOPE[:-1], ENVELOPE.replace("1", "[hidden]"), "", ENVELOPE + " "])
+def test_a_body_other_than_the_events_envelope_is_kept(body: str) -> None:
+    from gateway.delivery.attempt_store import pack, unpack
+
+    written = record(request={**record()["request"], "body": body})
+    stored = pack(written, FIELDS, EVENT_JSON)
+    assert unpack(stored, FIELDS, EVENT_JSON) == written
+    assert unpack(stored, FIELDS, None) == written  # no event needed
