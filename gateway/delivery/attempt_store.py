@@ -29,6 +29,7 @@ can never be dropped silently.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -65,8 +66,11 @@ def _own_values(fields: Mapping[str, str]) -> tuple[str, ...]:
 _ORDER = (*FROM_DELIVERY, *FIELDS)
 _NAME_CODES = {name: code for code, name in enumerate(HEADER_NAMES)}
 _VALUE_CODES = {value: code for code, value in enumerate(HEADER_VALUES, start=len(_own_values({})))}
-_KNOWN = frozenset((*_ORDER, OPTIONAL))
+_LAYOUTS = frozenset((_ORDER, (*_ORDER, OPTIONAL)))
+_REQUEST_AT = 1 + FIELDS.index("request")
 _ID_MEMBER = '{"id":"'
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+"""json.dumps' compact form; one encoder made once (json.dumps with options makes one per call)."""
 
 
 def event_envelope_text(event_json: str | bytes | None) -> str | None:
@@ -87,28 +91,31 @@ def event_envelope_text(event_json: str | bytes | None) -> str | None:
 def pack(record: Mapping[str, Any], fields: Mapping[str, str], event_json: str | bytes | None) -> str:
     """``record`` as kept in Redis. ``fields`` is the delivery hash the attempt was made
     from and ``event_json`` the event as stored (what :func:`unpack` will be given)."""
-    if not _packable(record, fields):
-        return json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+    headers = _packable(record, fields)
+    if headers is None:
+        return _encode(record)
     packed: list[Any] = [VERSION, *(record[name] for name in FIELDS)]
     request = record["request"]
     if request is not None:
         body = request["body"]
         if body and body == event_envelope_text(event_json):
             body = ENVELOPE
-        packed[1 + FIELDS.index("request")] = [request["method"], request["url"],
-                                                _pack_headers(request["headers"], fields), body,
-                                                request["body_bytes"]]
+        packed[_REQUEST_AT] = [request["method"], request["url"], headers, body, request["body_bytes"]]
     if OPTIONAL in record:
         packed.append(record[OPTIONAL])
-    return json.dumps(packed, separators=(",", ":"), ensure_ascii=False)
+    return _encode(packed)
 
 
-def _pack_headers(headers: Mapping[str, str], fields: Mapping[str, str]) -> list[str | int]:
+def _pack_headers(headers: Mapping[str, str], fields: Mapping[str, str]) -> list[str | int] | None:
+    """The flat list of codes and strings; None when a value is not a string (a number
+    would read back as a code)."""
     own = {value: code for code, value in enumerate(_own_values(fields))}
     flat: list[str | int] = []
     for name, value in headers.items():
+        if type(value) is not str:
+            return None
         flat.append(_NAME_CODES.get(name, name))
-        flat.append(own.get(value, _VALUE_CODES.get(value, value)))
+        flat.append(own[value] if value in own else _VALUE_CODES.get(value, value))
     return flat
 
 
@@ -122,24 +129,33 @@ def _unpack_headers(flat: list[str | int], fields: Mapping[str, str]) -> dict[st
     return headers
 
 
-def _packable(record: Mapping[str, Any], fields: Mapping[str, str]) -> bool:
-    """Whether :func:`unpack` gives ``record`` back exactly: every field known, the
-    delivery's fields as the hash holds them, the request of the known shape."""
-    if record.keys() - _KNOWN or any(name not in record for name in _ORDER):
-        return False
-    if tuple(record)[:len(_ORDER)] != _ORDER:
-        return False
+def _packable(record: Mapping[str, Any], fields: Mapping[str, str]) -> list[str | int] | None:
+    """Whether :func:`unpack` gives ``record`` back exactly (every field known, the
+    delivery's fields as the hash holds them, the request of the known shape): its packed
+    headers if so ([] without a request), None if not."""
+    if tuple(record) not in _LAYOUTS:  # a field unknown, missing or out of order
+        return None
     if tuple(record[name] for name in FROM_DELIVERY) != _from_delivery(fields):
-        return False
+        return None
     request = record["request"]
-    return request is None or (isinstance(request, Mapping) and tuple(request) == REQUEST_FIELDS
-                               and isinstance(request["body"], str) and isinstance(request["headers"], Mapping)
-                               and all(isinstance(v, str) for v in request["headers"].values()))
+    if request is None:
+        return []
+    if not isinstance(request, Mapping) or tuple(request) != REQUEST_FIELDS or type(request["body"]) is not str \
+            or not isinstance(request["headers"], Mapping):
+        return None
+    return _pack_headers(request["headers"], fields)
 
 
 def _from_delivery(fields: Mapping[str, str]) -> tuple[Any, ...]:
-    target = json.loads(fields.get("target") or "{}")
-    return (fields.get("id"), fields.get("event_id"), fields.get("event"), fields.get("sink"), target.get("key"))
+    return (fields.get("id"), fields.get("event_id"), fields.get("event"), fields.get("sink"),
+            _target_key(fields.get("target") or "{}"))
+
+
+@functools.lru_cache(maxsize=1024)
+def _target_key(target_json: str) -> Any:
+    """The key of a delivery's stored target JSON (a sink has one target, a fan-out sink a
+    few: parsed once each, not once per attempt)."""
+    return json.loads(target_json).get("key")
 
 
 def unpack(raw: str | bytes, fields: Mapping[str, str], event_json: str | bytes | None) -> dict[str, Any]:
