@@ -12,7 +12,8 @@ and the event :func:`~gateway.delivery.delivery_log.get_delivery` reads for its 
   (publish.lua writes them once and nothing changes them; the hash and its attempts list
   expire together);
 * a request body that is the event's own envelope exactly as stored (the generic webhook
-  without a template: :func:`event_envelope_text`) is kept as a marker and rebuilt from the
+  without a template: :func:`event_envelope_text`), or its first 2 KB as the delivery log
+  keeps of a longer one, is kept as its length in characters and rebuilt from the
   event. The event can expire before the attempt does (it expires ``retention_days`` after
   it was published, the attempt ``retention_days`` after its delivery ended): the body is
   then shown as ``null`` (``body_bytes`` still says how long it was), never a guess. A body
@@ -45,8 +46,6 @@ OPTIONAL = "waited_for"
 FROM_DELIVERY = ("delivery_id", "event_id", "event", "sink", "target")
 """Fields put back from the delivery hash (the record's first five, in this order)."""
 REQUEST_FIELDS = ("method", "url", "headers", "body", "body_bytes")
-ENVELOPE = 0
-"""The packed body that stands for "the event's envelope as stored" (a body is a string)."""
 
 HEADER_NAMES = ("Content-Type", "User-Agent", "X-Webhook-Event", "X-Webhook-Delivery", "X-Webhook-Signature",
                 "webhook-id", "webhook-timestamp", "webhook-signature")
@@ -98,8 +97,9 @@ def pack(record: Mapping[str, Any], fields: Mapping[str, str], event_json: str |
     request = record["request"]
     if request is not None:
         body = request["body"]
-        if body and body == event_envelope_text(event_json):
-            body = ENVELOPE
+        envelope = event_envelope_text(event_json) if body else None
+        if envelope is not None and envelope.startswith(body):
+            body = len(body)  # a number: the first this many characters of the envelope
         packed[_REQUEST_AT] = [request["method"], request["url"], headers, body, request["body_bytes"]]
     if OPTIONAL in record:
         packed.append(record[OPTIONAL])
@@ -170,9 +170,11 @@ def unpack(raw: str | bytes, fields: Mapping[str, str], event_json: str | bytes 
     if request is not None:
         view = dict(zip(REQUEST_FIELDS, request, strict=True))
         view["headers"] = _unpack_headers(view["headers"], fields)
-        if type(view["body"]) is int:  # ENVELOPE (a kept body is a string)
+        length = view["body"]
+        if type(length) is int:  # the start of the event's envelope (a kept body is a string)
+            envelope = event_envelope_text(event_json)
             # The event is gone: no body to show rather than one that may not be it.
-            view["body"] = event_envelope_text(event_json)
+            view["body"] = envelope[:length] if envelope is not None else None
         record["request"] = view
     if len(doc) > 1 + len(FIELDS):
         record[OPTIONAL] = doc[1 + len(FIELDS)]
