@@ -16,18 +16,20 @@ module and lists every surviving mutant with its diff; survivors explained in
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import json
 import os
 import shlex
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
 import time
 import tomllib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -143,20 +145,72 @@ def run_tests(tests: Sequence[str], sandbox: Path, env: dict[str, str],
 # -- Python modules: cosmic-ray ----------------------------------------------------------------
 
 
-def cosmic_ray_config(module: dict[str, Any], exclude_operators: list[str]) -> dict[str, Any]:
+def cosmic_ray_config(module: dict[str, Any], exclude_operators: list[str],
+                      worker_urls: Sequence[str] = ()) -> dict[str, Any]:
+    """cosmic-ray's config for ``module``: mutants judged one at a time in this process's
+    sandbox, or by the http workers at ``worker_urls`` (one mutant each at a time)."""
+    distributor: dict[str, Any] = (
+        {"name": "http", "http": {"worker-urls": list(worker_urls)}} if worker_urls else {"name": "local"})
     return {"cosmic-ray": {
         "module-path": module["paths"],
         "timeout": float(module["timeout"]),
         "excluded-modules": [],
         "test-command": shlex.join(pytest_command(module["tests"])),
-        "distributor": {"name": "local"},
+        "distributor": distributor,
         "filters": {"operators-filter": {"exclude-operators": exclude_operators}},
     }}
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def http_workers(root: Path, sandbox: Path, jobs: int, log: Any) -> Iterator[list[str]]:
+    """``jobs`` cosmic-ray http workers, each mutating and testing in its own copy of the
+    work tree (``<sandbox>-job<i>``), so ``jobs`` mutants are judged at once. Worth it
+    because a mutant's tests mostly wait (on worker processes, servers, leases): about a
+    sixth of their wall time is CPU, so a few at once fit on 2 cores. Yields their URLs."""
+    procs: list[subprocess.Popen[bytes]] = []
+    urls: list[str] = []
+    try:
+        for index in range(1, jobs + 1):
+            copy = sandbox.parent / f"{sandbox.name}-job{index}"
+            make_sandbox(root, copy)
+            env = sandbox_env(copy)
+            check_sandbox_imports(copy, env)
+            port = free_port()
+            procs.append(subprocess.Popen(
+                [str(Path(sys.executable).parent / "cosmic-ray"), "http-worker", "--port", str(port)],
+                cwd=copy, env=env, stdout=log, stderr=log))
+            urls.append(f"http://127.0.0.1:{port}")
+        for url, proc in zip(urls, procs, strict=True):
+            port = int(url.rsplit(":", 1)[1])
+            deadline = time.monotonic() + 60
+            while True:
+                if proc.poll() is not None:
+                    raise SystemExit(f"mutation: the cosmic-ray http worker for {url} exited (see run.log)")
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"mutation: the cosmic-ray http worker for {url} did not start (see run.log)")
+                time.sleep(0.2)
+        yield urls
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
 def run_module(module: dict[str, Any], exclude_operators: list[str], sandbox: Path, sessions: Path,
                env: dict[str, str], log: Any, previous: ModuleResult | None = None,
-               retest_survivors: bool = False) -> ModuleResult:
+               retest_survivors: bool = False, worker_urls: Sequence[str] = ()) -> ModuleResult:
     """One cosmic-ray session over ``module``'s files, judged by its tests. With
     ``retest_survivors`` the session of ``previous`` is kept and only its survivors (and
     mutants not judged yet) are run again, with the tests as they are now: adding a test
@@ -175,7 +229,7 @@ def run_module(module: dict[str, Any], exclude_operators: list[str], sandbox: Pa
             result.note = f"the tests fail without any mutant, so no mutant was judged:\n{output}"
             return result
         session.unlink(missing_ok=True)
-    config.write_text(tomli_w.dumps(cosmic_ray_config(module, exclude_operators)), encoding="utf-8")
+    config.write_text(tomli_w.dumps(cosmic_ray_config(module, exclude_operators, worker_urls)), encoding="utf-8")
     steps: list[list[str]] = [["cosmic-ray", "init", str(config), str(session)],
                               ["cr-filter-operators", str(session), str(config)],
                               ["cr-filter-pragma", str(session)]] if not resume else []
@@ -382,6 +436,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="keep each module's killed mutants, run only its survivors (after adding tests)")
     parser.add_argument("--sandbox", default="sandbox",
                         help="the sandbox's folder name under --out (two runs at once need two)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="mutants judged at once, each by a cosmic-ray http worker in its own copy of the "
+                             "work tree (the Lua mutants stay one at a time)")
     args = parser.parse_args(argv)
 
     targets, lua_table = load_toml("targets.toml"), load_toml("lua_mutants.toml")
@@ -431,11 +488,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         make_sandbox(ROOT, sandbox)
         env = sandbox_env(sandbox)
         check_sandbox_imports(sandbox, env)
-        with (out / "run.log").open("a", encoding="utf-8") as log:
+        with (out / "run.log").open("a", encoding="utf-8") as log, contextlib.ExitStack() as workers:
+            urls = workers.enter_context(http_workers(ROOT, sandbox, args.jobs, log)) if (
+                args.jobs > 1 and modules) else []
             for module in modules:
                 print(f"mutation: {module['name']} ...", flush=True)
                 save(results_dir, run_module(module, targets["options"]["exclude-operators"], sandbox, sessions,
-                                             env, log, kept(module["name"]), args.retest_survivors))
+                                             env, log, kept(module["name"]), args.retest_survivors, urls))
                 report()
         for script in lua_scripts:
             print(f"mutation: {script}.lua ...", flush=True)
