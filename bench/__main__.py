@@ -73,7 +73,7 @@ QUICK = Plan(
     ordered_tickets=300,
     ordered_rounds=1,
     raw_per_process=2_000,
-    growth_seconds=2,
+    growth_seconds=1,
     growth_rounds=1,
     backlog_count=2_000,
     bytes_count=1_000,
@@ -135,9 +135,8 @@ def run(plan: Plan, only: set[str], run_dir: Path) -> dict[str, Any]:
     load_before = report.load_average()
     started = time.monotonic()
     with Stack(run_dir) as stack, MemoryWatch() as memory:
-        fast = stack.start_sink("fast")
-        slow = stack.start_sink("slow", delay=0.2)
-        dead = stack.start_sink("dead", hang=True)
+        sinks = stack.start_sinks({"fast": {}, "slow": {"delay": 0.2}, "dead": {"hang": True}, "second": {}})
+        fast, slow, dead, second = sinks["fast"], sinks["slow"], sinks["dead"], sinks["second"]
 
         def step(name: str, action: Callable[[], dict[str, Any]]) -> None:
             if name not in only:
@@ -154,9 +153,7 @@ def run(plan: Plan, only: set[str], run_dir: Path) -> dict[str, Any]:
         step("sink", lambda: receive.sink_capacity(stack, fast, plan.http_seconds / 4))
         step(
             "receive",
-            lambda: receive.receive_vs_hello(
-                stack, deliver.sink_table("fast", fast), plan.http_seconds, plan.rounds
-            ),
+            lambda: receive.receive_vs_hello(stack, fast, plan.http_seconds, plan.rounds),
         )
         step("filtered", lambda: filtered.receive_filtered_vs_unfiltered(stack, fast, plan.http_seconds, plan.rounds))
         step(
@@ -210,7 +207,6 @@ def run(plan: Plan, only: set[str], run_dir: Path) -> dict[str, Any]:
         def integrations_step() -> dict[str, Any]:
             out = integrations.publish_cost(stack, plan.publish_count)
             # A PATCH switches a sink's URL between the fast sink and a second one.
-            second = stack.start_sink("second")
             out.update(integrations.config_change(stack, fast, second, plan.change_rounds, memory))
             return out
 

@@ -13,9 +13,13 @@ from typing import Any
 
 from bench.procs import MemoryWatch
 from bench.report import progress
-from bench.stack import SECRET, SinkHandle, Stack, watch_drain
+from bench.stack import SECRET, SinkHandle, Stack, runtime_for, watch_drain
 from gateway.events import Event
 from gateway.publish.publisher import publish
+
+WEB = "web"
+"""The run's shared ``gateway web`` on :func:`one_sink_config`: receive, the backlog's turns,
+end-to-end latency and fan-out's one-sink side all load this one server."""
 
 
 def sink_table(name: str, sink: SinkHandle, **extra: Any) -> dict[str, Any]:
@@ -28,6 +32,12 @@ def sink_table(name: str, sink: SinkHandle, **extra: Any) -> dict[str, Any]:
         "events": ["ticket.created"],
         **extra,
     }
+
+
+def one_sink_config(stack: Stack, sink: SinkHandle) -> Path:
+    """The configuration with one subscribed sink, ``fast`` (the same file every time, so
+    every scenario that uses it shares the :data:`WEB` server)."""
+    return stack.write_config("one-sink", [sink_table("fast", sink)])
 
 
 def sample_ticket(index: int, subject: str = "Cannot export the monthly report") -> dict[str, Any]:
@@ -49,9 +59,7 @@ def sample_ticket(index: int, subject: str = "Cannot export the monthly report")
 def preload(config: Path, count: int) -> None:
     """Publish ``count`` ticket.created events through the gateway's own publisher (each
     with its pending deliveries, exactly as the receive endpoint writes them)."""
-    from gateway.runtime import Runtime
-
-    runtime = Runtime.from_config(config, start_embedded=False)
+    runtime = runtime_for(config)
 
     def publish_one(index: int) -> None:
         publish(runtime, Event.new("ticket.created", {"ticket": sample_ticket(index)}))
@@ -106,7 +114,7 @@ def deliver_vs_plain(
     """``deliver_rps`` (2 gateway workers), ``plain_rq_rps`` (2 forking rq workers) and the ratio."""
     from bench.plain_rq import plain_rq_rps
 
-    config = stack.write_config("deliver", [sink_table("fast", sink)])
+    config = one_sink_config(stack, sink)
     ours = drain_rate(stack, sink, config, count, 2, memory, timeout)
     plain = plain_rq_rps(stack, sink, plain_count, 2, timeout)
     ratio = ours["rps"] / plain["plain_rq_rps"] if plain["plain_rq_rps"] else 0.0

@@ -45,18 +45,15 @@ def receive_filtered_vs_unfiltered(stack: Stack, sink: SinkHandle, seconds: floa
                                  gateway={"key_prefix": f"{name}:"})
         for name, extra in (("unfiltered", {}), ("filtered", {"filter": FILTER}))
     }
-    servers = {name: stack.start_web(path, name=f"web-{name}") for name, path in configs.items()}
-    try:
-        for url, _ in servers.values():  # warm-up: imports, pools, the Lua script cached
-            load.post_load(url, body, signature, CONNECTIONS, 1)
-        turns: dict[str, list[load.WrkResult]] = {name: [] for name in servers}
-        order = ("unfiltered", "filtered")
-        for index in range(rounds):
-            for name in order if index % 2 == 0 else reversed(order):
-                turns[name].append(load.post_load(servers[name][0], body, signature, CONNECTIONS, seconds / rounds))
-        stored = {name: stack.redis.zcard(f"{name}:tickets") for name in servers} if stack.redis else {}
-    finally:
-        stack.stop(*(proc for _, proc in servers.values()))
+    started = stack.serve({f"web-{name}": stack.web_command(path) for name, path in configs.items()})
+    stack.warm_up(started.values(), body, signature)
+    running = {name: started[f"web-{name}"] for name in configs}
+    turns: dict[str, list[load.WrkResult]] = {name: [] for name in running}
+    order = ("unfiltered", "filtered")
+    for index in range(rounds):
+        for name in order if index % 2 == 0 else reversed(order):
+            turns[name].append(load.post_load(running[name].url, body, signature, CONNECTIONS, seconds / rounds))
+    stored = {name: stack.redis.zcard(f"{name}:tickets") for name in running} if stack.redis else {}
     for name, runs in turns.items():
         bad = [r for r in runs if r.status_errors or r.errors]
         if bad:
@@ -78,6 +75,7 @@ def route_cost(stack: Stack, sink: SinkHandle, events: int = 2_000) -> dict[str,
     from gateway.config import parse_config
     from gateway.events import Event
     from gateway.plugins import load_plugins
+    from gateway.publish.plugin_services import provide
     from gateway.publish.publisher import route
     from gateway.runtime import Runtime
 
@@ -89,7 +87,7 @@ def route_cost(stack: Stack, sink: SinkHandle, events: int = 2_000) -> dict[str,
                            "key_prefix": f"route-{name}:", "admin_token": "bench-admin-token-0123456789abcdef0123"},
                "delivery": {"allow_private_networks": True},
                "sinks": [sink_table(f"s{i}", sink, **extra) for i in range(SINKS)]}
-        runtime = Runtime.from_settings(parse_config(doc, plugins), plugins, start_embedded=False)
+        runtime = provide(Runtime.from_settings(parse_config(doc, plugins), plugins, start_embedded=False))
         assert len(route(runtime, event).rows) == SINKS  # every filter passes: the same rows
         samples = []
         for _ in range(10):

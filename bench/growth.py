@@ -36,11 +36,11 @@ from typing import Any
 import redis
 
 from bench import load
-from bench.deliver import drain_rate, preload, sample_ticket, sink_table
+from bench.deliver import WEB, drain_rate, one_sink_config, preload, sample_ticket, sink_table
 from bench.procs import PYTHON, MemoryWatch
 from bench.receive import CONNECTIONS, ticket_body
 from bench.report import progress
-from bench.stack import SinkHandle, Stack, watch_drain
+from bench.stack import SinkHandle, Stack, runtime_for, watch_drain
 
 RAW_PROCESSES = 2
 FANOUT_SINKS = 20
@@ -111,32 +111,29 @@ def backlog(stack: Stack, sink: SinkHandle, count: int, seconds: float, rounds: 
     circuit after 5 failures and then defers the rest without attempting them, so both end
     in the same state, N deliveries waiting in Redis; this measures that state and its
     drain, not the retries' schedule."""
-    config = stack.write_config("backlog", [sink_table("fast", sink)])
+    config = one_sink_config(stack, sink)
     body, signature = ticket_body(stack.run_dir)
     stack.flush()
     assert stack.redis is not None
-    hello_url, hello_proc = stack.start_hello()
-    web_url, web_proc = stack.start_web(config, name="web-backlog")
-    urls = {"hello": hello_url, "receive": web_url}
-    try:
-        for url in urls.values():  # warm-up: imports, pools, the Lua script cached
-            load.post_load(url, body, signature, CONNECTIONS, 1)
-        empty = alternate(urls, body, signature, seconds, rounds)
-        stack.flush()
-        started = time.monotonic()
-        preload(config, count)
-        publish_s = time.monotonic() - started
-        progress(f"backlog of {count} published in {publish_s:.1f}s; receive turns with it in Redis")
-        used_backlog = int(stack.redis.info("memory")["used_memory"])
-        # An append-only file rewrite (a forked child copying the whole dataset) competes for
-        # the same cores while the turns run: counted, so a low ratio can be told apart.
-        rewrites = int(stack.redis.info("persistence").get("aof_rewrites", 0))
-        full = alternate(urls, body, signature, seconds, rounds)
-        persistence = stack.redis.info("persistence")
-        rewrites = (int(persistence.get("aof_rewrites", 0)) - rewrites
-                    + int(persistence.get("aof_rewrite_in_progress", 0)))
-    finally:
-        stack.stop(hello_proc, web_proc)
+    # The run's shared hello and receive servers (started and warmed up by the receive
+    # scenario when it ran; here otherwise).
+    running = stack.serve({"hello": stack.hello_command(), WEB: stack.web_command(config)})
+    stack.warm_up(running.values(), body, signature)
+    urls = {"hello": running["hello"].url, "receive": running[WEB].url}
+    empty = alternate(urls, body, signature, seconds, rounds)
+    stack.flush()
+    started = time.monotonic()
+    preload(config, count)
+    publish_s = time.monotonic() - started
+    progress(f"backlog of {count} published in {publish_s:.1f}s; receive turns with it in Redis")
+    used_backlog = int(stack.redis.info("memory")["used_memory"])
+    # An append-only file rewrite (a forked child copying the whole dataset) competes for
+    # the same cores while the turns run: counted, so a low ratio can be told apart.
+    rewrites = int(stack.redis.info("persistence").get("aof_rewrites", 0))
+    full = alternate(urls, body, signature, seconds, rounds)
+    persistence = stack.redis.info("persistence")
+    rewrites = (int(persistence.get("aof_rewrites", 0)) - rewrites
+                + int(persistence.get("aof_rewrite_in_progress", 0)))
     received = int(stack.redis.zcard("gw:tickets"))
     waiting = count + received
     sink.reset()
@@ -198,9 +195,8 @@ def create_tickets(config: Path, count: int, first: int = 0) -> None:
     the receive endpoint makes (ticket, ticket.created event, deliveries), in this process."""
     from gateway.publish.schemas import TicketCreateData
     from gateway.publish.tickets import create_ticket
-    from gateway.runtime import Runtime
 
-    runtime = Runtime.from_config(config, start_embedded=False)
+    runtime = runtime_for(config)
     schema = TicketCreateData()  # the receive endpoint's own validation and defaults
     try:
         with ThreadPoolExecutor(max_workers=8) as pool:
@@ -272,20 +268,17 @@ def fanout(stack: Stack, sink: SinkHandle, seconds: float, rounds: int, deliver_
     attempts and records, one sink process."""
     body, signature = ticket_body(stack.run_dir)
     stack.flush()
-    configs = {
-        name: stack.write_config(f"fanout-{name}", [sink_table(f"s{i}", sink) for i in range(sinks)],
-                                 gateway={"key_prefix": f"{name}:"})
-        for name, sinks in (("one", 1), ("twenty", FANOUT_SINKS))
-    }
-    servers = {name: stack.start_web(path, name=f"web-fanout-{name}") for name, path in configs.items()}
-    try:
-        for url, _ in servers.values():
-            load.post_load(url, body, signature, CONNECTIONS, 1)
-        rate = alternate({name: url for name, (url, _) in servers.items()}, body, signature, seconds, rounds)
-    finally:
-        stack.stop(*(proc for _, proc in servers.values()))
+    twenty = stack.write_config("fanout-twenty", [sink_table(f"s{i}", sink) for i in range(FANOUT_SINKS)],
+                                gateway={"key_prefix": "twenty:"})
+    # One sink: the run's shared receive server (one subscribed sink, the one the receive
+    # figures are measured on); twenty on its own key prefix, beside it.
+    running = stack.serve({WEB: stack.web_command(one_sink_config(stack, sink)),
+                           "web-fanout-twenty": stack.web_command(twenty)})
+    stack.warm_up(running.values(), body, signature)
+    rate = alternate({"one": running[WEB].url, "twenty": running["web-fanout-twenty"].url}, body, signature,
+                     seconds, rounds)
     events = max(1, deliver_count // FANOUT_SINKS)
-    drained = drain_rate(stack, sink, configs["twenty"], events * FANOUT_SINKS, 2, memory, timeout,
+    drained = drain_rate(stack, sink, twenty, events * FANOUT_SINKS, 2, memory, timeout,
                          loader=lambda config, _count: preload(config, events))
     return {
         "receive_fanout1_rps": round(rate["one"], 1),
@@ -360,6 +353,7 @@ def retention(stack: Stack, sink: SinkHandle, retention_s: float, periods: int, 
     a ticket is kept until deleted, by design; its events and deliveries expire."""
     from bench.retention_worker import short_retention_runtime
     from gateway.events import Event
+    from gateway.publish.plugin_services import provide
     from gateway.publish.publisher import publish
 
     config = stack.write_config("retention", [sink_table("fast", sink)])
@@ -371,10 +365,19 @@ def retention(stack: Stack, sink: SinkHandle, retention_s: float, periods: int, 
                                                     str(config), "--retention-s", str(retention_s)])
         for i in range(2)
     ]
-    runtime = short_retention_runtime(str(config), retention_s)
+    runtime = provide(short_retention_runtime(str(config), retention_s))
     try:
-        publish(runtime, Event.new("ticket.created", {"ticket": sample_ticket(0)}))  # warm-up
-        sink.wait_for(1, timeout, procs)
+        # Warm-up: one event delivered. It expires after retention_s, sooner than the workers
+        # start on a busy machine, so it is published again until one reaches the sink.
+        deadline = time.monotonic() + timeout
+        while True:
+            publish(runtime, Event.new("ticket.created", {"ticket": sample_ticket(0)}))
+            try:
+                sink.wait_for(1, min(retention_s, max(0.0, deadline - time.monotonic())), procs)
+                break
+            except RuntimeError:
+                if time.monotonic() >= deadline or all(p.poll() is not None for p in procs):
+                    raise
         baseline = used_memory(stack.redis)
         trace = MemoryTrace(stack.redis)
         trace.start()

@@ -5,13 +5,12 @@ time; the sink subtracts it from the arrival time (one machine, one clock)."""
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from bench import load
-from bench.deliver import sink_table
+from bench.deliver import WEB, one_sink_config, sink_table
 from bench.procs import MemoryWatch
 from bench.report import progress
 from bench.stack import SECRET, SinkHandle, Stack
@@ -42,12 +41,15 @@ def paced_latencies(
     seconds: float,
     memory: MemoryWatch,
     timeout: float = 120,
+    server: str = WEB,
 ) -> dict[str, Any]:
-    """Send ``rate`` creates/s for ``seconds`` s (after a short warm-up) and return the
-    latencies ``measured`` saw, in ms, with the achieved send rate."""
+    """Send ``rate`` creates/s for ``seconds`` s (after a short warm-up) to the ``gateway
+    web`` named ``server`` on ``config`` (shared with other scenarios when they use the same
+    name) and return the latencies ``measured`` saw, in ms, with the achieved send rate."""
     stack.flush()
-    url, web = stack.start_web(config)
+    # The workers start while the web server does: their start-ups overlap.
     workers = stack.start_workers(config, WORKERS)
+    url = stack.serve({server: stack.web_command(config)})[server].url
     progress(f"web and {WORKERS} workers started; warming up")
     for proc in workers:
         memory.watch(proc.pid)
@@ -56,7 +58,10 @@ def paced_latencies(
         measured.reset()
         warm = load.paced_creates(url, SECRET, rate, 1, connections)
         measured.wait_for(warm.ok, timeout, workers)
-        time.sleep(0.2)  # let stragglers of the warm-up land before the record is cleared
+        # wrk stops counting at its deadline, so a few more tickets than it counted may be on
+        # their way: the record is cleared once every stored ticket has reached the sink.
+        assert stack.redis is not None
+        measured.wait_for(int(stack.redis.zcard("gw:tickets")), timeout, workers)
         measured.reset()
         progress(f"sending {rate:.0f} creates/s for {seconds:.0f}s")
         sent = load.paced_creates(url, SECRET, rate, seconds, connections)
@@ -71,7 +76,8 @@ def paced_latencies(
     finally:
         memory.sample()
         # A worker waits for its in-flight attempts when stopped; the dead sink's never end.
-        stack.stop(*workers, web, timeout=1)
+        # The web server stays up for the scenarios that share it (stopped with the run).
+        stack.stop(*workers, timeout=1)
     return {"latencies": latencies, "sent": sent.ok, "rate": round(sent.ok / sent.duration_s, 1)}
 
 
@@ -82,7 +88,7 @@ def isolation(
     events never answers."""
     config = stack.write_config("isolation", [sink_table("healthy", healthy), sink_table("dead", dead)])
     dead.reset()
-    result = paced_latencies(stack, config, healthy, rate, seconds, memory)
+    result = paced_latencies(stack, config, healthy, rate, seconds, memory, server="web-isolation")
     dead_requests = dead.counts()["requests"]
     return {
         "isolation_p99_ms": round(percentile(result["latencies"], 99), 1),
@@ -97,8 +103,7 @@ def end_to_end(
     stack: Stack, sink: SinkHandle, rate: float, seconds: float, memory: MemoryWatch
 ) -> dict[str, Any]:
     """``e2e_p50_ms`` / ``e2e_p99_ms`` at ``rate`` (half the measured maximum)."""
-    config = stack.write_config("e2e", [sink_table("fast", sink)])
-    result = paced_latencies(stack, config, sink, rate, seconds, memory)
+    result = paced_latencies(stack, one_sink_config(stack, sink), sink, rate, seconds, memory)
     return {
         "e2e_p50_ms": round(percentile(result["latencies"], 50), 1),
         "e2e_p99_ms": round(percentile(result["latencies"], 99), 1),

@@ -17,7 +17,7 @@ from typing import Any
 
 from bench.deliver import drain_rate, sample_ticket, sink_table
 from bench.procs import MemoryWatch
-from bench.stack import SinkHandle, Stack
+from bench.stack import SinkHandle, Stack, runtime_for
 from gateway.events import Event, utc_now
 from gateway.publish.publisher import publish
 
@@ -27,9 +27,7 @@ LIFECYCLE = ("ticket.created", "ticket.updated", "ticket.resolved")
 def preload_lifecycles(config: Path, count: int) -> None:
     """Publish ``count`` // 3 tickets' three events, each ticket's in order (8 tickets at a
     time, so tickets interleave as they would in production)."""
-    from gateway.runtime import Runtime
-
-    runtime = Runtime.from_config(config, start_embedded=False)
+    runtime = runtime_for(config)
     start = utc_now()
 
     def one_ticket(index: int) -> None:

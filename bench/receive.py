@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import load
+from bench.deliver import WEB, one_sink_config, sink_table
 from bench.procs import cpu_seconds
 from bench.stack import SECRET, SinkHandle, Stack
 from gateway.signing import hex_signature
@@ -88,46 +89,41 @@ def _children_cpu() -> float:
     return times.children_user + times.children_system
 
 
-def receive_vs_hello(
-    stack: Stack, sink_table: dict[str, Any] | None, seconds: float, rounds: int = 2
-) -> dict[str, Any]:
+def receive_vs_hello(stack: Stack, sink: SinkHandle, seconds: float, rounds: int = 2) -> dict[str, Any]:
     """``hello_rps``, ``receive_rps`` and their ratio. The servers run side by side (an
     idle one costs nothing) and are loaded in turns, hello, receive, receive, hello, ...,
     so a change in what else the machine is doing hits all alike. CPU time per request
     of each part is measured too: on a busy machine it is steadier than the rate.
 
     ``replicated`` is receive with ``durability = "replicated"`` on a master with one
-    replica on loopback (TCP): each 201 waits for the replica's confirmation (WAIT)."""
+    replica on loopback (TCP): each 201 waits for the replica's confirmation (WAIT).
+
+    hello and receive are the run's shared servers (the backlog's turns load them too); all
+    four start side by side and warm up together before the first turn."""
     body, signature = ticket_body(stack.run_dir)
     stack.flush()
-    config = stack.write_config("receive", [sink_table] if sink_table else [])
-    replicated_config = stack.write_config("replicated", [sink_table] if sink_table else [], gateway={
+    config = one_sink_config(stack, sink)
+    replicated_config = stack.write_config("replicated", [sink_table("fast", sink)], gateway={
         "redis_url": stack.start_replicated_redis(), "durability": "replicated", "durability_replicas": 1})
-    hello_url, hello_proc = stack.start_hello()
-    web_url, web_proc = stack.start_web(config)
-    floor_url, floor_proc = stack.start_floor(config)
-    replicated_url, replicated_proc = stack.start_web(replicated_config, name="web-replicated")
-    servers = {"hello": (hello_url, hello_proc.pid), "receive": (web_url, web_proc.pid),
-               "floor": (floor_url, floor_proc.pid), "replicated": (replicated_url, replicated_proc.pid)}
-    try:
-        for url, _ in servers.values():  # warm-up: imports, pools, the Lua script cached
-            load.post_load(url, body, signature, CONNECTIONS, 1)
-        assert stack.redis is not None
-        stored_before = stack.redis.zcard("gw:tickets")
-        turns: dict[str, list[load.WrkResult]] = {name: [] for name in servers}
-        cpu = {name: CpuTally() for name in servers}
-        order = ("hello", "receive", "floor", "replicated")
-        for index in range(rounds):
-            for name in order if index % 2 == 0 else reversed(order):
-                url, pid = servers[name]
-                turns[name].append(
-                    _loaded_turn(stack, pid, url, body, signature, seconds / rounds, cpu[name])
-                )
-        # The floor rewrites one ticket (stored in the warm-up): the count grows with receive's alone.
-        stored = stack.redis.zcard("gw:tickets") - stored_before
-    finally:
-        stack.stop(hello_proc, web_proc, floor_proc, replicated_proc)
-    for name, log in (("receive", "web.log"), ("replicated", "web-replicated.log")):
+    running = stack.serve({"hello": stack.hello_command(), WEB: stack.web_command(config),
+                           "floor": stack.floor_command(config),
+                           "web-replicated": stack.web_command(replicated_config)})
+    stack.warm_up(running.values(), body, signature)
+    servers = {name: (running[server].url, running[server].proc.pid)
+               for name, server in (("hello", "hello"), ("receive", WEB), ("floor", "floor"),
+                                    ("replicated", "web-replicated"))}
+    assert stack.redis is not None
+    stored_before = stack.redis.zcard("gw:tickets")
+    turns: dict[str, list[load.WrkResult]] = {name: [] for name in servers}
+    cpu = {name: CpuTally() for name in servers}
+    order = ("hello", "receive", "floor", "replicated")
+    for index in range(rounds):
+        for name in order if index % 2 == 0 else reversed(order):
+            url, pid = servers[name]
+            turns[name].append(_loaded_turn(stack, pid, url, body, signature, seconds / rounds, cpu[name]))
+    # The floor rewrites one ticket (stored in the warm-up): the count grows with receive's alone.
+    stored = stack.redis.zcard("gw:tickets") - stored_before
+    for name, log in (("receive", f"{WEB}.log"), ("replicated", "web-replicated.log")):
         bad = [r for r in turns[name] if r.status_errors or r.errors]
         if bad:
             raise RuntimeError(

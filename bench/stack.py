@@ -1,14 +1,18 @@
 """The parts a bench run stands up: a dedicated embedded Redis (AOF on, as in production),
 bench sinks, the gateway's web server and worker processes, the hello-world baseline.
 
-One :class:`Stack` per run; everything it starts is stopped when the run ends.
+One :class:`Stack` per run; everything it starts is stopped when the run ends. Servers are
+started side by side (their start-ups overlap) and shared by name: scenarios that load the
+same server with the same configuration (hello-world, ``gateway web`` with one fast sink)
+use one process, started and warmed up once, rather than each its own.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Self
 
@@ -16,13 +20,42 @@ import redis
 import requests
 import tomli_w
 
+from bench import load
 from bench.procs import PYTHON, VENV_BIN, Processes, cpu_seconds, free_port, http_ok, read_port, wait_until
+from gateway.publish.plugin_services import provide
+from gateway.runtime import Runtime
 from gateway.storage.connection import EmbeddedRedis, connect
 from gateway.storage.embedded import redis_server_binary
 
 SECRET = "bench-secret-3f9a"
 WEB_WORKERS = 2
 GATEWAY = str(VENV_BIN / "gateway")
+WARM_UP_S = 1.0
+"""How long a new server is loaded before it is measured (imports, pools, the Lua script cached)."""
+WARM_UP_CONNECTIONS = 16
+
+
+def runtime_for(config: Path | str) -> Runtime:
+    """The gateway runtime of ``config`` for work done in the bench's own process (pre-loading
+    events, creating tickets), on the bench Redis, wired as the web app and the CLI wire theirs
+    (:func:`gateway.publish.plugin_services.provide`: plugin services, system events)."""
+    return provide(Runtime.from_config(config, start_embedded=False))
+
+
+@dataclasses.dataclass
+class Server:
+    """A running web server of the run (``gateway web``, hello-world, the floor)."""
+
+    name: str
+    command: tuple[str, ...]
+    base_url: str
+    proc: subprocess.Popen[bytes]
+    warm: bool = False
+
+    @property
+    def url(self) -> str:
+        """Its receive endpoint."""
+        return self.base_url + "/api/webhooks/receive"
 
 
 @dataclasses.dataclass
@@ -115,6 +148,7 @@ class Stack:
         self.redis_server = EmbeddedRedis(run_dir / "redis", appendonly=True, fsync="everysec")
         self.procs = Processes(run_dir)
         self.redis: redis.Redis | None = None
+        self.servers: dict[str, Server] = {}
 
     def __enter__(self) -> Self:
         self.redis_server.start()
@@ -168,10 +202,18 @@ class Stack:
 
     # -- sinks -----------------------------------------------------------------------
     def start_sink(self, name: str, delay: float = 0.0, hang: bool = False) -> SinkHandle:
-        args = [PYTHON, "-m", "bench.sink", "--delay", str(delay)] + (["--hang"] if hang else [])
-        proc = self.procs.start(f"sink-{name}", args, capture=True)
-        port = read_port(proc)
-        return SinkHandle(name, f"http://127.0.0.1:{port}/hook", proc)
+        """A bench sink (``bench/sink.py``)."""
+        return self.start_sinks({name: {"delay": delay, "hang": hang}})[name]
+
+    def start_sinks(self, wanted: Mapping[str, Mapping[str, float | bool]]) -> dict[str, SinkHandle]:
+        """Several sinks (name: ``delay``/``hang`` options), started side by side."""
+        procs = {}
+        for name, options in wanted.items():
+            args = [PYTHON, "-m", "bench.sink", "--delay", str(float(options.get("delay", 0.0)))]
+            procs[name] = self.procs.start(f"sink-{name}", args + (["--hang"] if options.get("hang") else []),
+                                           capture=True)
+        return {name: SinkHandle(name, f"http://127.0.0.1:{read_port(proc)}/hook", proc)
+                for name, proc in procs.items()}
 
     # -- config ----------------------------------------------------------------------
     def write_config(
@@ -195,30 +237,79 @@ class Stack:
         return path
 
     # -- web -------------------------------------------------------------------------
-    def _serve(self, name: str, args: list[str]) -> tuple[str, subprocess.Popen[bytes]]:
-        port = free_port()
-        proc = self.procs.start(name, [*args, "--port", str(port), "--web-workers", str(WEB_WORKERS)])
-        base = f"http://127.0.0.1:{port}"
-        wait_until(lambda: proc.poll() is not None or http_ok(base + "/"), f"{name} to listen", timeout=60)
-        if proc.poll() is not None:
-            raise RuntimeError(f"{name} exited with {proc.returncode}; see {self.run_dir / (name + '.log')}")
-        return base + "/api/webhooks/receive", proc
+    def web_command(self, config: Path) -> list[str]:
+        """``gateway web`` (gunicorn, 2 workers) on ``config``."""
+        return [GATEWAY, "web", "--config", str(config)]
+
+    def floor_command(self, config: Path) -> list[str]:
+        """The receive floor (``bench/floor.py``) on ``config``, served the same way."""
+        return [PYTHON, "-m", "bench.floor", "--config", str(config)]
+
+    @staticmethod
+    def hello_command() -> list[str]:
+        """The hello-world baseline, served the same way."""
+        return [PYTHON, "-m", "bench.hello"]
+
+    def serve(self, wanted: Mapping[str, Sequence[str]]) -> dict[str, Server]:
+        """The servers ``wanted`` (name: command), each answering. One already running under
+        that name with the same command is reused; the others start side by side, so their
+        start-ups overlap, and run until the run ends or :meth:`stop` stops them (an idle
+        server costs nothing measurable). A name is one configuration for the whole run."""
+        started: list[Server] = []
+        for name, command in wanted.items():
+            running = self.servers.get(name)
+            if running is not None and running.proc.poll() is None:
+                if running.command != tuple(command):
+                    raise ValueError(f"server {name} runs {running.command}, not {tuple(command)}")
+                continue
+            port = free_port()
+            proc = self.procs.start(name, [*command, "--port", str(port), "--web-workers", str(WEB_WORKERS)])
+            server = Server(name, tuple(command), f"http://127.0.0.1:{port}", proc)
+            self.servers[name] = server
+            started.append(server)
+
+        def ready() -> bool:
+            return all(s.proc.poll() is not None or http_ok(s.base_url + "/") for s in started)
+
+        wait_until(ready, f"{', '.join(s.name for s in started)} to listen", timeout=60)
+        for server in started:
+            if server.proc.poll() is not None:
+                raise RuntimeError(f"{server.name} exited with {server.proc.returncode}; "
+                                   f"see {self.run_dir / (server.name + '.log')}")
+        return {name: self.servers[name] for name in wanted}
+
+    def warm_up(self, servers: Iterable[Server], body: Path, signature: str | None) -> None:
+        """Load each server not yet warm for :data:`WARM_UP_S` (imports, pools, the Lua script
+        cached), all at once: nothing is measured meanwhile."""
+        cold = [s for s in servers if not s.warm]
+        if not cold:
+            return
+        with ThreadPoolExecutor(max_workers=len(cold)) as pool:
+            list(pool.map(lambda s: load.post_load(s.url, body, signature, WARM_UP_CONNECTIONS, WARM_UP_S), cold))
+        for server in cold:
+            server.warm = True
+
+    def _serve(self, name: str, command: list[str]) -> tuple[str, subprocess.Popen[bytes]]:
+        server = self.serve({name: command})[name]
+        return server.url, server.proc
 
     def start_web(self, config: Path, name: str = "web") -> tuple[str, subprocess.Popen[bytes]]:
         """``gateway web`` (gunicorn, 2 workers): the receive URL and the process."""
-        return self._serve(name, [GATEWAY, "web", "--config", str(config)])
+        return self._serve(name, self.web_command(config))
 
     def start_floor(self, config: Path) -> tuple[str, subprocess.Popen[bytes]]:
         """The receive floor (``bench/floor.py``) served the same way: its URL and process."""
-        return self._serve("floor", [PYTHON, "-m", "bench.floor", "--config", str(config)])
+        return self._serve("floor", self.floor_command(config))
 
     def start_hello(self) -> tuple[str, subprocess.Popen[bytes]]:
         """The hello-world baseline served the same way: its URL and process."""
-        return self._serve("hello", [PYTHON, "-m", "bench.hello"])
+        return self._serve("hello", self.hello_command())
 
     def stop(self, *procs: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
         """Stop these children (SIGTERM together, SIGKILL after ``timeout`` s)."""
         self.procs.stop(*procs, timeout=timeout)
+        for name in [name for name, server in self.servers.items() if server.proc in procs]:
+            del self.servers[name]
 
     # -- workers ---------------------------------------------------------------------
     def start_workers(

@@ -237,3 +237,19 @@ def test_the_floor_server_does_the_receive_write_and_nothing_else(tmp_path: Path
         assert int(stack.redis.get(seq_key)) == 3
         assert 1 <= stack.redis.zcard("gw:tickets") <= WEB_WORKERS
         assert stack.redis.llen("gw:ready:fast") == 3
+
+
+def test_servers_are_shared_by_name_and_a_name_keeps_its_command(tmp_path: Path) -> None:
+    with Stack(tmp_path) as stack:
+        first = stack.serve({"hello": stack.hello_command()})["hello"]
+        both = stack.serve({"hello": stack.hello_command(), "hello-2": stack.hello_command()})
+        assert both["hello"].proc is first.proc  # reused, not started again
+        assert both["hello-2"].proc is not first.proc
+        for server in both.values():
+            assert requests.post(server.url, data=b"{}", timeout=10).status_code == 201
+        config = stack.write_config("floor", [])
+        with pytest.raises(ValueError, match="server hello runs"):
+            stack.serve({"hello": stack.floor_command(config)})
+        stack.stop(first.proc)
+        # Once stopped, the name starts a new process.
+        assert stack.serve({"hello": stack.hello_command()})["hello"].proc is not first.proc
