@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from gateway import signing
-from gateway.delivery import hourly_stats, retry, wakeups
+from gateway.delivery import attempt_store, hourly_stats, retry, wakeups
 from gateway.delivery.circuit import CircuitSettings
 from gateway.delivery.delivery_log import SINK_DELETED, SINK_DELETED_MESSAGE
 from gateway.delivery.group_finish import GroupFinish
@@ -205,8 +205,9 @@ class AttemptRunner:
         lane = (target_doc.get("key") or "default") if sink_config is not None and sink_config.fan_out else ""
         lease_s = (sink_config.timeout if sink_config is not None else self.runtime.settings.delivery.timeout) + (
             INFLIGHT_MARGIN_MS / 1000)
+        stored = attempt_store.pack(record, fields, claimed.event_json)
         self._record(started + lease_s - RECORD_SLACK_S, claimed.id, sink_name, sink_config, attempt_no,
-                     round_attempts, verdict, record, lane)
+                     round_attempts, verdict, record, stored, lane)
         log_attempt(record)
         safely("delivery attempt", lambda: self.runtime.metrics.observe_attempt(record))
         try:
@@ -330,7 +331,7 @@ class AttemptRunner:
                 time.sleep(RECORD_RETRY_S)
 
     def _finish(self, delivery_id: str, sink_name: str, sink_config: SinkConfig | None, attempt_no: int,
-                round_attempts: int, verdict: Verdict, record: dict[str, Any], lane: str) -> None:
+                round_attempts: int, verdict: Verdict, record: dict[str, Any], stored: str, lane: str) -> None:
         runtime = self.runtime
         circuit = self._plan(sink_config).circuit if sink_config is not None else CircuitSettings.for_sink(
             runtime, None)
@@ -338,7 +339,7 @@ class AttemptRunner:
         error_text = f"{verdict.error['code']}: {verdict.error['message']}" if verdict.error else ""
         attempt = AttemptRecord(
             id=delivery_id, sink=sink_name, now_ms=int(now.timestamp() * 1000),
-            attempt_json=json.dumps(record, separators=(",", ":"), ensure_ascii=False), status=verdict.status,
+            attempt_json=stored, status=verdict.status,
             attempts=attempt_no, round_attempts=round_attempts,
             next_attempt_at_ms=int(verdict.next_attempt.timestamp() * 1000) if verdict.next_attempt else None,
             last_status_code=verdict.status_code, last_error=error_text, retention_s=self._retention_s,

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from gateway.delivery import wakeups
+from gateway.delivery import attempt_store, wakeups
 from gateway.events import iso_from_ms
 from gateway.redact import carries_secret, redact_url, sink_secret_values
 from gateway.storage.scripts import RequeueResult, as_text
@@ -174,8 +174,8 @@ def get_delivery(runtime: Runtime, delivery_id: str) -> dict[str, Any] | None:
         return None
     fields = {as_text(k): as_text(v) for k, v in fields_raw.items()}
     view = delivery_view(fields, _sink_secrets(runtime, fields.get("sink")))
-    view["attempt_log"] = [json.loads(a) for a in attempts_raw]
     event_json = runtime.redis.get(keys.event(fields.get("event_id", "")))
+    view["attempt_log"] = [attempt_store.unpack(a, fields, event_json) for a in attempts_raw]
     if event_json:
         doc = json.loads(event_json)
         view["payload"] = {"event": doc["event"], "timestamp": doc["timestamp"], "data": doc["data"]}

@@ -27,7 +27,7 @@ import pytest
 import redis as redis_lib
 import requests
 from support.configs import OUTAGE_ADMIN_TOKEN, outage_config, write_config
-from support.delivery import engine_state, wait_until_logged_delivered
+from support.delivery import engine_state, stored_attempts, wait_until_logged_delivered
 from support.load import RECEIVE, wait_under_load
 from support.processes import KillableProcess, free_port, start_killable_web, start_killable_worker
 
@@ -166,7 +166,7 @@ def test_sink_outage_retries_on_schedule_opens_and_closes_the_circuit_and_honour
 
     logs_by_sink: dict[str, list[list[dict[str, Any]]]] = {"rec": [], "steady": []}
     for key in redis_client.scan_iter("gw:delivery:dlv_*:attempts"):
-        log = [json.loads(a) for a in redis_client.lrange(key, 0, -1)]
+        log = stored_attempts(redis_client, key)
         logs_by_sink[log[0]["sink"]].append(log)
     assert len(logs_by_sink["rec"]) == len(logs_by_sink["steady"]) == len(tickets)
 

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import redis as redis_lib
 from support.configs import outage_config, write_config
-from support.delivery import wait_until_logged_delivered
+from support.delivery import stored_attempts, wait_until_logged_delivered
 from support.load import Load, wait_under_load
 from support.processes import KillableProcess, free_port, start_killable_web, start_killable_worker
 
@@ -32,11 +32,9 @@ pytestmark = pytest.mark.slow
 
 def _attempt_starts(redis: redis_lib.Redis, delivery_id: str) -> list[float]:
     """Start times (epoch s) of the attempts the delivery log recorded for ``delivery_id``."""
-    import json
-
     starts = []
-    for raw in redis.lrange(f"gw:delivery:{delivery_id}:attempts", 0, -1):
-        at = json.loads(raw)["at"]
+    for record in stored_attempts(redis, f"gw:delivery:{delivery_id}:attempts"):
+        at = record["at"]
         starts.append(datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp())
     return starts
 

@@ -10,7 +10,7 @@ from typing import Any, Self
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from gateway.delivery import delivery_log
+from gateway.delivery import attempt_store, delivery_log
 from gateway.delivery.drainer import Drainer
 from gateway.events import Event
 from gateway.publish.publisher import publish
@@ -137,3 +137,15 @@ def wait_until_logged_delivered(redis: Any, count: int, timeout: float = 120.0) 
         timeout=timeout,
     )
     assert len(delivery_statuses(redis)) == count
+
+
+def stored_attempts(redis: Any, attempts_key: str | bytes) -> list[dict[str, Any]]:
+    """The attempt records kept under ``attempts_key`` (``<prefix>delivery:<id>:attempts``)
+    read as the delivery log reads them (:mod:`gateway.delivery.attempt_store`: with the
+    delivery's hash and its event), for tests that look at Redis directly."""
+    key = attempts_key.decode() if isinstance(attempts_key, bytes) else attempts_key
+    delivery_key = key.removesuffix(":attempts")
+    fields = {k.decode(): v.decode() for k, v in redis.hgetall(delivery_key).items()}
+    prefix = delivery_key[:delivery_key.rindex("delivery:")]
+    event_json = redis.get(f"{prefix}event:{fields.get('event_id', '')}")
+    return [attempt_store.unpack(raw, fields, event_json) for raw in redis.lrange(key, 0, -1)]

@@ -93,7 +93,9 @@ COMPONENT_SCHEMAS: dict[str, dict[str, Any]] = {
             "error": _nullable({"type": "object", "properties": {"code": _STRING, "message": _STRING}}),
             "response_excerpt": _nullable({"type": "string", "description": "The first 2 KB of the answer."}),
             "request": _nullable({"type": "object", "description": "Method, URL (secrets hidden) and headers "
-                                  "(signature and credential values hidden)."}),
+                                  "(signature and credential values hidden); `body` as sent (its first 2 KB, "
+                                  "secrets hidden) and `body_bytes`. `body` is null when it was the event's own "
+                                  "payload and the event is past its retention."}),
             "next_attempt_at": _nullable(_TIME),
         },
     },
