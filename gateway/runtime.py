@@ -268,6 +268,9 @@ class Runtime:
         sinks: dict[str, Sink] = dict(self._file_sinks)
         invalid: dict[str, str] = {}
         records: list[tuple[str, StoredSink]] = []
+        # Registered in one go after the loop: each registration recompiles the pattern of
+        # every secret known, so one per sink made a start with N stored sinks O(N^2).
+        new_secrets: list[str | None] = []
         for name, raw in stored.items():
             try:
                 records.append((name, StoredSink.from_json(raw)))
@@ -294,7 +297,8 @@ class Runtime:
                 invalid[name] = f"its sink type failed to build it: {type(exc).__name__}"
                 continue
             configs[name] = config
-            register_secrets(sink_secret_values(config))
+            new_secrets.extend(sink_secret_values(config))
+        register_secrets(new_secrets)
         for name, why in invalid.items():
             if previous is None or previous.invalid.get(name) != why:
                 log.warning("stored sink %s is left out: %s", name, why)
