@@ -69,6 +69,10 @@ def test_registered_secrets_are_caught_anywhere_and_short_ones_are_ignored() -> 
     ("https://example.com", False, "https://example.com"),
     ("https://example.com/a?token=x", False, f"https://example.com/{MASK}?{MASK}"),
     ("https://example.com/a#frag", False, f"https://example.com/{MASK}?{MASK}"),
+    # An empty segment is no first segment to show: the token after it is masked whole,
+    # and an empty segment after the first hides nothing that follows it.
+    ("https://example.com//T0k3n", False, f"https://example.com/{MASK}"),
+    ("https://example.com/services//T0k3n", False, f"https://example.com/services/{MASK}"),
 ])
 def test_urls_are_shown_to_their_first_path_segment(url: str, secret: bool, shown: str) -> None:
     assert redact_url(url, secret=secret) == shown

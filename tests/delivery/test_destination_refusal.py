@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from support.resolver import resolve_names
 
 from gateway import DestinationRefused, SinkContext
 from gateway.delivery.ssrf import destination_refusal
@@ -22,6 +23,8 @@ HINT = "set delivery.allow_private_networks = true to allow it"
     ("http://[::ffff:127.0.0.1]/", "::ffff:127.0.0.1 is an IPv4-mapped form of 127.0.0.1, a loopback address"),
     ("http://localhost/hook", "localhost resolves to "),
     ("http://2130706433/", "2130706433 resolves to 127.0.0.1, a loopback address"),  # 127.0.0.1, as a number
+    # A zone index after an IPv4 address (there is none: IPv4 has no zones) hides nothing.
+    ("http://10.0.0.1%eth0/hook", "10.0.0.1%eth0 is a private address"),
 ])
 def test_addresses_the_guard_refuses_are_refused_with_the_reason(url: str, says: str) -> None:
     refusal = destination_refusal(url)
@@ -67,3 +70,20 @@ def test_the_smallest_ipv4_compatible_address_is_refused() -> None:
     # ::2 is the IPv4-compatible form of 0.0.0.2 (only :: and ::1 are not such forms).
     refusal = destination_refusal("http://[::2]/x")
     assert refusal is not None and "0.0.0.2" in refusal
+
+
+@pytest.mark.parametrize(("addresses", "says"), [
+    (["10.0.0.1", "8.8.8.8"], None),  # the guard would connect to the public one
+    (["8.8.8.8", "10.0.0.1"], None),
+    (["fe80::1%2", "10.0.0.1"], "several.test resolves to fe80::1, a link-local address; "),  # the first, no zone
+    (["192.168.0.9", "fe80::1%2"], "several.test resolves to 192.168.0.9, a private address; "),
+    ([], None),  # nothing to judge yet, like a name that does not resolve
+])
+def test_a_name_is_refused_only_when_every_address_it_resolves_to_is(
+        monkeypatch: pytest.MonkeyPatch, addresses: list[str], says: str | None) -> None:
+    resolve_names(monkeypatch, {"several.test": addresses})
+    refusal = destination_refusal("https://several.test/hook")
+    if says is None:
+        assert refusal is None
+    else:
+        assert refusal == says + HINT

@@ -111,6 +111,7 @@ def test_one_call_records_each_attempt_as_if_written_alone(runtime):
                                record(a_ids[1], "a", "retrying", threshold=2)])
     assert [f.circuit for f in finished] == ["", "", "opened"]
     assert finished[0].open_until == 0 and finished[1].open_until == 0 and finished[2].open_until > 0
+    assert finished[2].opened_at > 0 and [f.paused for f in finished] == [False, False, False]  # opened, not paused
     state = runtime.redis.hgetall(runtime.keys.sink_state("a"))
     assert state[b"failure_streak"] == b"2" and b"circuit_open_until" in state
     assert runtime.redis.hget(runtime.keys.sink_state("b"), "failure_streak") == b"0"

@@ -12,11 +12,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from support.processes import free_port
+from support.resolver import resolve_names
 from support.servers import LocalServer, answer, post, self_signed_tls
 
 from gateway.delivery import ssrf
 from gateway.delivery.http_client import DeliveryError, OutboundClient
-from gateway.delivery.ssrf import GuardedHTTPSConnectionPool, refusal_reason
+from gateway.delivery.ssrf import GuardedHTTPConnection, GuardedHTTPSConnectionPool, refusal_reason
 
 REFUSED = [
     # IPv4
@@ -209,3 +210,72 @@ def test_a_guarded_connection_to_a_name_that_does_not_resolve_is_a_connect_error
         guarded.send(post("http://no-such-host.invalid/hook"), timeout=5)
     assert caught.value.code == "connect_error"
     assert "no-such-host.invalid" in caught.value.message
+
+
+# -- what the guarded connection's socket is, and names with several addresses ---------------------
+
+@pytest.mark.usefixtures("loopback_allowed")
+def test_a_guarded_socket_has_urllib3s_options_and_the_connect_timeout(server: LocalServer) -> None:
+    # As urllib3's own connection: TCP_NODELAY (a request goes out in one segment, at once),
+    # and the timeout bounds the connect (an address that drops packets would hang without).
+    timed = GuardedHTTPConnection("127.0.0.1", server.port, timeout=7.5)
+    untimed = GuardedHTTPConnection("127.0.0.1", server.port)  # no timeout: the socket's default
+    try:
+        timed.connect()
+        assert timed.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        assert timed.sock.gettimeout() == 7.5
+        untimed.connect()
+        assert untimed.sock.gettimeout() == socket.getdefaulttimeout()
+    finally:
+        timed.close()
+        untimed.close()
+
+
+@pytest.fixture
+def two_loopbacks_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The policy passes 127.0.0.1 and 127.0.0.2 (nothing listens on the second: the local
+    servers bind 127.0.0.1), the rest of it holds."""
+    policy = ssrf.refusal_reason
+    monkeypatch.setattr(ssrf, "refusal_reason",
+                        lambda ip: None if str(ip) in ("127.0.0.1", "127.0.0.2") else policy(ip))
+
+
+@pytest.mark.usefixtures("two_loopbacks_allowed")
+@pytest.mark.parametrize("first", ["10.0.0.1", "169.254.169.254", "127.0.0.2"])
+def test_a_name_whose_first_address_is_refused_or_refuses_is_delivered_to_the_next(
+        guarded: OutboundClient, server: LocalServer, monkeypatch: pytest.MonkeyPatch, first: str) -> None:
+    # A refused address is skipped, never connected to; an allowed one that refuses the
+    # connection is given up for the next, as urllib3 does.
+    asked = resolve_names(monkeypatch, {"several.test": [first, "127.0.0.1"]})
+    assert guarded.send(post(server.url("/hook", host="several.test")), timeout=10).body == b"ok"
+    assert asked == ["several.test"] and server.connections == 1
+
+
+@pytest.mark.usefixtures("two_loopbacks_allowed")
+def test_a_name_of_refused_addresses_only_is_refused_naming_the_first(
+        guarded: OutboundClient, server: LocalServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    resolve_names(monkeypatch, {"inside.test": ["fe80::1%2", "10.0.0.1"]})
+    with pytest.raises(DeliveryError) as caught:
+        guarded.send(post(f"http://inside.test:{server.port}/hook"), timeout=5)
+    assert caught.value.code == "ssrf_refused"
+    assert caught.value.message.startswith("inside.test resolves to fe80::1, a link-local address; ")
+    assert server.connections == 0
+
+
+@pytest.mark.usefixtures("two_loopbacks_allowed")
+def test_a_name_whose_allowed_addresses_all_refuse_is_a_connect_error_not_a_refusal(
+        guarded: OutboundClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    resolve_names(monkeypatch, {"down.test": ["10.0.0.1", "127.0.0.2"]})
+    with pytest.raises(DeliveryError) as caught:
+        guarded.send(post(f"http://down.test:{free_port()}/hook"), timeout=5)
+    assert caught.value.code == "connect_error"
+    assert "Connection refused" in caught.value.message
+
+
+def test_a_name_that_resolves_to_no_address_is_a_connect_error(
+        guarded: OutboundClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    resolve_names(monkeypatch, {"empty.test": []})
+    with pytest.raises(DeliveryError) as caught:
+        guarded.send(post("http://empty.test/hook"), timeout=5)
+    assert caught.value.code == "connect_error"
+    assert caught.value.message.startswith("Cannot connect to empty.test:80")

@@ -16,6 +16,7 @@ import redis
 
 from gateway.storage.connection import connect
 from gateway.storage.direct import DirectScript
+from gateway.storage.replication import LOCAL, Durability, ReplicationTimeout
 from gateway.testing import child_env, wait_until
 
 ECHO = "redis.call('INCR', KEYS[1] or 'gw:test:calls') return {ARGV[1], tonumber(ARGV[2]) + 1}"
@@ -32,6 +33,16 @@ def test_it_runs_the_script_and_returns_redis_types(client: Any, redis_client: A
     script = DirectScript(client, ECHO)
     assert script(["hello", 41]) == [b"hello", 42]
     assert redis_client.get("gw:test:calls") == b"1"
+
+
+def test_each_round_trip_is_counted_from_the_first(client: Any) -> None:
+    # What the bench divides by (calls per round trip): one call alone is one round trip
+    # (the script loaded already: else its NOSCRIPT answer is one more).
+    client.script_load(ECHO)
+    script = DirectScript(client, ECHO)
+    assert script.batches == 0
+    script(["one", 1])
+    assert script.batches == 1
 
 
 def test_a_flushed_script_cache_is_reloaded_and_the_call_runs_once(client: Any, redis_client: Any) -> None:
@@ -78,9 +89,9 @@ def test_each_thread_has_its_own_connection(client: Any, redis_client: Any) -> N
     assert redis_client.get("gw:test:calls") == b"200"
 
 
-def test_redis_down_is_a_connection_error(client: Any) -> None:
+def test_redis_down_is_a_connection_error_that_says_why(client: Any) -> None:
     down = connect("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
-    with pytest.raises(redis.ConnectionError):
+    with pytest.raises(redis.ConnectionError, match=r"^Error \d+ connecting to 127\.0\.0\.1:1\. Connection refused"):
         DirectScript(down, ECHO)(["x", 1])
 
 
@@ -185,6 +196,7 @@ monkey.patch_all()
 import gevent
 from gateway.storage.connection import connect
 from gateway.storage.direct import DirectScript
+from gateway.storage.replication import LOCAL, Durability, ReplicationTimeout
 
 client, admin = connect(sys.argv[1]), connect(sys.argv[1])
 script = DirectScript(client, sys.argv[2])
@@ -219,6 +231,49 @@ def test_a_greenlet_killed_while_queued_is_not_sent_and_the_others_are_answered(
     assert done.stdout.strip() == "b'first' [b'after-1', b'after-2'] None True"
 
 
+LEADER_KILLED = """
+import sys
+from gevent import monkey
+monkey.patch_all()
+import gevent
+from gateway.storage.connection import connect
+from gateway.storage.direct import DirectScript
+
+client, admin = connect(sys.argv[1]), connect(sys.argv[1])
+script = DirectScript(client, sys.argv[2])
+script(["warm"])
+before = script.batches
+
+def until(check):
+    while not check():
+        gevent.sleep(0.01)
+
+admin.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
+try:
+    first = gevent.spawn(script, ["first"])
+    until(lambda: script.batches == before + 1)
+    leader = gevent.spawn(script, ["leader"])
+    until(lambda: len(script._queue) == 1)
+    member = gevent.spawn(script, ["member"])
+    until(lambda: len(script._queue) == 2)
+    first.kill()  # gives up its round trip: "leader" leads the next batch, with "member" in it
+    until(lambda: script.batches == before + 2)
+    leader.kill()  # killed waiting for that batch's replies, as a web worker's greenlet can be
+    member.join(timeout=10)
+finally:
+    admin.execute_command("CLIENT", "UNPAUSE")
+print(member.dead, type(member.exception).__name__, member.exception)
+"""
+
+
+def test_a_leader_killed_in_its_round_trip_fails_the_others_of_its_batch_instead_of_leaving_them_waiting(
+        redis_url: str, redis_client: Any) -> None:
+    done = subprocess.run([sys.executable, "-c", LEADER_KILLED, redis_url, STORE], capture_output=True, text=True,
+                          timeout=120, env=child_env())
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True ConnectionError redis: the batch's round trip was interrupted"
+
+
 def test_after_a_burst_64_idle_connections_are_kept_and_the_rest_closed(client: Any) -> None:
     script = DirectScript(client, ECHO)
     burst = [script._link() for _ in range(70)]  # 70 callers at once, each on its own connection
@@ -245,3 +300,86 @@ def test_a_forked_child_never_uses_its_parents_connection(client: Any) -> None:
     _, status = os.waitpid(child, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert script(["parent", 2]) == [b"parent", 3]
+
+
+def test_calls_of_another_durability_wait_for_a_batch_of_their_own(client: Any, redis_client: Any) -> None:
+    # One WAIT covers one batch: a local call queued first must not wait for replicas
+    # because a replicated call queued behind it, nor a replicated one go without its WAIT.
+    replicated = Durability(replicas=1, timeout_ms=100)  # this Redis has no replica: WAIT says 0
+    script = DirectScript(client, STORE)
+    script(["warm"])
+    outcomes: dict[str, Any] = {}
+    before = script.batches
+
+    def call(name: str, durability: Durability) -> threading.Thread:
+        def run() -> None:
+            try:
+                outcomes[name] = script([name], durability)
+            except BaseException as exc:  # noqa: BLE001 - asserted on
+                outcomes[name] = exc
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    redis_client.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
+    try:
+        threads = [call("first", LOCAL)]
+        wait_until(lambda: script.batches == before + 1, "the first call's round trip to start")
+        threads.append(call("local", LOCAL))
+        wait_until(_queued(script, 1), "the local call to queue")
+        for queued, name in enumerate(["replicated-1", "replicated-2"], start=2):
+            threads.append(call(name, replicated))
+            wait_until(_queued(script, queued), f"{name} to queue behind it")
+    finally:
+        redis_client.execute_command("CLIENT", "UNPAUSE")
+    for thread in threads:
+        thread.join()
+    assert outcomes["first"] == b"first" and outcomes["local"] == b"local"
+    for name in ("replicated-1", "replicated-2"):  # one WAIT for both; each told about its own write
+        unconfirmed = outcomes[name]
+        assert isinstance(unconfirmed, ReplicationTimeout), unconfirmed
+        assert (unconfirmed.acked, unconfirmed.result) == (0, name.encode())  # written, not confirmed
+    assert script.batches == before + 3
+    assert len(script.idle) == 1  # WAIT answered: the connection is in step, and kept for the next
+
+
+
+def test_a_replica_confirmation_redis_refuses_leaves_no_reply_behind_for_the_next_call(
+        redis_url: str, redis_client: Any) -> None:
+    # A Redis user allowed to run scripts but not PUBLISH (an ACL): the barrier behind a
+    # replicated write is refused, its WAIT's reply is still on the way. The write is
+    # reported as not confirmed, and the connection is not used again: the next call on it
+    # would read that WAIT's reply as its own answer.
+    redis_client.acl_setuser("no-publish", enabled=True, passwords=["+a-password-for-this-test-only"],
+                             keys=["~*"], channels=["*"], commands=["+@all", "-publish"])
+    try:
+        limited = connect(redis_url, username="no-publish", password="a-password-for-this-test-only")
+        script = DirectScript(limited, STORE)
+        script(["warm"])
+        with pytest.raises(ReplicationTimeout) as caught:
+            script(["written"], Durability(replicas=1, timeout_ms=100))
+        assert caught.value.result == b"written" and isinstance(caught.value.__cause__, redis.ResponseError)
+        assert script(["after"]) == b"after"
+        limited.close()
+    finally:
+        redis_client.acl_deluser("no-publish")
+
+
+@pytest.mark.parametrize(("queued", "round_trips"), [(256, 1), (257, 2)])
+def test_at_most_256_calls_share_a_round_trip(client: Any, redis_client: Any, queued: int, round_trips: int) -> None:
+    script = DirectScript(client, STORE)
+    script(["warm"])
+    outcomes: dict[str, Any] = {}
+    before = script.batches
+    redis_client.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
+    try:
+        first = _start(script, ["first"], outcomes)
+        wait_until(lambda: script.batches == before + 1, "the first call's round trip to start")
+        rest = _start(script, [f"call-{i}" for i in range(queued)], outcomes)
+        wait_until(_queued(script, queued), "the other calls to queue behind it")
+    finally:
+        redis_client.execute_command("CLIENT", "UNPAUSE")
+    for thread in first + rest:
+        thread.join()
+    assert len(outcomes) == queued + 1 and all(outcome == name.encode() for name, outcome in outcomes.items())
+    assert script.batches == before + 1 + round_trips

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.storage.keys import Keys
-from gateway.storage.throttle import credential_throttle, signature_throttle
+from gateway.storage.throttle import client_group, credential_throttle, signature_throttle
 
 ADDRESS = "198.51.100.7"
 
@@ -42,3 +42,9 @@ def test_later_failures_do_not_start_the_window_again(redis_client: Any) -> None
 def test_an_address_with_no_failures_stands_at_zero(redis_client: Any) -> None:
     standing = credential_throttle(redis_client, Keys("gw:"), ADDRESS).standing()
     assert (standing.failures, standing.seconds_left, standing.limit, standing.locked) == (0, 0, 10, False)
+
+
+def test_an_address_that_is_not_an_ip_is_its_own_group_cut_at_64_characters() -> None:
+    # A unix-socket server's peer name, or a proxy header's odd value: counted as given, bounded.
+    assert client_group("x" * 100) == "x" * 64
+    assert client_group("not-an-ip") == "not-an-ip"

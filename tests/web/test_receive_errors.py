@@ -7,11 +7,13 @@ import base64
 import gzip
 import hashlib
 import hmac
+import io
 import json
 import time
 from typing import Any
 
 import pytest
+from werkzeug.exceptions import BadRequest
 
 URL = "/api/webhooks/receive"
 SECRET = "guide-secret"
@@ -66,6 +68,16 @@ def test_a_gzip_body_is_never_inflated_but_refused_as_400(client: Any, redis_cli
     assert_error(response, 400, "malformed_json")
     assert nothing_stored(redis_client)
 
+
+
+def test_a_body_cut_short_by_a_client_gone_mid_body_is_400_with_werkzeugs_explanation(
+        client: Any, redis_client: Any) -> None:
+    # The client said 500 bytes and went away after 20: the WSGI input ends early.
+    response = client.post(URL, input_stream=io.BytesIO(b'{"event": "ticket.cr'), content_type="application/json",
+                           environ_overrides={"CONTENT_LENGTH": "500"})
+    doc = assert_error(response, 400, "bad_request")
+    assert doc["message"] == BadRequest.description  # what went wrong, not just "Bad Request"
+    assert nothing_stored(redis_client)
 
 @pytest.mark.parametrize("body", [b"[]", b'"ticket.create"', b"42", b"null", b"[{\"event\": \"ticket.create\"}]"])
 def test_json_that_is_not_an_object_is_400(client: Any, redis_client: Any, body: bytes) -> None:

@@ -11,6 +11,7 @@ import json
 import time
 from typing import Any
 
+import pytest
 from support.plugins import EventRecorder
 
 URL = "/api/webhooks/receive"
@@ -138,7 +139,20 @@ def test_overlong_idempotency_key_is_400(make_client: Any, redis_client: Any) ->
     response = make_client().post(URL, json=BODY, headers={"Idempotency-Key": "k" * 256})
     assert response.status_code == 400
     assert response.get_json()["error"] == "idempotency_key_invalid"
+    assert "1 to 255 characters" in response.get_json()["message"]
     assert stored_counts(redis_client) == (0, 0)
+
+
+@pytest.mark.parametrize("length", [1, 255])
+def test_an_idempotency_key_of_1_to_255_characters_is_accepted_and_replays(make_client: Any, redis_client: Any,
+                                                                           length: int) -> None:
+    client = make_client()
+    key = {"Idempotency-Key": "k" * length}
+    first = client.post(URL, json=BODY, headers=key)
+    assert first.status_code == 201, first.get_json()
+    again = client.post(URL, json=BODY, headers=key)
+    assert again.status_code == 200 and again.get_json() == first.get_json()
+    assert stored_counts(redis_client) == (1, 1)
 
 
 def test_an_empty_webhook_id_is_400_not_an_empty_key(make_client: Any, redis_client: Any) -> None:

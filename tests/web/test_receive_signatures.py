@@ -131,3 +131,20 @@ def test_a_secret_rotated_a_moment_ago_by_another_process_is_accepted_at_once(ma
     created(post(other, **{"X-Webhook-Signature": hex_sig(secret=second)}))
     refused(post(other, **{"X-Webhook-Signature": hex_sig(secret="guess")}), 401, "signature_invalid")
     refused(post(other), 401, "signature_missing")
+
+
+def test_a_request_signed_with_a_secret_retired_while_this_process_still_knew_it_is_refused(
+        make_client: Any, redis_client: Any) -> None:
+    admin = "rotating-admin-token-0123456789-abcdef"
+    auth = {"Authorization": f"Bearer {admin}"}
+    rotating = make_client({"gateway": {"admin_token": admin}})
+    first = rotating.post("/api/receive-secret/rotate", headers=auth).get_json()["secret"]
+    other = make_client({"gateway": {"admin_token": admin}})  # another process, knowing the first secret
+    created(post(other, **{"X-Webhook-Signature": hex_sig(secret=first)}))
+    # Rotated with no overlap (it leaked): the first secret is refused from now on.
+    assert rotating.post("/api/receive-secret/rotate", headers=auth, json={"overlap": 0}).status_code == 200
+    tickets = redis_client.zcard("gw:tickets")
+    # The other process still judges by the first secret: the write finds the integrations
+    # changed, and the request is judged again by the secrets as they are now.
+    refused(post(other, **{"X-Webhook-Signature": hex_sig(secret=first)}), 401, "signature_invalid")
+    assert redis_client.zcard("gw:tickets") == tickets
