@@ -195,3 +195,14 @@ def test_a_failure_summary_whose_last_failure_is_not_an_object_says_nothing_abou
     runtime.redis.hset(runtime.keys.sink_failures("hook"), mapping={"count": 2, "since": 5, "last": last})
     runtime.redis.sadd(runtime.keys.failing_sinks, "hook")
     assert runtime.scripts.failure_summaries(window_ms=60_000) == [scripts.FailureSummary("hook", 2, 5, {})]
+
+
+def test_a_retention_of_a_fraction_of_a_second_cancels_with_whole_seconds(
+        make_runtime: Callable[..., Any]) -> None:
+    # 0.0123 day is 1,062.72 s: EXPIRE takes whole seconds only, so the retention is cut to
+    # 1,062 before it reaches cancel.lua (sent as 1062.72, Redis would refuse the cancel).
+    runtime = plain_runtime(make_runtime, UNUSED_URL, gateway={"retention_days": 0.0123})
+    [delivery_id] = publish_tickets(runtime, 1)
+    assert runtime.scripts.cancel("hook", [delivery_id], "sink_deleted", "gone") == 1
+    assert shown(runtime, delivery_id)["status"] == "cancelled"
+    assert 1_000 < runtime.redis.ttl(runtime.keys.delivery(delivery_id)) <= 1_062

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.storage.keys import Keys
-from gateway.storage.throttle import client_group, credential_throttle, signature_throttle
+from gateway.storage.throttle import FailureThrottle, Limit, client_group, credential_throttle, signature_throttle
 
 ADDRESS = "198.51.100.7"
 
@@ -48,3 +48,22 @@ def test_an_address_that_is_not_an_ip_is_its_own_group_cut_at_64_characters() ->
     # A unix-socket server's peer name, or a proxy header's odd value: counted as given, bounded.
     assert client_group("x" * 100) == "x" * 64
     assert client_group("not-an-ip") == "not-an-ip"
+
+
+def test_a_failure_in_the_last_moment_of_a_window_still_says_at_least_one_second_left(redis_client: Any) -> None:
+    # Redis rounds a TTL to whole seconds, so a window with under half a second to go reads 0:
+    # the Retry-After told to the client is then 1 s (never 0, which says "retry now"). If the
+    # window has ended before failed() runs (a very slow machine), a new one starts: 15 minutes.
+    throttle = credential_throttle(redis_client, Keys("gw:"), ADDRESS)
+    throttle.failed()
+    redis_client.pexpire(f"gw:authfail:{ADDRESS}", 400)
+    assert throttle.failed().seconds_left in (1, 15 * 60)
+
+
+def test_a_one_second_window_has_one_second_left_at_its_first_failure(redis_client: Any) -> None:
+    throttle = FailureThrottle(redis_client, "gw:authfail:short", ADDRESS, Limit(3, 1, "credential"))
+    assert throttle.failed().seconds_left == 1
+
+
+def test_a_zoned_ipv6_address_is_counted_in_its_64_as_without_the_zone() -> None:
+    assert client_group("fe80::1:2:3:4%eth0") == client_group("fe80::1:2:3:4") == "fe80::/64"
