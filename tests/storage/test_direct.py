@@ -100,10 +100,11 @@ def test_redis_down_is_a_connection_error_that_says_why(client: Any) -> None:
 STORE = "redis.call('SET', 'gw:test:stored:' .. ARGV[1], ARGV[1]) return ARGV[1]"
 
 
-def _start(script: DirectScript, names: list[str], outcomes: dict[str, Any]) -> list[threading.Thread]:
+def _start(script: DirectScript, names: list[str], outcomes: dict[str, Any],
+           durability: Durability = LOCAL) -> list[threading.Thread]:
     def run(name: str) -> None:
         try:
-            outcomes[name] = script([name])
+            outcomes[name] = script([name], durability)
         except BaseException as exc:  # noqa: BLE001 - asserted on
             outcomes[name] = exc
 
@@ -189,14 +190,13 @@ def test_a_connection_lost_mid_batch_fails_every_unanswered_call_and_loses_no_an
 
 
 
-QUITTER = """
+GEVENT_SETUP = """
 import sys
 from gevent import monkey
 monkey.patch_all()
 import gevent
 from gateway.storage.connection import connect
 from gateway.storage.direct import DirectScript
-from gateway.storage.replication import LOCAL, Durability, ReplicationTimeout
 
 client, admin = connect(sys.argv[1]), connect(sys.argv[1])
 script = DirectScript(client, sys.argv[2])
@@ -206,7 +206,21 @@ before = script.batches
 def until(check):
     while not check():
         gevent.sleep(0.01)
+"""
+"""What the gevent scenarios below start with (in a process of their own: gevent patches
+the whole process): a DirectScript on the test Redis, warmed, a client to pause Redis with,
+and ``until`` to wait for a step."""
 
+
+def run_gevent_scenario(body: str, redis_url: str) -> str:
+    """Run :data:`GEVENT_SETUP` and then ``body`` in a fresh Python; what it printed."""
+    done = subprocess.run([sys.executable, "-c", GEVENT_SETUP + body, redis_url, STORE], capture_output=True,
+                          text=True, timeout=120, env=child_env())
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+QUITTER = """
 admin.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
 try:
     first = gevent.spawn(script, ["first"])
@@ -225,29 +239,10 @@ print(first.value, [g.value for g in rest], admin.get("gw:test:stored:quitter"),
 
 def test_a_greenlet_killed_while_queued_is_not_sent_and_the_others_are_answered(
         redis_url: str, redis_client: Any) -> None:
-    done = subprocess.run([sys.executable, "-c", QUITTER, redis_url, STORE], capture_output=True, text=True,
-                          timeout=120, env=child_env())
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "b'first' [b'after-1', b'after-2'] None True"
+    assert run_gevent_scenario(QUITTER, redis_url) == "b'first' [b'after-1', b'after-2'] None True"
 
 
 LEADER_KILLED = """
-import sys
-from gevent import monkey
-monkey.patch_all()
-import gevent
-from gateway.storage.connection import connect
-from gateway.storage.direct import DirectScript
-
-client, admin = connect(sys.argv[1]), connect(sys.argv[1])
-script = DirectScript(client, sys.argv[2])
-script(["warm"])
-before = script.batches
-
-def until(check):
-    while not check():
-        gevent.sleep(0.01)
-
 admin.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
 try:
     first = gevent.spawn(script, ["first"])
@@ -268,10 +263,8 @@ print(member.dead, type(member.exception).__name__, member.exception)
 
 def test_a_leader_killed_in_its_round_trip_fails_the_others_of_its_batch_instead_of_leaving_them_waiting(
         redis_url: str, redis_client: Any) -> None:
-    done = subprocess.run([sys.executable, "-c", LEADER_KILLED, redis_url, STORE], capture_output=True, text=True,
-                          timeout=120, env=child_env())
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "True ConnectionError redis: the batch's round trip was interrupted"
+    assert run_gevent_scenario(LEADER_KILLED, redis_url) == (
+        "True ConnectionError redis: the batch's round trip was interrupted")
 
 
 def test_after_a_burst_64_idle_connections_are_kept_and_the_rest_closed(client: Any) -> None:
@@ -311,24 +304,14 @@ def test_calls_of_another_durability_wait_for_a_batch_of_their_own(client: Any, 
     outcomes: dict[str, Any] = {}
     before = script.batches
 
-    def call(name: str, durability: Durability) -> threading.Thread:
-        def run() -> None:
-            try:
-                outcomes[name] = script([name], durability)
-            except BaseException as exc:  # noqa: BLE001 - asserted on
-                outcomes[name] = exc
-        thread = threading.Thread(target=run)
-        thread.start()
-        return thread
-
     redis_client.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
     try:
-        threads = [call("first", LOCAL)]
+        threads = _start(script, ["first"], outcomes)
         wait_until(lambda: script.batches == before + 1, "the first call's round trip to start")
-        threads.append(call("local", LOCAL))
+        threads += _start(script, ["local"], outcomes)
         wait_until(_queued(script, 1), "the local call to queue")
         for queued, name in enumerate(["replicated-1", "replicated-2"], start=2):
-            threads.append(call(name, replicated))
+            threads += _start(script, [name], outcomes, replicated)
             wait_until(_queued(script, queued), f"{name} to queue behind it")
     finally:
         redis_client.execute_command("CLIENT", "UNPAUSE")

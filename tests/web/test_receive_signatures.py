@@ -119,14 +119,25 @@ def test_the_configured_tolerance_is_the_one_applied(make_client: Any) -> None:
                             "webhook-signature": f"v1,{v1(at)}"}), 401, "timestamp_out_of_tolerance")
 
 
-def test_a_secret_rotated_a_moment_ago_by_another_process_is_accepted_at_once(make_client: Any) -> None:
-    admin = "rotating-admin-token-0123456789-abcdef"
-    auth = {"Authorization": f"Bearer {admin}"}
-    rotating = make_client({"gateway": {"admin_token": admin}})
-    first = rotating.post("/api/receive-secret/rotate", headers=auth).get_json()["secret"]
-    other = make_client({"gateway": {"admin_token": admin}})  # another process, knowing the first secret
+ROTATING_ADMIN_TOKEN = "rotating-admin-token-0123456789-abcdef"
+ROTATING_ADMIN = {"Authorization": f"Bearer {ROTATING_ADMIN_TOKEN}"}
+
+
+def two_processes_after_a_rotation(make_client: Any) -> tuple[Any, Any, str]:
+    """Two processes on one Redis with an API-set receive secret: ``rotating`` (which rotates
+    it, with ``ROTATING_ADMIN``), ``other`` (which has received a request signed with it, so
+    knows it), and that secret."""
+    config = {"gateway": {"admin_token": ROTATING_ADMIN_TOKEN}}
+    rotating = make_client(config)
+    first = rotating.post("/api/receive-secret/rotate", headers=ROTATING_ADMIN).get_json()["secret"]
+    other = make_client(config)
     created(post(other, **{"X-Webhook-Signature": hex_sig(secret=first)}))
-    second = rotating.post("/api/receive-secret/rotate", headers=auth).get_json()["secret"]
+    return rotating, other, first
+
+
+def test_a_secret_rotated_a_moment_ago_by_another_process_is_accepted_at_once(make_client: Any) -> None:
+    rotating, other, _ = two_processes_after_a_rotation(make_client)
+    second = rotating.post("/api/receive-secret/rotate", headers=ROTATING_ADMIN).get_json()["secret"]
     # Signed with a secret the other process has not seen yet: it looks again before refusing.
     created(post(other, **{"X-Webhook-Signature": hex_sig(secret=second)}))
     refused(post(other, **{"X-Webhook-Signature": hex_sig(secret="guess")}), 401, "signature_invalid")
@@ -135,14 +146,9 @@ def test_a_secret_rotated_a_moment_ago_by_another_process_is_accepted_at_once(ma
 
 def test_a_request_signed_with_a_secret_retired_while_this_process_still_knew_it_is_refused(
         make_client: Any, redis_client: Any) -> None:
-    admin = "rotating-admin-token-0123456789-abcdef"
-    auth = {"Authorization": f"Bearer {admin}"}
-    rotating = make_client({"gateway": {"admin_token": admin}})
-    first = rotating.post("/api/receive-secret/rotate", headers=auth).get_json()["secret"]
-    other = make_client({"gateway": {"admin_token": admin}})  # another process, knowing the first secret
-    created(post(other, **{"X-Webhook-Signature": hex_sig(secret=first)}))
+    rotating, other, first = two_processes_after_a_rotation(make_client)
     # Rotated with no overlap (it leaked): the first secret is refused from now on.
-    assert rotating.post("/api/receive-secret/rotate", headers=auth, json={"overlap": 0}).status_code == 200
+    assert rotating.post("/api/receive-secret/rotate", headers=ROTATING_ADMIN, json={"overlap": 0}).status_code == 200
     tickets = redis_client.zcard("gw:tickets")
     # The other process still judges by the first secret: the write finds the integrations
     # changed, and the request is judged again by the secrets as they are now.
