@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import email.utils
+import functools
 import http.client
 import logging
 import threading
@@ -68,6 +69,14 @@ _NO_RETRIES = Retry(False, redirect=False)
 (a Retry is immutable: sharing it between threads is safe)."""
 _TARGET_CACHE = 1024
 """Parsed destination URLs kept per client: a sink sends to the same few over and over."""
+
+
+@functools.lru_cache(maxsize=64)
+def _budget(timeout: float) -> Timeout:
+    """The urllib3 Timeout of a request with ``timeout`` seconds in all, built once per value
+    (sinks use a few): urllib3 only ever uses clones of it (a Timeout records when its
+    connect started), so one object serves every request and thread."""
+    return Timeout(connect=min(timeout, MAX_CONNECT_TIMEOUT), read=timeout, total=timeout)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,7 +159,6 @@ class OutboundClient:
                                                   "https": OneWriteHTTPSConnectionPool}
         self._closed = threading.Event()
         self._destinations: dict[str, _Destination] = {}
-        self._budgets: dict[float, Timeout] = {}
 
     def _destination(self, url: str) -> _Destination:
         found = self._destinations.get(url)
@@ -174,14 +182,7 @@ class OutboundClient:
         if url.authorization and not any(key.lower() == "authorization" for key in headers):
             headers["Authorization"] = url.authorization
         deadline = time.monotonic() + timeout
-        budget = self._budgets.get(timeout)
-        if budget is None:
-            # Built once per timeout value: urllib3 only ever uses clones of it (a Timeout
-            # records when its connect started), so one object serves every request.
-            budget = Timeout(connect=min(timeout, MAX_CONNECT_TIMEOUT), read=timeout, total=timeout)
-            if len(self._budgets) >= _TARGET_CACHE:
-                self._budgets.clear()
-            self._budgets[timeout] = budget
+        budget = _budget(timeout)
         # The wire may write this request on a kept-alive socket with the timeout it still
         # has, only if that is within this request's own (a pool serves every sink of a host).
         within = REQUEST_TIMEOUT.set(timeout)
