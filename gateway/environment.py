@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 
+from gateway.digits import is_ascii_digits
+
 CONFIG = "GATEWAY_CONFIG"
 """The config file (when ``--config`` is not given)."""
 REDIS_URL = "GATEWAY_REDIS_URL"
@@ -59,4 +61,4 @@ def max_drainers() -> int:
     """``$GATEWAY_MAX_DRAINERS`` (at least 1), else 2: more than one drainer per sink lets
     several worker processes share one busy sink."""
     value = os.environ.get(MAX_DRAINERS)
-    return max(1, int(value)) if value and value.strip().isdigit() else DEFAULT_MAX_DRAINERS
+    return max(1, int(value)) if value and is_ascii_digits(value.strip()) else DEFAULT_MAX_DRAINERS

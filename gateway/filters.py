@@ -33,6 +33,8 @@ from typing import Any
 
 import re2
 
+from gateway.digits import is_ascii_digits
+
 MAX_CONDITIONS = 200
 """Conditions (operators and plain values) one filter may hold."""
 MAX_DEPTH = 16
@@ -295,8 +297,8 @@ def _not_json(value: Any, depth: int = 0) -> str:
 
 def _getter(path: tuple[str, ...]) -> Callable[[Any], Any]:
     """The field at ``path`` of a document, or MISSING (a digit segment also indexes an array)."""
-    if any(segment.isdigit() for segment in path):
-        steps = tuple((segment, int(segment) if segment.isdigit() else None) for segment in path)
+    if any(is_ascii_digits(segment) for segment in path):
+        steps = tuple((segment, int(segment) if is_ascii_digits(segment) else None) for segment in path)
         return lambda doc: _walk(doc, steps)
 
     def get(doc: Any) -> Any:  # objects all the way down: the usual case, kept short

@@ -46,6 +46,7 @@ MATCHES = [
     ({"data.ticket.items.sku": "A-1"}, False),  # paths do not run through arrays...
     ({"data.ticket.items.1.sku": "B-2"}, True),  # ...but a digit indexes one
     ({"data.ticket.items.5.sku": "B-2"}, False),
+    ({"data.ticket.items.¹.sku": "B-2"}, False),  # a superscript is not a digit: a key (a 500 once)
     ({"data.ticket.items": {"$eq": {"sku": "A-1", "qty": 2}}}, True),
     # $eq / $neq
     ({"data.ticket.priority": {"$eq": "high"}}, True),

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from gateway.delivery import attempt_store, wakeups
+from gateway.digits import is_ascii_digits
 from gateway.events import iso_from_ms
 from gateway.redact import carries_secret, redact_url, sink_secret_values
 from gateway.storage.scripts import RequeueResult, as_text
@@ -317,7 +318,7 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     """``since`` as a time: ISO-8601 (``2026-01-15T10:30:00Z``; UTC when no offset) or an
     age such as ``30m``, ``2h``, ``7d``. Raises ValueError with a readable message."""
     value = text.strip()
-    if len(value) >= 2 and value[-1] in _UNITS and value[:-1].isdigit():
+    if len(value) >= 2 and value[-1] in _UNITS and is_ascii_digits(value[:-1]):
         return (now or datetime.now(UTC)) - timedelta(seconds=int(value[:-1]) * _UNITS[value[-1]])
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))

@@ -49,6 +49,7 @@ from urllib3.util import Retry, Timeout, make_headers, parse_url
 
 from gateway.delivery.ssrf import GuardedHTTPConnectionPool, GuardedHTTPSConnectionPool, SsrfRefused
 from gateway.delivery.wire import REQUEST_TIMEOUT, OneWriteHTTPConnectionPool, OneWriteHTTPSConnectionPool
+from gateway.digits import is_ascii_digits
 from gateway.sinks import OutgoingRequest, Response
 
 MAX_RESPONSE_BYTES = 64 * 1024
@@ -308,7 +309,7 @@ def parse_retry_after(value: str | None, now: datetime) -> datetime | None:
     value = value.strip()
     if not value:
         return None
-    if value.isdigit():
+    if is_ascii_digits(value):
         # An absurd value must not overflow datetime; callers cap it anyway.
         return now + timedelta(seconds=min(int(value), 10 * 365 * 86400))
     try:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 
+from gateway.digits import is_ascii_digits
 from gateway.events import iso_from_ms
 from gateway.redact import HIDDEN, public_value
 from gateway.storage.scripts import as_text
@@ -93,5 +94,5 @@ def read(runtime: Runtime, limit: int = 50, before: str | None = None) -> tuple[
 
 def _is_stream_id(text: str) -> bool:
     ms, _, seq = text.partition("-")
-    return ms.isdigit() and seq.isdigit() and len(text) <= 41
+    return is_ascii_digits(ms) and is_ascii_digits(seq) and len(text) <= 41
 

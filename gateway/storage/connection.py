@@ -38,6 +38,7 @@ from redis.connection import Connection, SSLConnection, UnixDomainSocketConnecti
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelManagedConnection, SentinelManagedSSLConnection
 
+from gateway.digits import is_ascii_digits
 from gateway.storage.embedded import EmbeddedRedis, RedisUnavailable
 
 REDIS_URL_ENV = "GATEWAY_REDIS_URL"
@@ -196,7 +197,7 @@ def parse_sentinel_url(url: str) -> SentinelUrl:
     if not path or not path[0]:
         raise RedisUrlError("The Sentinel URL names no master: "
                             "redis+sentinel://host1:26379,host2:26379/<master-name>/<db>.")
-    if len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
+    if len(path) > 2 or (len(path) == 2 and not is_ascii_digits(path[1])):
         raise RedisUrlError("After the master's name the Sentinel URL takes only a database number: "
                             "/<master-name>/<db>.")
     options: dict[str, str] = {}
@@ -226,7 +227,7 @@ def _host_port(item: str) -> tuple[str, int]:
                             "host1:26379,host2:26379 (comma-separated, port optional).")
     if not port_text:
         return host, DEFAULT_SENTINEL_PORT
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not is_ascii_digits(port_text) or not 0 < int(port_text) < 65536:
         raise RedisUrlError(f"Sentinel {host[:60]!r} has an invalid port {port_text[:10]!r}.")
     return host, int(port_text)
 

@@ -36,3 +36,5 @@ def test_since_accepts_ages_and_iso_times():
     assert parse_since("2026-01-15T10:30:00") == NOW
     with pytest.raises(ValueError, match="ISO-8601"):
         parse_since("yesterday")
+    with pytest.raises(ValueError, match="ISO-8601"):
+        parse_since("³m")  # a superscript is no age (int() refuses it: once an unreadable message)

@@ -193,6 +193,7 @@ NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
     ("Sunday, 01-Mar-26 12:01:00 GMT", NOW + timedelta(seconds=60)),
     ("Sat, 28 Feb 2026 12:00:00 GMT", NOW),  # in the past: now
     (None, None), ("", None), ("soon", None), ("-5", None), ("1.5", None),
+    ("³", None), ("٣", None),  # digits to str.isdigit() (and int(), for the second), not to HTTP
 ])
 def test_parse_retry_after(value: str | None, expected: datetime | None) -> None:
     assert parse_retry_after(value, NOW) == expected

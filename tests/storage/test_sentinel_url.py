@@ -60,6 +60,8 @@ def test_defaults_and_tls() -> None:
     ("redis+sentinel://s1:26379/", "names no master"),
     ("redis+sentinel://s1:263x9/m/0", "invalid port '263x9'"),
     ("redis+sentinel://s1:70000/m/0", "invalid port '70000'"),
+    ("redis+sentinel://s1:²/m/0", "invalid port '²'"),
+    ("redis+sentinel://s1/m/³", "only a database number"),
     ("redis+sentinel://s1,,s2/m/0", "empty sentinel address"),
     ("redis+sentinel://s1/m/zero", "only a database number"),
     ("redis+sentinel://s1/m/0/extra", "only a database number"),
