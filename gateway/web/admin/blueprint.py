@@ -32,6 +32,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from gateway.config import DEFAULT_ADMIN
+from gateway.digits import is_ascii_digits
 from gateway.errors import ApiError, http_error, redis_unavailable
 from gateway.logs import escape_unprintable
 from gateway.web.admin import security
@@ -169,7 +170,7 @@ def to_datetime(value: Any) -> datetime | None:
         return None
     if isinstance(value, datetime):
         return value.astimezone(UTC)
-    if isinstance(value, (int, float)) or (isinstance(value, str) and value.replace(".", "", 1).isdigit()):
+    if isinstance(value, (int, float)) or (isinstance(value, str) and is_ascii_digits(value.replace(".", "", 1))):
         number = float(value)
         # Seconds or milliseconds since the epoch: anything past 1e11 is milliseconds.
         return datetime.fromtimestamp(number / 1000 if number > 1e11 else number, UTC)

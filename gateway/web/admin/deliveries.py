@@ -13,6 +13,7 @@ from flask import abort, flash, jsonify, redirect, render_template, request, url
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from gateway.delivery import delivery_log
+from gateway.digits import is_ascii_digits
 from gateway.integrations import audit
 from gateway.web.admin import charts
 from gateway.web.admin.blueprint import bp, runtime, to_datetime
@@ -51,7 +52,7 @@ def _filters() -> dict[str, str]:
 
 def _limit() -> int:
     raw = request.args.get("limit", "")
-    return min(int(raw), delivery_log.MAX_LIMIT) if raw.isdigit() and int(raw) > 0 else PAGE_SIZE
+    return min(int(raw), delivery_log.MAX_LIMIT) if is_ascii_digits(raw) and int(raw) > 0 else PAGE_SIZE
 
 
 def _chart_rows(filters: dict[str, str], since: datetime | None,

@@ -17,6 +17,7 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from gateway.delivery import delivery_log
+from gateway.digits import is_ascii_digits
 from gateway.errors import ApiError
 from gateway.integrations import store
 from gateway.sinks import SinkType
@@ -223,7 +224,7 @@ def integration_rotate(name: str) -> Page:
         return render_template("admin/integration_rotate.html", title=f"Rotate the secret of {name}", sink=name,
                                overlaps=OVERLAPS)
     choice = request.form.get("overlap", "")
-    overlap = int(choice) if choice.isdigit() and int(choice) <= store.MAX_OVERLAP_S else None
+    overlap = int(choice) if is_ascii_digits(choice) and int(choice) <= store.MAX_OVERLAP_S else None
     try:
         _, secret, until = store.rotate(runtime(), name, current_actor(), overlap)
     except ApiError as error:

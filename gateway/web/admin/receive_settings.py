@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from flask import render_template, request
 
+from gateway.digits import is_ascii_digits
 from gateway.errors import ApiError
 from gateway.integrations import receive_secret
 from gateway.web.admin import snippets
@@ -41,7 +42,7 @@ def receive_settings() -> tuple[str, int]:
 def receive_rotate() -> tuple[str, int]:
     """Set a new receive secret and show it, with the senders filled in for it, once."""
     choice = request.form.get("overlap", "")
-    overlap = int(choice) if choice.isdigit() else None
+    overlap = int(choice) if is_ascii_digits(choice) else None
     try:
         secret, until = receive_secret.rotate(runtime(), current_actor(), overlap)
     except ApiError as error:

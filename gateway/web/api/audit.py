@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from gateway.digits import is_ascii_digits
 from gateway.errors import ApiError
 from gateway.integrations import audit
 from gateway.web.auth import require_admin
@@ -46,7 +47,7 @@ def list_audit() -> Response:
         503: StorageUnavailable
     """
     limit_text = request.args.get("limit", str(DEFAULT_LIMIT))
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= audit.MAX_LIMIT:
+    if not is_ascii_digits(limit_text) or not 1 <= int(limit_text) <= audit.MAX_LIMIT:
         raise ApiError(400, "invalid_parameter", f"limit must be a whole number from 1 to {audit.MAX_LIMIT}.",
                        {"limit": ["Out of range."]})
     try:

@@ -12,6 +12,7 @@ from datetime import datetime
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from gateway.delivery import delivery_log
+from gateway.digits import is_ascii_digits
 from gateway.errors import ApiError
 from gateway.integrations import audit
 from gateway.web.auth import current_actor, require_admin
@@ -26,7 +27,7 @@ def _bad(name: str, message: str) -> ApiError:
 
 def _limit() -> int:
     raw = request.args.get("limit", "50")
-    if not raw.isdigit() or not 1 <= int(raw) <= delivery_log.MAX_LIMIT:
+    if not is_ascii_digits(raw) or not 1 <= int(raw) <= delivery_log.MAX_LIMIT:
         raise _bad("limit", f"Must be a whole number from 1 to {delivery_log.MAX_LIMIT}.")
     return int(raw)
 

@@ -404,3 +404,10 @@ def test_bidi_overrides_and_control_characters_in_ticket_data_are_shown_escaped(
     assert "\u202e" not in page and "\x07" not in page and "\x1b" not in page
     assert "invoice_\\u202efdp.exe\\u0007" in page  # the payload (JSON escapes C0 itself), made visible
     assert "answer \\u202eevil\\x1b[2J\nsecond line" in page  # the response excerpt keeps its lines
+
+
+def test_a_stored_time_that_only_looks_numeric_is_no_time() -> None:
+    from gateway.web.admin.blueprint import to_datetime
+
+    assert to_datetime("1700000000") == datetime.fromtimestamp(1_700_000_000, UTC)
+    assert to_datetime("1.²") is None  # float() refuses a superscript: not a 500 on the page

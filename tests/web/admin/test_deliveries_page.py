@@ -51,6 +51,7 @@ def delivery_ids(sink: SinkServer, path_part: str) -> list[str]:
 def test_each_delivery_shows_its_ticket_number_and_subject(console: Any) -> None:
     ticket = create_ticket(console, "Printer on fire")
     page = console.get("/admin/deliveries").text
+    assert console.get("/admin/deliveries?limit=³").text.count("Printer on fire") == 3  # the default page size
     rows = listed(console)
     assert len(rows) == 3 and {number for _, number in rows} == {ticket["ticket_number"]}
     assert page.count('class="help ticket-subject">Printer on fire<') == 3

@@ -240,6 +240,8 @@ def test_rotate_shows_the_new_secret_once_and_until_when_the_old_one_signs(admin
     drain_queued(admin.application.extensions["gateway"])
     arrival = sink.received[-1]
     assert arrival.headers["X-Webhook-Signature"] == hmac.new(second.encode(), arrival.body, hashlib.sha256).hexdigest()
+    # A form sent by hand with an overlap int() refuses gets the default overlap, not a 500.
+    assert post_form(admin, "/admin/integrations/crm/rotate", {"overlap": "³"}).status_code == 200
 
 
 def test_a_config_file_integration_is_marked_and_offers_no_edit(admin: Any) -> None:
@@ -276,6 +278,8 @@ def test_receive_settings_rotate_then_the_signed_sender_gets_in(admin: Any) -> N
 
     rotated = post_form(admin, "/admin/receive/rotate", {"overlap": "3600"}, "/admin/receive")
     assert "The previous secret is still accepted until" in rotated.text
+    # A form sent by hand with an overlap int() refuses gets the default overlap, not a 500.
+    assert post_form(admin, "/admin/receive/rotate", {"overlap": "³"}, "/admin/receive").status_code == 200
 
 
 def test_the_audit_log_page_says_who_changed_what(admin: Any, sink: SinkServer) -> None:

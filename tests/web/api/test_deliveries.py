@@ -81,7 +81,8 @@ def test_list_filters_show_and_replay(gateway, server):
 
 
 @pytest.mark.parametrize(("query", "field"), [
-    ("status=lost", "status"), ("limit=0", "limit"), ("limit=abc", "limit"), ("since=yesterday", "since"),
+    ("status=lost", "status"), ("limit=0", "limit"), ("limit=abc", "limit"), ("limit=³", "limit"),
+    ("since=yesterday", "since"),
 ])
 def test_bad_query_parameters_are_clear_400s(gateway, query, field):
     _, client = gateway

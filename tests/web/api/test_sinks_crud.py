@@ -386,6 +386,7 @@ def test_the_audit_log_tells_who_did_what_and_never_a_secret(client, app, drain_
     rest = admin(client, "GET", f"/api/audit?cursor={page['next_cursor']}").get_json()["entries"]
     assert [e["id"] for e in page["entries"] + rest] == [e["id"] for e in entries]
     assert admin(client, "GET", "/api/audit?cursor=nonsense").status_code == 400
+    assert admin(client, "GET", "/api/audit?limit=³").status_code == 400  # a digit to isdigit() only
 
 
 def test_twenty_parallel_patches_leave_one_whole_state(app):
