@@ -110,6 +110,15 @@ def redis_unavailable() -> ApiError:
                     "Retry after the number of seconds in Retry-After.", headers={"Retry-After": "5"})
 
 
+def write_unconfirmed() -> ApiError:
+    """Redis went away after the write was sent and before its answer came back: the write
+    may exist. Same code as :func:`redis_unavailable` (a client retries both the same way),
+    but the message does not claim that nothing was stored."""
+    return ApiError(503, "storage_unavailable", "Storage became unavailable while the write was in progress, so it "
+                    "may or may not have been stored. Retry after the number of seconds in Retry-After, with the same "
+                    "Idempotency-Key: you get the original back, never a duplicate.", headers={"Retry-After": "5"})
+
+
 def replication_timeout() -> ApiError:
     """``durability = "replicated"`` and the replicas did not confirm the write in time. Unlike
     :func:`redis_unavailable`, the write may exist: retrying with the same Idempotency-Key

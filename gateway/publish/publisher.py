@@ -97,7 +97,8 @@ def publish(runtime: Runtime, event: Event, ticket: dict[str, Any] | None = None
     says a newer version exists, the view is reloaded, ``recheck()`` (if given) re-judges
     the request by it (the receive endpoint's signature: the secret may have changed) and
     the event is routed and published again.
-    Raises redis.RedisError when Redis is unavailable; then nothing was written."""
+    Raises redis.RedisError when Redis is unavailable: then nothing was written, except
+    for :class:`~gateway.storage.direct.WriteUnconfirmed` (sent, its reply lost: it may have been)."""
     now = now or utc_now()
     for _ in range(MAX_STALE_TRIES):
         view = runtime.integrations

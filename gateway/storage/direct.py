@@ -20,8 +20,10 @@ read per four requests instead of one per request (docs/performance.md).
 
 Failure semantics are stricter than redis-py's retry: a connection found closed before
 sending is replaced, but a command is never sent twice: once sent, a lost reply raises
-``redis.ConnectionError`` (the caller answers 503) instead of running the script a second
-time, which could store a ticket twice. In a batch, the calls whose replies were read before
+:class:`WriteUnconfirmed` (a ``redis.ConnectionError``; the caller answers 503 saying the
+write may exist) instead of running the script a second time, which could store a ticket
+twice. A connection that cannot be made at all raises redis-py's own ``ConnectionError``:
+nothing was sent. In a batch, the calls whose replies were read before
 the loss stand (they were written); every later one gets the error.
 
 With a replicated :class:`~gateway.storage.replication.Durability`, the barrier ``PUBLISH``
@@ -49,6 +51,12 @@ MAX_IDLE = 64
 """Idle connections kept for reuse; beyond that (after a burst) they are closed."""
 MAX_BATCH = 256
 """At most this many calls share one round trip (the rest go in the next)."""
+
+
+class WriteUnconfirmed(redis.ConnectionError):
+    """The connection was lost after the call was sent, before its reply was read: the
+    script may have run (Redis died after writing, or the network dropped the reply) or not.
+    Never re-sent; a client retrying with the same Idempotency-Key gets the original back."""
 
 
 class _Link:
@@ -175,7 +183,7 @@ class DirectScript:
         finally:
             for call in batch:  # settled by _flush; unless something unforeseen escaped it
                 if not call.done.is_set():
-                    call.settle(error=redis.ConnectionError("redis: the batch's round trip was interrupted"))
+                    call.settle(error=WriteUnconfirmed("redis: the batch's round trip was interrupted"))
             with self._lock:
                 if self._queue:
                     successor = self._queue[0]
@@ -270,8 +278,10 @@ class DirectScript:
             link.close()
 
 
-def _lost(exc: BaseException) -> redis.ConnectionError:
-    return redis.ConnectionError(f"redis: {type(exc).__name__}: {exc}")
+def _lost(exc: BaseException) -> WriteUnconfirmed:
+    # Even a failed send may have delivered the batch's first calls whole (only complete
+    # commands run, but a batch is several), so a send error is as uncertain as a lost reply.
+    return WriteUnconfirmed(f"redis: {type(exc).__name__}: {exc}")
 
 
 def _unconfirmed(durability: Durability, acked: int | None, result: Any, cause: BaseException) -> ReplicationTimeout:

@@ -225,8 +225,9 @@ class Scripts:
     def publish(self, args: PublishArgs) -> PublishReply:
         """Run publish.lua now, confirmed by replicas when the durability says so. Raises
         :class:`~gateway.storage.replication.ReplicationTimeout` (written, not confirmed:
-        its ``result`` is the reply, for :func:`parse_publish_reply`), else redis.RedisError
-        (then nothing was written)."""
+        its ``result`` is the reply, for :func:`parse_publish_reply`),
+        :class:`~gateway.storage.direct.WriteUnconfirmed` (sent, reply lost: it may have been
+        written), else redis.RedisError (then nothing was written)."""
         return parse_publish_reply(self._publish(args.argv(), self.durability))
 
     def publish_on(self, pipe: Pipeline, args: PublishArgs) -> None:

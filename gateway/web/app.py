@@ -22,11 +22,20 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from gateway.errors import ApiError, http_error, internal_error, redis_unavailable, replication_timeout, too_large
+from gateway.errors import (
+    ApiError,
+    http_error,
+    internal_error,
+    redis_unavailable,
+    replication_timeout,
+    too_large,
+    write_unconfirmed,
+)
 from gateway.publish import plugin_services
 from gateway.redact import register_settings_secrets
 from gateway.runtime import Runtime
 from gateway.sinks import CONTEXT_EXTENSION
+from gateway.storage.direct import WriteUnconfirmed
 from gateway.storage.replication import ReplicationTimeout
 from gateway.web import admin, receive
 from gateway.web.api import (
@@ -118,7 +127,8 @@ def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(redis.RedisError)
     def storage_down(error: redis.RedisError) -> Response:
         log.warning("redis unavailable: %s", type(error).__name__)
-        return redis_unavailable().response()
+        # A lost reply may hide a stored write (a plugin view's create_ticket): say so.
+        return (write_unconfirmed() if isinstance(error, WriteUnconfirmed) else redis_unavailable()).response()
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception) -> Any:

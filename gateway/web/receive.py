@@ -41,9 +41,11 @@ from gateway.errors import (
     replication_timeout,
     too_large,
     too_many_attempts,
+    write_unconfirmed,
 )
 from gateway.publish.schemas import ReceiveBody, TicketCreateData
 from gateway.publish.tickets import body_digest, create_ticket
+from gateway.storage.direct import WriteUnconfirmed
 from gateway.storage.replication import ReplicationTimeout
 from gateway.storage.throttle import client_group, signature_throttle
 from gateway.web.bodies import NOT_JSON, idempotency_key, is_json, load_or_422, parse_json
@@ -146,7 +148,8 @@ class ReceiveApp:
             return self._answer(start_response, unconfirmed.status, unconfirmed.body(), unconfirmed.headers.items())
         except redis.RedisError as exc:
             log.warning("redis unavailable: %s", type(exc).__name__)
-            down = redis_unavailable()
+            # A lost reply may hide a stored ticket: say so rather than "nothing was stored".
+            down = write_unconfirmed() if isinstance(exc, WriteUnconfirmed) else redis_unavailable()
             return self._answer(start_response, down.status, down.body(), down.headers.items())
         except Exception:  # a bug: logged with its traceback, answered without
             log.exception("unhandled error")

@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from gateway.storage.connection import connect
-from gateway.storage.direct import DirectScript
+from gateway.storage.direct import DirectScript, WriteUnconfirmed
 from gateway.storage.replication import LOCAL, Durability, ReplicationTimeout
 from gateway.testing import child_env, wait_until
 
@@ -91,8 +91,11 @@ def test_each_thread_has_its_own_connection(client: Any, redis_client: Any) -> N
 
 def test_redis_down_is_a_connection_error_that_says_why(client: Any) -> None:
     down = connect("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
-    with pytest.raises(redis.ConnectionError, match=r"^Error \d+ connecting to 127\.0\.0\.1:1\. Connection refused"):
+    refused = r"^Error \d+ connecting to 127\.0\.0\.1:1\. Connection refused"
+    with pytest.raises(redis.ConnectionError, match=refused) as raised:
         DirectScript(down, ECHO)(["x", 1])
+    # Nothing was sent, so nothing can have been written: not the "may have run" error.
+    assert not isinstance(raised.value, WriteUnconfirmed)
 
 
 # -- group commit: calls made at the same time share one round trip -----------------------------
@@ -182,7 +185,7 @@ def test_a_connection_lost_mid_batch_fails_every_unanswered_call_and_loses_no_an
         redis_client.execute_command("CLIENT", "UNPAUSE")
     for thread in first + rest:
         thread.join()
-    failed = {name for name, outcome in outcomes.items() if isinstance(outcome, redis.ConnectionError)}
+    failed = {name for name, outcome in outcomes.items() if isinstance(outcome, WriteUnconfirmed)}
     assert failed == {"first", *names}  # each unanswered call: an error (a 503), never a retry
     stored = {key.decode().removeprefix("gw:test:stored:") for key in redis_client.keys("gw:test:stored:*")}
     assert stored == {"warm"}  # Redis dropped the killed connections' calls: nothing ran unreported
@@ -264,7 +267,7 @@ print(member.dead, type(member.exception).__name__, member.exception)
 def test_a_leader_killed_in_its_round_trip_fails_the_others_of_its_batch_instead_of_leaving_them_waiting(
         redis_url: str, redis_client: Any) -> None:
     assert run_gevent_scenario(LEADER_KILLED, redis_url) == (
-        "True ConnectionError redis: the batch's round trip was interrupted")
+        "True WriteUnconfirmed redis: the batch's round trip was interrupted")
 
 
 def test_after_a_burst_64_idle_connections_are_kept_and_the_rest_closed(client: Any) -> None:

@@ -39,7 +39,10 @@ def _create(server: ServedGateway, i: int) -> requests.Response:
 
 
 def _blocked_scripts(redis_client: Any) -> list[dict[str, Any]]:
-    return [c for c in redis_client.client_list(_type="normal") if c.get("cmd") == "evalsha"]
+    # Held by the pause: its EVALSHA parsed (argv kept) but not run. An idle connection whose
+    # last command was an EVALSHA shows the same cmd, with nothing held.
+    return [c for c in redis_client.client_list(_type="normal")
+            if c.get("cmd") == "evalsha" and int(c.get("argv-mem", 0)) > 0]
 
 
 def test_a_burst_held_up_by_redis_gets_a_201_and_a_stored_ticket_each(server: ServedGateway,
@@ -85,6 +88,37 @@ def test_a_connection_lost_under_a_batch_is_a_503_for_each_of_its_requests(serve
     for response in responses:
         if response.status_code == 503:
             assert response.json()["error"] == "storage_unavailable"
+            # Its write had gone out when the reply was lost: it may exist, and the client is
+            # told so (and how to find out without a duplicate), not that nothing was stored.
+            assert "may or may not have been stored" in response.json()["message"]
+            assert "same Idempotency-Key" in response.json()["message"]
     answered = {r.json()["ticket"]["id"] for r in responses if r.status_code == 201}
     stored = {member.decode() for member in redis_client.zrange("gw:tickets", 0, -1)}
     assert answered == stored  # every 201 is stored; the lost writes never ran, nor ran twice
+
+
+
+def test_an_api_publish_whose_reply_is_lost_is_a_503_saying_it_may_exist(server: ServedGateway,
+                                                                      redis_client: Any) -> None:
+    # The same lost reply under a Flask view (the events API without an Idempotency-Key, whose
+    # write is one publish.lua call; a plugin's create_ticket goes the same way): the app's
+    # error handler, not the receive endpoint's, answers it.
+    ticket = _create(server, 0).json()["ticket"]
+    admin = {"Authorization": f"Bearer {server.admin_token}"}
+    body = {"event": "ticket.updated", "data": {"ticket": ticket}}
+    events_before = redis_client.zcard("gw:events")
+    redis_client.execute_command("CLIENT", "PAUSE", 120_000, "WRITE")
+    try:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            future = pool.submit(requests.post, server.url + "/api/events", json=body, headers=admin, timeout=120)
+            wait_until(lambda: _blocked_scripts(redis_client), "the event's write to reach Redis")
+            redis_client.client_kill_filter(_type="normal", skipme=True)
+            redis_client.execute_command("CLIENT", "UNPAUSE")
+            response = future.result()
+    finally:
+        redis_client.execute_command("CLIENT", "UNPAUSE")
+    assert response.status_code == 503
+    assert response.json()["error"] == "storage_unavailable"
+    assert "may or may not have been stored" in response.json()["message"]
+    assert int(response.headers["Retry-After"]) > 0
+    assert redis_client.zcard("gw:events") == events_before  # Redis dropped it: never re-sent

@@ -64,7 +64,9 @@ ERROR_RESPONSES: dict[str, tuple[str, str]] = {
     "TooManyAttempts": ("429", "`too_many_attempts`: too many wrong credentials (admin tokens and API keys "
                                "together; receive signatures apart) from this client address, or its IPv6 /64: "
                                "no such request is accepted from it until `Retry-After` seconds have passed."),
-    "StorageUnavailable": ("503", "`storage_unavailable`: Redis is unavailable; nothing was stored. "
+    "StorageUnavailable": ("503", "`storage_unavailable`: Redis is unavailable. The message says whether "
+                                  "nothing was stored (Redis could not be reached) or the write may exist (Redis "
+                                  "went away after the write was sent: retry with the same Idempotency-Key). "
                                   "`replication_timeout` (with `durability = \"replicated\"`): the replicas did "
                                   "not confirm the write in time; it may exist, and a retry with the same "
                                   "Idempotency-Key returns it. Retry after `Retry-After` seconds."),
