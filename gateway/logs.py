@@ -253,7 +253,7 @@ def attempt_fields(attempt: Mapping[str, Any]) -> dict[str, Any]:
     values, but the error's code only, and for ``waited_for`` (ordered delivery: the delivery
     of the same ticket this one waited for) its id only."""
     # One map over the record's get rather than a call per field (a line per attempt).
-    fields = dict(zip(_ATTEMPT_FIELDS, map(attempt.get, _ATTEMPT_FIELDS)))
+    fields = dict(zip(_ATTEMPT_FIELDS, map(attempt.get, _ATTEMPT_FIELDS), strict=True))
     error = fields["error"]
     # "is not None" first: isinstance against an ABC is a Python-level check, and most
     # attempts have no error.

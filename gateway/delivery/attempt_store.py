@@ -148,11 +148,9 @@ def _packable(record: Mapping[str, Any], fields: Mapping[str, str]) -> list[str 
     request = record["request"]
     if request is None:
         return []
-    # isinstance(dict) first: the engine's are dicts, and the check against the Mapping ABC
-    # is a Python-level call.
-    if not (isinstance(request, dict) or isinstance(request, Mapping)) or tuple(request) != REQUEST_FIELDS \
-            or type(request["body"]) is not str \
-            or not (isinstance(request["headers"], dict) or isinstance(request["headers"], Mapping)):
+    # dict first: the engine's are dicts, known without the Mapping ABC's Python-level check.
+    if not isinstance(request, (dict, Mapping)) or tuple(request) != REQUEST_FIELDS \
+            or type(request["body"]) is not str or not isinstance(request["headers"], (dict, Mapping)):
         return None
     return _pack_headers(request["headers"], fields)
 

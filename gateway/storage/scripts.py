@@ -95,10 +95,10 @@ def text_pairs(flat: Sequence[Any]) -> dict[str, str]:
     ``decode_responses``, a number) takes :func:`as_text`'s way, with the same result."""
     try:
         texts = iter(map(bytes.decode, flat))
-        return dict(zip(texts, texts))
+        return dict(zip(texts, texts, strict=True))
     except TypeError:
         texts = iter(map(as_text, flat))
-        return dict(zip(texts, texts))
+        return dict(zip(texts, texts, strict=True))
 
 
 @dataclasses.dataclass(frozen=True)  # pragma: no mutate (nothing assigns to one: frozen=False is equivalent)
