@@ -136,6 +136,10 @@ class TextFormatter(logging.Formatter):
         return TEXT_FORMAT % {"asctime": record.asctime, "levelname": record.levelname, "name": record.name,
                               "message": escape_unprintable(record.message)}
 
+    def usesTime(self) -> bool:  # noqa: N802
+        # TEXT_FORMAT has %(asctime)s: no need to search the format for it at every line.
+        return True
+
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
         whole = int(record.created)
         second, text = self._second
@@ -156,6 +160,17 @@ class _CurrentStderrHandler(logging.StreamHandler[IO[str]]):
     @stream.setter
     def stream(self, value: IO[str]) -> None:
         pass
+
+    def flush(self) -> None:
+        # StreamHandler.flush, with the stream read once rather than three times (each a
+        # property call, at every line).
+        self.acquire()
+        try:
+            stream = sys.stderr
+            if stream and hasattr(stream, "flush"):
+                stream.flush()
+        finally:
+            self.release()
 
 
 def configure(format: str = "text", level: str | int = "INFO",
@@ -227,36 +242,42 @@ def _emit(logger: logging.Logger, level: int, msg: str, args: tuple[Any, ...],
     logger.handle(record)
 
 
+_ATTEMPT_FIELDS = ("delivery_id", "event", "event_id", "sink", "attempt", "status_code", "duration_ms", "outcome",
+                   "status", "error", "next_attempt_at", "waited_for")
+"""An attempt line's fields, in their order in the line's record (a JSON line's order)."""
+
+
 def attempt_fields(attempt: Mapping[str, Any]) -> dict[str, Any]:
     """The fields of an attempt's log line, from its delivery-log record (no request headers,
-    no response excerpt: they may carry what the destination echoed back)."""
-    error = attempt.get("error")
-    return {
-        "delivery_id": attempt.get("delivery_id"), "event": attempt.get("event"),
-        "event_id": attempt.get("event_id"), "sink": attempt.get("sink"), "attempt": attempt.get("attempt"),
-        "status_code": attempt.get("status_code"), "duration_ms": attempt.get("duration_ms"),
-        "outcome": attempt.get("outcome"), "status": attempt.get("status"),
-        "error": error.get("code") if isinstance(error, Mapping) else error,
-        "next_attempt_at": attempt.get("next_attempt_at"),
-        # Ordered delivery: the delivery of the same ticket this one waited for.
-        "waited_for": (attempt.get("waited_for") or {}).get("delivery_id"),
-    }
+    no response excerpt: they may carry what the destination echoed back): the record's own
+    values, but the error's code only, and for ``waited_for`` (ordered delivery: the delivery
+    of the same ticket this one waited for) its id only."""
+    # One map over the record's get rather than a call per field (a line per attempt).
+    fields = dict(zip(_ATTEMPT_FIELDS, map(attempt.get, _ATTEMPT_FIELDS), strict=True))
+    error = fields["error"]
+    # "is not None" first: isinstance against an ABC is a Python-level check, and most
+    # attempts have no error.
+    if error is not None and isinstance(error, Mapping):
+        fields["error"] = error.get("code")
+    waited = fields["waited_for"]
+    fields["waited_for"] = waited.get("delivery_id") if waited else None
+    return fields
 
 
 def log_attempt(attempt: Mapping[str, Any]) -> None:
     """The attempt's ``gateway.attempts`` line: INFO, or WARNING when it failed finally."""
     try:
-        fields = attempt_fields(attempt)
-        level = logging.WARNING if fields["status"] == "failed" else logging.INFO
+        level = logging.WARNING if attempt.get("status") == "failed" else logging.INFO
         if not attempt_log.isEnabledFor(level):
             return
         error = attempt.get("error")
+        waited = attempt.get("waited_for")
+        fields = attempt_fields(attempt)
         detail = f" ({redact(str(error.get('message')))})" \
-            if isinstance(error, Mapping) and error.get("message") else ""
+            if error is not None and isinstance(error, Mapping) and error.get("message") else ""
         if isinstance(fields["error"], str):
             fields["error"] = redact(fields["error"])
-        waited = attempt.get("waited_for")
-        if isinstance(waited, Mapping):
+        if waited is not None and isinstance(waited, Mapping):
             detail += f" after {waited.get('delivery_id')} ({waited.get('status')})"
         # Everything else in the line is ours: ids, the event name, a sink name (a slug by
         # config), numbers, enums. Only the error text is redacted, here, so the filter's

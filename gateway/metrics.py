@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -76,15 +75,37 @@ def ensure_multiprocess_dir(data_dir: str | os.PathLike[str]) -> Path:
     return _use_directory(default_multiprocess_dir(data_dir).resolve())
 
 
+_pid = os.getpid()
+
+
+def _forked() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+# Every fork made through Python (os.fork: gunicorn's workers, rq's work horses,
+# multiprocessing) runs this in the child before any of its code, so _pid is always this
+# process's id.
+os.register_at_fork(after_in_child=_forked)
+
+
+def process_id() -> int:
+    """This process's id, for prometheus_client's multiprocess values: they ask for it at
+    every ``inc`` to notice a fork (and then write to the new process's own files), and
+    ``os.getpid()`` is a system call, five per delivery attempt. Kept in memory instead,
+    refreshed in the child of every fork."""
+    return _pid
+
+
 def _use_directory(target: Path) -> Path:
     target.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
     os.environ[MULTIPROC_ENV] = str(target)
-    if "prometheus_client.values" in sys.modules:
-        # prometheus_client picks its value store when first imported; a process that
-        # imported it before the variable was set would otherwise keep per-process values.
-        from prometheus_client import values
+    # prometheus_client picks its value store when first imported (a process that imported
+    # it before the variable was set would keep per-process values): set it here, the same
+    # shared-file store with the pid read by process_id().
+    from prometheus_client import values
 
-        values.ValueClass = values.get_value_class()
+    values.ValueClass = values.MultiProcessValue(process_identifier=process_id)
     return target
 
 

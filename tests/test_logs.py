@@ -8,9 +8,11 @@ import io
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -242,3 +244,78 @@ def test_json_lines_keep_a_newline_in_a_path_inside_one_line(client, log_output)
     assert client.get("/nope%0A" + FORGED.replace(" ", "%20")).status_code == 404
     access = [line for line in log_output() if line["logger"] == "gateway.access"]
     assert [line["path"] for line in access] == ["/nope\n" + FORGED]
+
+
+DELIVERED = {"delivery_id": "dlv_2", "event_id": "evt_1", "event": "ticket.created", "sink": "crm", "target": None,
+             "attempt": 2, "at": "2026-01-01T00:00:00.000Z", "duration_ms": 4.5, "status_code": 200,
+             "outcome": "delivered", "status": "delivered", "error": None, "response_excerpt": "",
+             "request": {"method": "POST"}, "next_attempt_at": None, "event_timestamp": "2026-01-01T00:00:00Z",
+             "waited_for": {"delivery_id": "dlv_1", "status": "failed"}}
+FAILED = {**DELIVERED, "delivery_id": "dlv_3", "status_code": None, "outcome": "exhausted", "status": "failed",
+          "error": {"code": "connect_failed", "message": "refused (no retries left)"}}
+del FAILED["waited_for"]
+
+
+class Keeper(logging.Handler):
+    """An operator's own handler: keeps the records it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_an_attempts_text_line_reads_the_same_whatever_the_attempt(capsys):
+    logs.configure("text", "INFO")  # to stderr, as `gateway worker` writes
+    try:
+        logs.log_attempt(DELIVERED)
+        logs.log_attempt(FAILED)
+    finally:
+        logs.reset()
+    lines = capsys.readouterr().err.splitlines()
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}"
+    assert len(lines) == 2
+    assert re.fullmatch(stamp + " INFO gateway.attempts: delivery dlv_2 of ticket.created to crm: delivered 200 "
+                        r"in 4\.5ms after dlv_1 \(failed\)", lines[0]), lines[0]
+    assert re.fullmatch(stamp + " WARNING gateway.attempts: delivery dlv_3 of ticket.created to crm: exhausted - "
+                        r"in 4\.5ms \(refused \(no retries left\)\)", lines[1]), lines[1]
+
+
+def test_an_attempts_json_line_has_its_fields_in_order(log_output):
+    logs.log_attempt(DELIVERED)
+    logs.log_attempt(FAILED)
+    delivered, failed = log_output()
+    assert list(delivered) == ["ts", "level", "logger", "pid", "message", "delivery_id", "event", "event_id", "sink",
+                               "attempt", "status_code", "duration_ms", "outcome", "status", "error",
+                               "next_attempt_at", "waited_for"]
+    assert delivered["pid"] == os.getpid()
+    assert {k: v for k, v in delivered.items() if k not in ("ts", "pid")} == {
+        "level": "info", "logger": "gateway.attempts",
+        "message": "delivery dlv_2 of ticket.created to crm: delivered 200 in 4.5ms after dlv_1 (failed)",
+        "delivery_id": "dlv_2", "event": "ticket.created", "event_id": "evt_1", "sink": "crm", "attempt": 2,
+        "status_code": 200, "duration_ms": 4.5, "outcome": "delivered", "status": "delivered", "error": None,
+        "next_attempt_at": None, "waited_for": "dlv_1"}
+    assert (failed["level"], failed["error"], failed["waited_for"], failed["status_code"]) == (
+        "warning", "connect_failed", None, None)
+
+
+def test_an_operators_handler_gets_each_attempt_as_a_record_at_its_level():
+    keeper = Keeper()
+    attempts = logging.getLogger("gateway.attempts")
+    attempts.addHandler(keeper)
+    attempts.setLevel(logging.WARNING)  # an operator who wants failures only
+    try:
+        logs.log_attempt(DELIVERED)
+        logs.log_attempt(FAILED)
+    finally:
+        attempts.removeHandler(keeper)
+        attempts.setLevel(logging.NOTSET)
+    (record,) = keeper.records
+    assert (record.levelno, record.name, record.msg) == (
+        logging.WARNING, "gateway.attempts", "delivery %s of %s to %s: %s %s in %sms%s")
+    assert record.args == ("dlv_3", "ticket.created", "crm", "exhausted", "-", 4.5, " (refused (no retries left))")
+    assert (record.delivery_id, record.error, record.attempt, record.waited_for) == (
+        "dlv_3", "connect_failed", 2, None)
+    assert (record.process, record.thread, record.module) == (os.getpid(), threading.get_ident(), "logs")

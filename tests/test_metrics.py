@@ -351,6 +351,42 @@ def test_threads_racing_to_the_first_metric_lose_no_count(tmp_path):
     assert found == 96
 
 
+COUNT_ACROSS_A_FORK = """
+import os, sys
+from gateway import metrics
+from gateway.events import Event
+metrics.ensure_multiprocess_dir(sys.argv[1])  # as `gateway worker` does
+counted = metrics.Metrics()
+event = Event.new("ticket.created", {})
+counted.observe_event(event)
+child = os.fork()
+if child == 0:
+    counted.observe_event(event)
+    os._exit(0)
+os.waitpid(child, 0)
+counted.observe_event(event)
+print(child)
+"""
+
+
+def test_counts_made_on_both_sides_of_a_fork_all_add_up(tmp_path):
+    # A process that counted, forked, and went on counting beside its child (gunicorn's
+    # master and workers, rq's work horses): each writes its own file, none loses a count.
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    env = {k: v for k, v in os.environ.items() if k != metrics.MULTIPROC_ENV}
+    done = subprocess.run([sys.executable, "-c", COUNT_ACROSS_A_FORK, str(tmp_path)], env=env, check=True,
+                          timeout=60, capture_output=True, text=True)
+    child = int(done.stdout)
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(tmp_path / "metrics"))
+
+    assert registry.get_sample_value("gateway_events_published_total", {"event": "ticket.created"}) == 3
+    assert registry.get_sample_value("gateway_tickets_received_total") == 3
+    assert (tmp_path / "metrics" / f"counter_{child}.db").exists()
+
+
 def test_metrics_server_refuses_without_a_metrics_directory(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != metrics.MULTIPROC_ENV and not k.startswith("GATEWAY_")}
     gateway = Path(sys.executable).with_name("gateway")

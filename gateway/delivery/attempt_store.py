@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import json
+import operator
 from collections.abc import Mapping
 from typing import Any
 
@@ -68,6 +69,10 @@ _VALUE_CODES = {value: code for code, value in enumerate(HEADER_VALUES, start=le
 _LAYOUTS = frozenset((_ORDER, (*_ORDER, OPTIONAL)))
 _REQUEST_AT = 1 + FIELDS.index("request")
 _ID_MEMBER = '{"id":"'
+# The record's values in the packed order, each with one C call per record rather than a
+# Python step per field (a record is packed at every attempt).
+_FIELD_VALUES = operator.itemgetter(*FIELDS)
+_FROM_DELIVERY_VALUES = operator.itemgetter(*FROM_DELIVERY)
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 """json.dumps' compact form; one encoder made once (json.dumps with options makes one per call)."""
 
@@ -93,7 +98,7 @@ def pack(record: Mapping[str, Any], fields: Mapping[str, str], event_json: str |
     headers = _packable(record, fields)
     if headers is None:
         return _encode(record)
-    packed: list[Any] = [VERSION, *(record[name] for name in FIELDS)]
+    packed: list[Any] = [VERSION, *_FIELD_VALUES(record)]
     request = record["request"]
     if request is not None:
         body = request["body"]
@@ -109,13 +114,16 @@ def pack(record: Mapping[str, Any], fields: Mapping[str, str], event_json: str |
 def _pack_headers(headers: Mapping[str, str], fields: Mapping[str, str]) -> list[str | int] | None:
     """The flat list of codes and strings; None when a value is not a string (a number
     would read back as a code)."""
-    own = {value: code for code, value in enumerate(_own_values(fields))}
-    flat: list[str | int] = []
-    for name, value in headers.items():
-        if type(value) is not str:
-            return None
-        flat.append(_NAME_CODES.get(name, name))
-        flat.append(own[value] if value in own else _VALUE_CODES.get(value, value))
+    values = headers.values()
+    if not set(map(type, values)) <= {str}:
+        return None
+    # A value that is the delivery's own id or event name takes that code before the table's.
+    codes = _VALUE_CODES | {value: code for code, value in enumerate(_own_values(fields))}
+    # Names and values coded by maps over dict.get (a dozen headers per attempt: no Python
+    # step per header), interleaved name, value, name, value...
+    flat: list[str | int] = [0] * (2 * len(headers))
+    flat[0::2] = map(_NAME_CODES.get, headers, headers)
+    flat[1::2] = map(codes.get, values, values)
     return flat
 
 
@@ -135,13 +143,14 @@ def _packable(record: Mapping[str, Any], fields: Mapping[str, str]) -> list[str 
     headers if so ([] without a request), None if not."""
     if tuple(record) not in _LAYOUTS:  # a field unknown, missing or out of order
         return None
-    if tuple(record[name] for name in FROM_DELIVERY) != _from_delivery(fields):
+    if _FROM_DELIVERY_VALUES(record) != _from_delivery(fields):
         return None
     request = record["request"]
     if request is None:
         return []
-    if not isinstance(request, Mapping) or tuple(request) != REQUEST_FIELDS or type(request["body"]) is not str \
-            or not isinstance(request["headers"], Mapping):
+    # dict first: the engine's are dicts, known without the Mapping ABC's Python-level check.
+    if not isinstance(request, (dict, Mapping)) or tuple(request) != REQUEST_FIELDS \
+            or type(request["body"]) is not str or not isinstance(request["headers"], (dict, Mapping)):
         return None
     return _pack_headers(request["headers"], fields)
 

@@ -128,7 +128,7 @@ def record(**changes: Any) -> dict[str, Any]:
 
 
 def test_a_stored_record_of_this_form_reads_back_as_it_was_written() -> None:
-    from gateway.delivery.attempt_store import unpack
+    from gateway.delivery.attempt_store import pack, unpack
 
     # Written by this version: what is in Redis must read the same after any later change
     # (the header tables are append-only; this catches a reordering).
@@ -136,6 +136,38 @@ def test_a_stored_record_of_this_form_reads_back_as_it_was_written() -> None:
               '["POST","https://crm.example.com/…",[0,2,3,0,2,1,"X-Custom",3,"X-Own","v"],80,80],null,'
               '"2026-01-15T10:30:00.000Z"]')
     assert unpack(stored, FIELDS, EVENT_JSON) == record()
+    assert pack(record(), FIELDS, EVENT_JSON) == stored  # and this version still writes it so
+
+
+class Text(str):
+    """A header value that is a str, but not exactly one."""
+
+
+@pytest.mark.parametrize(("headers", "flat"), [
+    ({}, []),
+    # The delivery's own id and event name take their codes before the table's values...
+    ({"X-Webhook-Delivery": "dlv_0123", "X-Webhook-Event": "ticket.created", "Accept": "application/json"},
+     [3, 0, 2, 1, "Accept", 2]),
+    # ...even when the delivery's id is one of the table's values.
+    ({"Content-Type": "application/json"}, [0, 0]),
+    ({"User-Agent": "AI-Support-Autoresponder/1.0", "x-webhook-event": "Ticket.Created"},
+     [1, 4, "x-webhook-event", "Ticket.Created"]),
+])
+def test_headers_are_stored_as_codes_where_the_tables_have_them(headers: dict[str, str], flat: list[Any]) -> None:
+    from gateway.delivery.attempt_store import pack, unpack
+
+    fields = {**FIELDS, "id": "application/json"} if headers == {"Content-Type": "application/json"} else FIELDS
+    written = record(delivery_id=fields["id"], request={**record()["request"], "headers": headers})
+    stored = pack(written, fields, EVENT_JSON)
+    assert json.loads(stored)[9][2] == flat
+    assert unpack(stored, fields, EVENT_JSON) == written
+
+
+def test_a_header_value_that_is_not_exactly_a_str_keeps_the_record_whole() -> None:
+    from gateway.delivery.attempt_store import pack
+
+    written = record(request={**record()["request"], "headers": {"X-Own": "v", "X-Odd": Text("w")}})
+    assert json.loads(pack(written, FIELDS, EVENT_JSON)) == written
 
 
 @pytest.mark.parametrize(("change", "kept_whole"), [

@@ -84,6 +84,71 @@ def test_a_claim_redis_refuses_raises_the_redis_error(runtime: Any, broken: str)
         claim(runtime, n=1, max_in_flight=1)
 
 
+def stored_hash(runtime: Any, delivery_id: str) -> dict[str, str]:
+    """The delivery's hash as Redis holds it, decoded here field by field."""
+    raw = runtime.redis.hgetall(runtime.keys.delivery(delivery_id))
+    return {name.decode("utf-8"): value.decode("utf-8") for name, value in raw.items()}
+
+
+def test_a_claimed_delivery_carries_its_hash_as_stored_and_its_event(runtime: Any) -> None:
+    [delivery_id] = publish_tickets(runtime, 1)
+    stored = stored_hash(runtime, delivery_id)
+    event = runtime.redis.get(f"gw:event:{stored['event_id']}").decode("utf-8")
+
+    [claimed] = claim(runtime, n=1, max_in_flight=1).deliveries
+
+    assert claimed == scripts.ClaimedDelivery(delivery_id, stored, event)
+    assert {"id", "event_id", "event", "sink", "target", "status", "attempts"} <= claimed.fields.keys()
+
+
+def test_a_claimed_hash_keeps_a_field_it_does_not_know_and_lacks_one_it_lost(runtime: Any) -> None:
+    # Whatever another version of the gateway (or an operator) left in the hash comes back
+    # as it is, non-ASCII text included; a field that is not there is not made up.
+    [delivery_id] = publish_tickets(runtime, 1)
+    key = runtime.keys.delivery(delivery_id)
+    runtime.redis.hset(key, mapping={"note": "café ☕ \u202e", "": "empty name", "blank": ""})
+    runtime.redis.hdel(key, "target", "next_attempt_at")
+
+    [claimed] = claim(runtime, n=1, max_in_flight=1).deliveries
+
+    assert claimed.fields == stored_hash(runtime, delivery_id)
+    assert (claimed.fields["note"], claimed.fields[""], claimed.fields["blank"]) == ("café ☕ \u202e", "empty name", "")
+    assert "target" not in claimed.fields and "next_attempt_at" not in claimed.fields
+
+
+def test_a_delivery_whose_event_expired_is_claimed_without_it(runtime: Any) -> None:
+    [delivery_id] = publish_tickets(runtime, 1)
+    stored = stored_hash(runtime, delivery_id)
+    runtime.redis.delete(f"gw:event:{stored['event_id']}")  # claim.lua answers false for it
+
+    [claimed] = claim(runtime, n=1, max_in_flight=1).deliveries
+
+    assert claimed == scripts.ClaimedDelivery(delivery_id, stored, None)
+
+
+def test_a_client_that_decodes_replies_itself_claims_the_same(runtime: Any) -> None:
+    # Scripts on a client made with decode_responses (its replies are str, not bytes).
+    [delivery_id] = publish_tickets(runtime, 1)
+    stored = stored_hash(runtime, delivery_id)
+    kwargs = runtime.redis.connection_pool.connection_kwargs
+    with redis.Redis(connection_pool=redis.ConnectionPool(
+            connection_class=runtime.redis.connection_pool.connection_class,
+            **{**kwargs, "decode_responses": True})) as client:
+        decoding = scripts.Scripts(client, "gw:", max_drainers=2, retention_ms=60_000)
+        result = decoding.claim("hook", "drainer-1", 1, 1, inflight_lease_ms=60_000, rate_interval_ms=0)
+
+    assert result.deliveries[0].fields == stored
+    assert result.config_version == runtime.integrations.version
+
+
+def test_a_flat_reply_reads_as_text_pairs_whatever_its_values_are() -> None:
+    assert scripts.text_pairs([b"a", b"\xc3\xa9", b"b", b""]) == {"a": "é", "b": ""}
+    assert scripts.text_pairs(["a", "x", b"n", 7]) == {"a": "x", "n": "7"}
+    assert scripts.text_pairs([]) == {}
+    with pytest.raises(UnicodeDecodeError):
+        scripts.text_pairs([b"a", b"\xff"])
+
+
 # -- publish -----------------------------------------------------------------------------------
 
 def test_a_publish_routed_by_an_old_integrations_version_gets_the_current_one_and_writes_nothing(
