@@ -10,6 +10,7 @@ use one process, started and warmed up once, rather than each its own.
 from __future__ import annotations
 
 import dataclasses
+import signal
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -158,7 +159,10 @@ class Stack:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.procs.stop_all()
+        # Nothing is measured any more: SIGINT, gunicorn's quick shutdown (0.9 s for a gateway
+        # web here, against 1.5 s for SIGTERM, its graceful one). The other children stop on
+        # SIGINT as on SIGTERM (the sinks, redis-server, rq's warm shutdown).
+        self.procs.stop_all(signal.SIGINT)
         if self.redis is not None:
             self.redis.close()
         self.redis_server.stop()
