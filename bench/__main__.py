@@ -81,7 +81,8 @@ QUICK = Plan(
     growth_rounds=1,
     backlog_count=2_000,
     bytes_count=1_000,
-    retention_s=3,
+    # Three periods of 2 s (3 s before): the same shape, one period in and two of expiry.
+    retention_s=2,
     retention_periods=3,
     retention_rate=200,
     warm_up_s=0.5,
