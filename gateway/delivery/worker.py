@@ -66,7 +66,7 @@ class GatewayScheduler(RQScheduler):
     def work(self) -> None:
         """rq's scheduler loop, but a stop request ends the wait between two passes at
         once. rq sleeps out its interval (a second), and the worker's own stop waits for
-        this process, so every ``gateway worker`` took up to a second longer to stop."""
+        this process, so the worker holding the scheduler took up to a second longer to stop."""
         _die_with_parent()
         # The self-pipe: the stop handler writes to it, and the wait is a select on it, so a
         # request that comes just before the wait ends it as well as one during it.
