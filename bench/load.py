@@ -12,7 +12,9 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 LUA_DIR = Path(__file__).parent / "lua"
@@ -66,23 +68,56 @@ def _run(
     wrk = shutil.which("wrk")
     if wrk is None:
         raise WrkMissingError("wrk is not installed: run bench/setup.sh (python -m bench does)")
+    whole = max(1, math.ceil(duration))
     args = [
         wrk,
         f"-t{threads}",
         f"-c{connections}",
-        f"-d{max(1, math.ceil(duration))}s",
+        f"-d{whole}s",
         "--timeout",
         "30s",
         "-s",
         str(LUA_DIR / script),
         url,
     ]
-    done = subprocess.run(
-        args, env={**os.environ, **env}, capture_output=True, text=True, timeout=duration + 60, check=False
+    proc = subprocess.Popen(
+        args, env={**os.environ, **env}, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
     )
-    if done.returncode != 0:
-        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr[-2000:]}")
-    return parse_output(done.stdout)
+    try:
+        # A turn of a second or more runs wrk's whole seconds, as it always has (so the full
+        # run's turns are what they were); a shorter one (the quick run's) is stopped early.
+        output, errors = _wait(proc, duration if duration < 1 else None, whole + 60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"wrk failed ({proc.returncode}): {errors[-2000:]}")
+    return parse_output(output)
+
+
+def _wait(proc: subprocess.Popen[str], stop_at: float | None, timeout: float) -> tuple[str, str]:
+    """wrk's output once it has exited; with ``stop_at``, ended by SIGINT after that many
+    seconds. wrk's ``-d`` takes whole seconds only, and its main thread sleeps for them; a
+    SIGINT ends that sleep early, after which wrk stops its threads (within their 100 ms
+    tick) and reports as usual, with the duration it really ran, so the rate stays right.
+    wrk ignores SIGINT for the first milliseconds (until its threads are started), so the
+    signal is sent again until it exits; a turn that missed them all runs to its ``-d``,
+    which is still a correct measure, only longer."""
+    deadline = time.monotonic() + timeout
+    if stop_at is not None:
+        try:
+            return proc.communicate(timeout=stop_at)
+        except subprocess.TimeoutExpired:
+            pass
+        while time.monotonic() < deadline:
+            proc.send_signal(signal.SIGINT)
+            try:
+                return proc.communicate(timeout=0.2)
+            except subprocess.TimeoutExpired:
+                continue
+    return proc.communicate(timeout=max(0.0, deadline - time.monotonic()))
 
 
 def post_load(

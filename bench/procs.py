@@ -87,13 +87,14 @@ class Processes:
         self.children.append(proc)
         return proc
 
-    def stop(self, *procs: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
-        """SIGTERM each process's group (all at once, so their shutdowns overlap), then
-        SIGKILL whatever lingers past ``timeout`` seconds."""
+    def stop(self, *procs: subprocess.Popen[bytes], timeout: float = 15.0,
+             sig: signal.Signals = signal.SIGTERM) -> None:
+        """``sig`` (SIGTERM) to each process's group (all at once, so their shutdowns
+        overlap), then SIGKILL whatever lingers past ``timeout`` seconds."""
         for proc in procs:
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
+                    os.killpg(proc.pid, sig)
         deadline = time.monotonic() + timeout
         for proc in procs:
             try:
@@ -110,8 +111,8 @@ class Processes:
             if proc in self.children:
                 self.children.remove(proc)
 
-    def stop_all(self) -> None:
-        self.stop(*reversed(self.children))
+    def stop_all(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        self.stop(*reversed(self.children), sig=sig)
 
 
 def read_port(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> int:

@@ -83,6 +83,18 @@ def test_wrk_load_against_the_sink_is_counted_by_both(procs: Processes, tmp_path
     assert sink.counts()["deliveries"] >= result.requests
 
 
+@needs_wrk
+def test_a_turn_under_a_second_ends_early_and_reports_the_time_it_ran(procs: Processes, tmp_path: Path) -> None:
+    sink = start_sink(procs)
+    body = tmp_path / "body.json"
+    body.write_text('{"hello": "world"}')
+    result = load.post_load(sink.url, body, None, connections=4, duration=0.25)
+    # wrk's -d takes whole seconds: a turn left to it would run (and report) a full second.
+    assert 0 < result.duration_s < 1
+    assert result.requests > 0 and result.status_errors == 0 and result.errors == 0
+    assert sink.counts()["deliveries"] >= result.requests
+
+
 class _Recorder(BaseHTTPRequestHandler):
     seen: ClassVar[list[tuple[bytes, str | None]]] = []
 

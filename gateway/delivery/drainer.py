@@ -15,6 +15,7 @@ import collections
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -71,6 +72,8 @@ class Drainer:
         self._loops: dict[str, threading.Thread] = {}
         self._sinks: dict[str, str] = {}
         """token -> sink, for the loops in ``_loops``."""
+        self._awaiting: set[str] = set()
+        """The tokens of the loops blocked in Redis waiting for new work (``_await_work``)."""
         self._stopping = False
         self.attempts = 0
         self.outcomes: collections.Counter[str] = collections.Counter()
@@ -95,13 +98,17 @@ class Drainer:
 
     def wait_idle(self, timeout: float) -> bool:
         """Block until :attr:`idle` (True) or ``timeout`` seconds pass (False)."""
-        deadline = time.monotonic() + timeout
         with self._cond:
-            while self._loops or self._free != self.concurrency:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(min(left, WAIT_S))
+            return self._wait_locked(lambda: not self._loops, timeout)
+
+    def _wait_locked(self, loops_done: Callable[[], bool], timeout: float) -> bool:
+        # With self._cond held: until no attempt runs and loops_done(), or timeout (False).
+        deadline = time.monotonic() + timeout
+        while not loops_done() or self._free != self.concurrency:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._cond.wait(min(left, WAIT_S))
         return True
 
     # -- the rq job's entry point ------------------------------------------------------
@@ -128,11 +135,21 @@ class Drainer:
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop claiming, let running attempts finish (up to ``timeout``), give up leases.
-        Whatever is still in flight afterwards is put back by a sweeper when its lease ends."""
+        Whatever is still in flight afterwards is put back by a sweeper when its lease ends.
+
+        A loop blocked in Redis waiting for new work (up to :data:`LINGER_S`) has nothing
+        running: its lease is given up here rather than once the block times out, so a
+        stop does not wait for it (it ends by itself when the block does, without claiming)."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-        self.wait_idle(timeout)
+            self._wait_locked(lambda: self._loops.keys() <= self._awaiting, timeout)
+            awaiting = [(self._sinks[token], token) for token in self._awaiting]
+        for sink, token in awaiting:
+            try:
+                self.scripts.drop(sink, token)
+            except redis.RedisError as exc:  # the lease then lapses; the sweeper re-wakes the sink
+                log.warning("could not give up the drainer lease of sink %s: %s", sink, type(exc).__name__)
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     # -- the loop ------------------------------------------------------------------------
@@ -213,11 +230,11 @@ class Drainer:
                 if self.in_flight(sink):
                     # Attempts of this sink still run here: be back soon to release when
                     # they are done, or at once when work arrives.
-                    self._await_work(sink, WAIT_S)
+                    self._await_work(sink, token, WAIT_S)
                     continue
                 if not lingered:
                     lingered = True
-                    self._await_work(sink, LINGER_S)
+                    self._await_work(sink, token, LINGER_S)
                     continue
                 if self.scripts.release(sink, token):
                     return
@@ -246,12 +263,20 @@ class Drainer:
             time.sleep(WAIT_S * 5)
         return False
 
-    def _await_work(self, sink: str, timeout: float) -> None:
+    def _await_work(self, sink: str, token: str, timeout: float) -> None:
         """Block until the sink's ready list is non-empty or ``timeout`` passes. BLMOVE from
         the list's head to its own head moves nothing: it is Redis's "wait until non-empty"
         (the claim that follows takes the work, atomically with its lease)."""
         ready = self.runtime.keys.ready(sink)
-        self.runtime.redis.blmove(ready, ready, timeout, src="LEFT", dest="LEFT")  # type: ignore[arg-type]
+        with self._cond:
+            if self._stopping:
+                return
+            self._awaiting.add(token)
+        try:
+            self.runtime.redis.blmove(ready, ready, timeout, src="LEFT", dest="LEFT")  # type: ignore[arg-type]
+        finally:
+            with self._cond:
+                self._awaiting.discard(token)
 
     def _wait_for(self, sink: str) -> None:
         """Wait until REFILL of the sink's attempts here have finished (all of them if fewer

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import select
 import signal
 import socket
 import threading
@@ -54,6 +55,7 @@ class GatewayScheduler(RQScheduler):
     def __init__(self, *args: Any, redis_url: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.redis_url = redis_url
+        self._wake: int | None = None
 
     @property
     def connection(self) -> redis.Redis:
@@ -62,8 +64,27 @@ class GatewayScheduler(RQScheduler):
         return self._connection  # type: ignore[return-value]
 
     def work(self) -> None:
+        """rq's scheduler loop, but a stop request ends the wait between two passes at
+        once. rq sleeps out its interval (a second), and the worker's own stop waits for
+        this process, so the worker holding the scheduler took up to a second longer to stop."""
         _die_with_parent()
-        super().work()
+        # The self-pipe: the stop handler writes to it, and the wait is a select on it, so a
+        # request that comes just before the wait ends it as well as one during it.
+        wake, self._wake = os.pipe()
+        self._install_signal_handlers()
+        self.register_birth()
+        while not self._stop_requested:
+            if self.should_reacquire_locks:
+                self.acquire_locks()
+            self.heartbeat()
+            self.enqueue_scheduled_jobs()
+            select.select([wake], [], [], self.interval)
+        self.stop()
+
+    def request_stop(self, signum: int | None = None, frame: Any = None) -> None:
+        super().request_stop(signum, frame)
+        if self._wake is not None:
+            os.write(self._wake, b"x")
 
 
 def _die_with_parent() -> None:
@@ -132,6 +153,16 @@ class GatewayWorker(SimpleWorker):
                 self.scheduler.register_death()
         else:
             self.scheduler.start()
+
+    def unsubscribe(self) -> None:
+        # rq sends UNSUBSCRIBE, then stops its pubsub thread and joins it for up to a second.
+        # A thread that reads the reply before it is told to stop goes on to wait for a new
+        # subscription for its whole poll time (redis-py's get_message, unsubscribed: 60 s
+        # here), so the join timed out and about every other stop took a second longer.
+        # Told first, the thread ends on the reply.
+        if self.pubsub_thread is not None:
+            self.pubsub_thread.stop()
+        super().unsubscribe()
 
     def _install_signal_handlers(self) -> None:
         super()._install_signal_handlers()
