@@ -26,17 +26,12 @@ from gateway.errors import (
     ApiError,
     http_error,
     internal_error,
-    redis_unavailable,
-    replication_timeout,
     too_large,
-    write_unconfirmed,
 )
 from gateway.publish import plugin_services
 from gateway.redact import register_settings_secrets
 from gateway.runtime import Runtime
 from gateway.sinks import CONTEXT_EXTENSION
-from gateway.storage.direct import WriteUnconfirmed
-from gateway.storage.replication import ReplicationTimeout
 from gateway.web import admin, receive
 from gateway.web.api import (
     audit,
@@ -53,6 +48,7 @@ from gateway.web.api import (
     tickets,
 )
 from gateway.web.instrumentation import ROUTE_KEY, RequestInstrumentation
+from gateway.web.storage_errors import storage_error
 
 log = logging.getLogger("gateway.web")
 
@@ -118,17 +114,9 @@ def _register_error_handlers(app: Flask) -> None:
     def http_exception(error: HTTPException) -> Response:
         return http_error(error.code or 500, error.description or error.name).response()
 
-    @app.errorhandler(ReplicationTimeout)
-    def not_replicated(error: ReplicationTimeout) -> Response:
-        # Flask picks the most specific handler: this one before RedisError's.
-        log.warning("write not confirmed by replicas: %s", error)
-        return replication_timeout().response()
-
     @app.errorhandler(redis.RedisError)
     def storage_down(error: redis.RedisError) -> Response:
-        log.warning("redis unavailable: %s", type(error).__name__)
-        # A lost reply may hide a stored write (a plugin view's create_ticket): say so.
-        return (write_unconfirmed() if isinstance(error, WriteUnconfirmed) else redis_unavailable()).response()
+        return storage_error(error).response()
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception) -> Any:

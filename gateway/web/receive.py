@@ -37,19 +37,15 @@ from gateway.errors import (
     ApiError,
     http_error,
     internal_error,
-    redis_unavailable,
-    replication_timeout,
     too_large,
     too_many_attempts,
-    write_unconfirmed,
 )
 from gateway.publish.schemas import ReceiveBody, TicketCreateData
 from gateway.publish.tickets import body_digest, create_ticket
-from gateway.storage.direct import WriteUnconfirmed
-from gateway.storage.replication import ReplicationTimeout
 from gateway.storage.throttle import client_group, signature_throttle
 from gateway.web.bodies import NOT_JSON, idempotency_key, is_json, load_or_422, parse_json
 from gateway.web.instrumentation import ROUTE_KEY
+from gateway.web.storage_errors import storage_error
 
 if TYPE_CHECKING:  # pragma: no cover, no mutate (imports for annotations only)
     from gateway.runtime import Runtime
@@ -142,14 +138,8 @@ class ReceiveApp:
             return self._answer(start_response, error.status, error.body(), error.headers.items())
         except HTTPException as error:  # from reading the body: 413, a client gone mid-body (400)
             return self._answer(start_response, *_http(error, self.runtime.settings.max_body_bytes))
-        except ReplicationTimeout as exc:
-            log.warning("write not confirmed by replicas: %s", exc)
-            unconfirmed = replication_timeout()
-            return self._answer(start_response, unconfirmed.status, unconfirmed.body(), unconfirmed.headers.items())
-        except redis.RedisError as exc:
-            log.warning("redis unavailable: %s", type(exc).__name__)
-            # A lost reply may hide a stored ticket: say so rather than "nothing was stored".
-            down = write_unconfirmed() if isinstance(exc, WriteUnconfirmed) else redis_unavailable()
+        except redis.RedisError as exc:  # replicas not confirming included (ReplicationTimeout)
+            down = storage_error(exc)
             return self._answer(start_response, down.status, down.body(), down.headers.items())
         except Exception:  # a bug: logged with its traceback, answered without
             log.exception("unhandled error")
