@@ -72,12 +72,17 @@ def test_hanging_sink_records_the_request_but_never_answers(procs: Processes) ->
     assert sink.counts()["deliveries"] == 1
 
 
-@needs_wrk
-def test_wrk_load_against_the_sink_is_counted_by_both(procs: Processes, tmp_path: Path) -> None:
+def _load_the_sink(procs: Processes, tmp_path: Path, duration: float) -> tuple[SinkHandle, load.WrkResult]:
+    """A sink, and one wrk turn of ``duration`` seconds posting a small body to it."""
     sink = start_sink(procs)
     body = tmp_path / "body.json"
     body.write_text('{"hello": "world"}')
-    result = load.post_load(sink.url, body, None, connections=4, duration=1)
+    return sink, load.post_load(sink.url, body, None, connections=4, duration=duration)
+
+
+@needs_wrk
+def test_wrk_load_against_the_sink_is_counted_by_both(procs: Processes, tmp_path: Path) -> None:
+    sink, result = _load_the_sink(procs, tmp_path, 1)
     assert result.requests > 0 and result.status_errors == 0 and result.errors == 0
     # wrk stops counting at its deadline; requests still in flight then reach the sink anyway.
     assert sink.counts()["deliveries"] >= result.requests
@@ -85,10 +90,7 @@ def test_wrk_load_against_the_sink_is_counted_by_both(procs: Processes, tmp_path
 
 @needs_wrk
 def test_a_turn_under_a_second_ends_early_and_reports_the_time_it_ran(procs: Processes, tmp_path: Path) -> None:
-    sink = start_sink(procs)
-    body = tmp_path / "body.json"
-    body.write_text('{"hello": "world"}')
-    result = load.post_load(sink.url, body, None, connections=4, duration=0.25)
+    sink, result = _load_the_sink(procs, tmp_path, 0.25)
     # wrk's -d takes whole seconds: a turn left to it would run (and report) a full second.
     assert 0 < result.duration_s < 1
     assert result.requests > 0 and result.status_errors == 0 and result.errors == 0
